@@ -1,0 +1,1 @@
+"""Command-line entry points: `multiarchd` (the service) and `multiarchctl` (the admin tool)."""

@@ -1,0 +1,56 @@
+"""`multiarchd`: the service. `--once` applies the policy one time and exits."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from ..reconcile import NotMounted, reconcile_once
+from ..render import report_text
+from .common import EXIT_USAGE, add_path_options, config_from, plan_exit_code, tell_outcomes
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="multiarchd",
+        description="Keep the kernel's binfmt_misc table true to the multiarch policy.")
+    add_path_options(p)
+    p.add_argument("--once", action="store_true", help="reconcile one time and exit")
+    p.add_argument("--dry-run", action="store_true",
+                   help="with --once: print the plan, write nothing")
+    p.add_argument("--no-dbus", action="store_true", help="do not publish the D-Bus API")
+    p.add_argument("--log-target", choices=("auto", "journal", "stderr"), default="auto")
+    p.add_argument("--version", action="version", version=f"multiarchd {__version__}")
+    return p
+
+
+def run_once(args: argparse.Namespace) -> int:
+    try:
+        result = reconcile_once(config_from(args), dry_run=args.dry_run)
+    except NotMounted as e:
+        print(f"multiarchd: {e}", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        for p in result.report.problems:
+            print(p, file=sys.stderr)
+        print(result.plan)
+        return plan_exit_code(result)
+    tell_outcomes(result, "multiarchd")
+    print(report_text(result.report))
+    return result.report.exit_code()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.dry_run and not args.once:
+        parser().error("--dry-run goes with --once")
+    if args.once:
+        return run_once(args)
+    print("multiarchd: the long-running service is not available in this version; "
+          "use --once", file=sys.stderr)
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

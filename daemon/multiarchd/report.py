@@ -1,0 +1,140 @@
+"""The per-architecture report: what the kernel holds against what the policy wants. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .apply import Outcome
+from .binfmt import Entry, Observed
+from .desired import Desired, State, Want
+from .entry import owned
+from .problems import Problem
+
+# States that mean "the system is not as the policy wants" when the policy names the arch.
+_BAD = {State.ERROR, State.SHADOWED, State.PENDING, State.MISSING_EMULATOR}
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    kind: str  # "arch" or "custom"
+    state: State
+    entry: str
+    interpreter: str
+    emulator: str
+    flags: str
+    message: str
+    explicit: bool
+
+
+@dataclass(frozen=True)
+class Foreign:
+    """An entry multiarchd does not own."""
+
+    name: str
+    enabled: bool
+    interpreter: str
+    overlaps: tuple[str, ...]  # owned entries that match the same binaries
+    wins: bool  # it is the one the kernel uses for them (registered later)
+
+
+@dataclass(frozen=True)
+class Report:
+    statuses: tuple[Status, ...]
+    foreign: tuple[Foreign, ...]
+    problems: tuple[Problem, ...]
+    outcomes: tuple[Outcome, ...] = ()
+    binfmt_enabled: bool = True
+
+    @property
+    def failures(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if not o.ok)
+
+    def exit_code(self) -> int:
+        """0 as the policy wants, 1 not (or a kernel refusal), 2 the policy has problems."""
+        if self.problems:
+            return 2
+        bad = any(s.state in _BAD and (s.explicit or s.state is not State.MISSING_EMULATOR)
+                  for s in self.statuses)
+        return 1 if bad or self.failures or not self.binfmt_enabled else 0
+
+    def count(self, state: State) -> int:
+        return sum(1 for s in self.statuses if s.state is state)
+
+    def summary(self) -> str:
+        parts = [f"{self.count(State.ACTIVE)} active"]
+        parts += [f"{self.count(s)} {s.value}" for s in
+                  (State.PENDING, State.SHADOWED, State.MISSING_EMULATOR, State.ERROR)
+                  if self.count(s)]
+        if self.failures:
+            parts.append(f"{len(self.failures)} kernel refusal(s)")
+        return ", ".join(parts)
+
+
+def _shadowing(entry: Entry, observed: Observed) -> tuple[list[Entry], list[Entry]]:
+    """Enabled foreign entries overlapping `entry`: (registered later, registered earlier)."""
+    later, earlier = [], []
+    for other in observed.entries:
+        if owned(other.name) or not other.enabled:
+            continue
+        if entry.registration.overlaps(other.registration):
+            (later if other.order > entry.order else earlier).append(other)
+    return later, earlier
+
+
+def _status(want: Want, observed: Observed, failure: str | None) -> Status:
+    reg = want.registration
+    status = Status(
+        name=want.label, kind=want.kind, state=want.verdict or State.PENDING, entry=want.entry,
+        interpreter=want.interpreter or "", emulator=want.emulator or "",
+        flags=str(reg.flags) if reg else "", message=want.message, explicit=want.explicit,
+    )
+    entry = observed.get(want.entry)
+    if reg is None:
+        if entry is None or want.frozen:
+            return status
+        # The policy wants it gone but the kernel still holds it.
+        if failure:
+            return replace(status, state=State.ERROR, message=failure)
+        return replace(status, state=State.PENDING,
+                       message=f"still registered; to be removed ({want.verdict}: {want.message})")
+    if entry is None or entry.registration != reg or not entry.enabled:
+        if failure:
+            return replace(status, state=State.ERROR, message=failure)
+        return replace(status, message="not applied yet")
+    later, earlier = _shadowing(entry, observed)
+    if later:
+        names = ", ".join(e.name for e in later)
+        return replace(status, state=State.SHADOWED,
+                       message=f"shadowed by {names}, registered later: the kernel hands these "
+                               "binaries to it (set foreign_entries: disable to take them back)")
+    message = ""
+    if earlier:
+        message = (f"overlaps foreign {', '.join(e.name for e in earlier)}; this entry was "
+                   "registered later and wins")
+    return replace(status, state=State.ACTIVE, message=message)
+
+
+def build_report(desired: Desired, observed: Observed,
+                 outcomes: tuple[Outcome, ...] = ()) -> Report:
+    failed = {o.action.entry: o.error for o in outcomes if o.error}
+    statuses = tuple(_status(w, observed, failed.get(w.entry)) for w in desired.wants)
+    registrations = {w.entry: w.registration for w in desired.wants if w.registration}
+    foreign = []
+    for entry in observed.entries:
+        if owned(entry.name):
+            continue
+        hits = tuple(name for name, reg in registrations.items()
+                     if reg.overlaps(entry.registration))
+        wins = entry.enabled and any(
+            (o := observed.get(n)) is not None and o.order < entry.order for n in hits)
+        foreign.append(Foreign(entry.name, entry.enabled, entry.registration.interpreter,
+                               hits, wins))
+    return Report(statuses, tuple(foreign), desired.problems, outcomes, observed.enabled)
+
+
+def overall(report: Report) -> str:
+    """The daemon-level state: converged, degraded or policy-error."""
+    if report.problems and not report.statuses:
+        return "policy-error"
+    return "converged" if report.exit_code() == 0 else "degraded"
