@@ -73,7 +73,8 @@ class Report:
 
 def _shadowing(entry: Entry, observed: Observed) -> tuple[list[Entry], list[Entry]]:
     """Enabled foreign entries overlapping `entry`: (registered later, registered earlier)."""
-    later, earlier = [], []
+    later: list[Entry] = []
+    earlier: list[Entry] = []
     for other in observed.entries:
         if owned(other.name) or not other.enabled:
             continue

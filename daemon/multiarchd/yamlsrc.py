@@ -57,7 +57,7 @@ def _scalar(node: yaml.ScalarNode, loader: yaml.SafeLoader) -> Scalar:
     if node.tag == "tag:yaml.org,2002:str":
         value = node.value
     else:
-        constructed = loader.construct_object(node)  # type: ignore[no-untyped-call]
+        constructed = loader.construct_object(node)
         # Dates and other exotic scalars are kept as the text the user wrote.
         value = constructed if isinstance(constructed, (int, float, bool, type(None))) else node.value
     return Scalar(value, _mark(node.start_mark))

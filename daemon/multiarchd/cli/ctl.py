@@ -1,0 +1,177 @@
+"""`multiarchctl`: look at and steer multiarchd.
+
+`status`, `apply` and `reload` talk to the running daemon over D-Bus; `plan`, `check-config`,
+`arches`, `cat-config`, `status --local` and `apply --local` work on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+
+from ..binfmt import BinfmtTable, Observed
+from ..catalog import load_catalog
+from ..desired import desired
+from ..host import candidate_paths, probe_host
+from ..policy import Policy, load_policy, policy_files
+from ..reconcile import NotMounted, Result, evaluate, reconcile_once
+from ..render import columns, dumps, plan_json, report_json, report_text, status_rows
+from ..report import build_report
+from .common import (EXIT_NOT_CONVERGED, EXIT_OK, EXIT_USAGE, add_path_options, config_from,
+                     plan_exit_code, tell_outcomes)
+
+
+def _daemon_unreachable(verb: str, local: bool) -> int:
+    hint = f"; `multiarchctl {verb} --local` works without it" if local else ""
+    print(f"multiarchctl: multiarchd is not reachable on D-Bus (io.github.multiarchd1){hint}",
+          file=sys.stderr)
+    return EXIT_NOT_CONVERGED
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if not args.local:
+        return _daemon_unreachable("status", True)
+    policy, want, observed, todo = evaluate(config_from(args))
+    if want is None:
+        for p in policy.problems:
+            print(p, file=sys.stderr)
+        return EXIT_USAGE
+    report = build_report(want, observed)
+    print(dumps(report_json(report, todo)) if args.json else report_text(report, args.all))
+    return report.exit_code()
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    policy, want, observed, todo = evaluate(config_from(args))
+    for p in policy.problems if want is None else want.problems:
+        print(p, file=sys.stderr)
+    if want is None:
+        return EXIT_USAGE
+    print(dumps(plan_json(todo)) if args.json else todo)
+    return plan_exit_code(Result(policy, want, todo, build_report(want, observed)))
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    if not args.local:
+        return _daemon_unreachable("apply", True)
+    result = reconcile_once(config_from(args))
+    if args.json:
+        print(dumps(report_json(result.report, result.plan)))
+    else:
+        tell_outcomes(result, "multiarchctl")
+        if not result.rejected:
+            print(report_text(result.report))
+    return result.report.exit_code()
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    return _daemon_unreachable("reload", False)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    catalog = load_catalog()
+    policy = load_policy(args.config, catalog, only=args.file)
+    # Interpreter paths are checked against this host too: a missing one is an error here.
+    problems = policy.problems
+    if not policy.rejected:
+        host = probe_host(catalog, candidate_paths(policy, catalog))
+        problems = desired(policy, catalog, host).problems
+    if args.json:
+        print(dumps({"files": list(policy.files), "ok": not problems,
+                     "problems": [{"file": p.place.file, "line": p.place.line,
+                                   "column": p.place.column, "message": p.message}
+                                  for p in problems]}))
+    else:
+        for p in problems:
+            print(p)
+        if not problems:
+            print(f"{', '.join(policy.files)}: ok")
+    return EXIT_USAGE if problems else EXIT_OK
+
+
+def cmd_arches(args: argparse.Namespace) -> int:
+    catalog = load_catalog()
+    policy = load_policy(args.config, catalog)
+    if policy.rejected:
+        policy = Policy(files=policy.files)  # still tell what this host could run
+    table = BinfmtTable(args.binfmt_dir)
+    observed = table.read() if table.mounted() else Observed(())
+    host = probe_host(catalog, candidate_paths(policy, catalog))
+    report = build_report(desired(policy, catalog, host), observed)
+    arches = [s for s in report.statuses if s.kind == "arch"]
+    if args.json:
+        records = [dict(asdict(s), aliases=list(catalog.arches[s.name].aliases),
+                        family=catalog.arches[s.name].family) for s in arches]
+        print(dumps({"host": host.arch, "architectures": records}))
+        return EXIT_OK
+    rows = status_rows(arches)
+    rows[0].insert(1, "ALIASES")
+    for row, s in zip(rows[1:], arches):
+        row.insert(1, ",".join(catalog.arches[s.name].aliases) or "-")
+    print(f"host: {host.arch}")
+    print(columns(rows))
+    return EXIT_OK
+
+
+def cmd_cat_config(args: argparse.Namespace) -> int:
+    code = EXIT_OK
+    for path in policy_files(args.config):
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            print(f"# {path}: {e.strerror}", file=sys.stderr)
+            code = EXIT_USAGE
+            continue
+        print(f"# {path}")
+        print(text, end="" if text.endswith("\n") else "\n")
+    return code
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="multiarchctl", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    common = argparse.ArgumentParser(add_help=False)
+    add_path_options(common)
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON")
+    local = argparse.ArgumentParser(add_help=False)
+    local.add_argument("--local", action="store_true",
+                       help="work on the kernel table directly, without the daemon")
+
+    s = sub.add_parser("status", parents=[common, as_json, local], help="per-architecture state")
+    s.add_argument("--all", action="store_true", help="also list architectures not in the policy")
+    s.set_defaults(func=cmd_status)
+    s = sub.add_parser("plan", parents=[common, as_json], help="what applying would change")
+    s.set_defaults(func=cmd_plan)
+    s = sub.add_parser("apply", parents=[common, as_json, local], help="apply the policy now")
+    s.set_defaults(func=cmd_apply)
+    s = sub.add_parser("reload", parents=[common], help="make the daemon re-read its policy")
+    s.set_defaults(func=cmd_reload)
+    s = sub.add_parser("check-config", parents=[common, as_json],
+                       help="validate the policy (or FILE alone)")
+    s.add_argument("file", nargs="?", metavar="FILE")
+    s.set_defaults(func=cmd_check_config)
+    s = sub.add_parser("arches", parents=[common, as_json],
+                       help="every known architecture, its state here and its interpreter")
+    s.set_defaults(func=cmd_arches)
+    s = sub.add_parser("cat-config", parents=[common], help="print the policy files in order")
+    s.set_defaults(func=cmd_cat_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except NotMounted as e:
+        print(f"multiarchctl: {e}", file=sys.stderr)
+        return EXIT_NOT_CONVERGED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

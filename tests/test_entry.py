@@ -1,0 +1,79 @@
+"""Flags, register lines, overlap, and parsing the kernel's entry files (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from multiarchd.binfmt import parse_entry
+from multiarchd.entry import Registration
+from multiarchd.flags import Flags
+
+
+@pytest.mark.parametrize("given,normal", [
+    ("", ""), ("FP", "PF"), ("C", "OC"), ("FCOP", "POCF"), ("PP", "P"),
+])
+def test_flags_are_normalised_to_kernel_order(given: str, normal: str) -> None:
+    assert str(Flags.parse(given)) == normal
+
+
+def test_unknown_flag_is_refused() -> None:
+    with pytest.raises(ValueError, match="'X'"):
+        Flags.parse("FX")
+
+
+def test_register_line_escapes_what_the_kernel_would_misread() -> None:
+    reg = Registration("multiarch-x", "/usr/bin/run", Flags.parse("F"),
+                       magic=b"\x7fAB:\\ \n", mask=b"\xff" * 7, offset=3)
+    line = reg.register_line()
+    assert line == (":multiarch-x:M:3:\\x7fAB\\x3a\\x5c\\x20\\x0a:"
+                    "\\xff\\xff\\xff\\xff\\xff\\xff\\xff:/usr/bin/run:F")
+
+
+def test_register_line_for_an_extension() -> None:
+    reg = Registration("multiarch-dos", "/usr/bin/wine", Flags(), extension="exe")
+    assert reg.register_line() == ":multiarch-dos:E::exe::/usr/bin/wine:"
+
+
+def _m(magic: bytes, mask: bytes | None = None, offset: int = 0) -> Registration:
+    return Registration("n", "/i", Flags(), magic, mask, offset)
+
+
+@pytest.mark.parametrize("a,b,overlap", [
+    (_m(b"AB"), _m(b"AB"), True),
+    (_m(b"AB"), _m(b"AC"), False),
+    (_m(b"AB"), _m(b"AC", b"\xff\x00"), True),  # the mask ignores the differing byte
+    (_m(b"AB"), _m(b"ABCD"), True),  # a prefix
+    (_m(b"AB"), _m(b"B", offset=1), True),
+    (_m(b"AB"), _m(b"C", offset=1), False),
+    (_m(b"AB"), _m(b"Z", offset=5), True),  # disjoint ranges: one file can match both
+    (_m(b"\x01"), _m(b"\x00", b"\xfe"), True),
+    (Registration("n", "/i", Flags(), extension="exe"),
+     Registration("m", "/i", Flags(), extension="exe"), True),
+    (Registration("n", "/i", Flags(), extension="exe"), _m(b"MZ"), False),
+])
+def test_overlap(a: Registration, b: Registration, overlap: bool) -> None:
+    assert a.overlaps(b) is overlap
+    assert b.overlaps(a) is overlap
+
+
+def test_parse_magic_entry() -> None:
+    text = ("enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: PF\noffset 0\n"
+            "magic 7f454c460201010000000000000000000200b700\n"
+            "mask ffffffffffffff00fffffffffffffffffeffffff\n")
+    e = parse_entry("qemu-aarch64", text, order=7)
+    assert e.enabled and e.order == 7
+    assert e.registration == Registration(
+        "qemu-aarch64", "/usr/bin/qemu-aarch64-static", Flags.parse("FP"),
+        bytes.fromhex("7f454c460201010000000000000000000200b700"),
+        bytes.fromhex("ffffffffffffff00fffffffffffffffffeffffff"), 0)
+
+
+def test_parse_extension_entry_without_flags() -> None:
+    e = parse_entry("dos", "disabled\ninterpreter /usr/bin/wine\nflags: \nextension .exe\n")
+    assert not e.enabled
+    assert e.registration == Registration("dos", "/usr/bin/wine", Flags(), extension="exe")
+
+
+def test_parse_rejects_what_is_not_an_entry() -> None:
+    with pytest.raises(ValueError, match="enabled/disabled"):
+        parse_entry("x", "hello\n")
