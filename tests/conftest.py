@@ -60,3 +60,12 @@ def run(cmd: str, *args: str | Path, binfmt: PrivateBinfmt | None = None,
     if binfmt is not None:
         argv += ["--binfmt-dir", binfmt.path]
     return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=120)
+
+
+def state_of(table: str, name: str) -> str | None:
+    """The STATE column of NAME's row in a status table."""
+    for line in table.splitlines():
+        fields = line.split()
+        if fields[:1] == [name]:
+            return fields[1]
+    return None

@@ -2,8 +2,9 @@
 
 Facts this relies on (Linux 6.x): an entry file reads as `enabled|disabled`, `interpreter PATH`,
 `flags: XYZ`, then `offset N`, `magic HEX` and `mask HEX` (M type) or `extension .EXT` (E type).
-Writing `0`/`1` to an entry disables/enables it, `-1` removes it. Entries get increasing inode
-numbers, so the inode tells the registration order (the newest enabled match wins).
+Writing `0`/`1` to an entry disables/enables it, `-1` removes it. The directory lists entries
+newest first, which tells the registration order (the newest enabled match wins). Inode numbers
+do not: the kernel hands them out in per-CPU batches.
 """
 
 from __future__ import annotations
@@ -115,17 +116,14 @@ class BinfmtTable:
 
     def read(self) -> Observed:
         entries = []
-        for name in sorted(os.listdir(self.path)):
-            if name in RESERVED_NAMES:
-                continue
-            file = os.path.join(self.path, name)
+        names = [n for n in os.listdir(self.path) if n not in RESERVED_NAMES]
+        for newest_first, name in enumerate(names):
             try:
-                order = os.stat(file).st_ino
-                with open(file) as f:
+                with open(os.path.join(self.path, name)) as f:
                     text = f.read()
             except FileNotFoundError:
                 continue  # removed between listing and reading
-            entries.append(parse_entry(name, text, order))
+            entries.append(parse_entry(name, text, len(names) - newest_first))
         entries.sort(key=lambda e: e.order)
         with open(os.path.join(self.path, "status")) as f:
             enabled = f.read().strip() == "enabled"

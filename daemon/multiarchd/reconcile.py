@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .apply import apply
+from .binfmt import DEFAULT_PATH as DEFAULT_BINFMT
 from .binfmt import BinfmtTable, Observed
 from .catalog import Catalog, load_catalog
 from .desired import Desired, desired
@@ -66,8 +67,8 @@ def _rejected_report(policy: Policy, observed: Observed) -> Report:
 def reconcile_once(config: Config, dry_run: bool = False,
                    catalog: Catalog | None = None) -> Result:
     table = BinfmtTable(config.binfmt_dir)
-    if not dry_run and not table.mounted():
-        table.mount()  # only when nothing is mounted there; never unmounted
+    if not dry_run and not table.mounted() and config.binfmt_dir == DEFAULT_BINFMT:
+        table.mount()  # only the standard place, only when nothing is there; never unmounted
     policy, want, observed, todo = evaluate(config, catalog)
     if want is None:
         return Result(policy, None, todo, _rejected_report(policy, observed))

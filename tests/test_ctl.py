@@ -1,0 +1,89 @@
+"""`multiarchctl` without a daemon: plan, apply --local, status --local, check-config, arches,
+cat-config; text for people, --json for scripts, exit codes 0/1/2."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import DEFAULT_POLICY, run, state_of
+from privatens import PrivateBinfmt
+
+Write = Callable[..., Path]
+
+
+def ctl(*args: str | Path, binfmt: PrivateBinfmt | None = None, config: Path = DEFAULT_POLICY):  # type: ignore[no-untyped-def]
+    return run("multiarchctl", *args, binfmt=binfmt, config=config)
+
+
+def test_plan_then_apply_then_nothing_to_do(binfmt: PrivateBinfmt) -> None:
+    plan = ctl("plan", binfmt=binfmt)
+    assert plan.returncode == 1
+    assert len(plan.stdout.splitlines()) == 33
+    data = json.loads(ctl("plan", "--json", binfmt=binfmt).stdout)
+    first = data[0]
+    assert first["action"] == "register" and first["entry"] == "multiarch-aarch64"
+    assert first["register"].startswith(":multiarch-aarch64:M:0:\\x7fELF\\x02\\x01\\x01")
+    applied = ctl("apply", "--local", binfmt=binfmt)
+    assert applied.returncode == 0, applied.stderr
+    assert "converged: 33 active" in applied.stdout
+    again = ctl("plan", binfmt=binfmt)
+    assert (again.returncode, again.stdout.strip()) == (0, "nothing to do")
+
+
+def test_status_local_tells_pending_then_active(binfmt: PrivateBinfmt) -> None:
+    before = ctl("status", "--local", binfmt=binfmt)
+    assert before.returncode == 1 and state_of(before.stdout, "aarch64") == "pending"
+    ctl("apply", "--local", binfmt=binfmt)
+    after = ctl("status", "--local", "--json", binfmt=binfmt)
+    assert after.returncode == 0
+    data = json.loads(after.stdout)
+    assert data["state"] == "converged"
+    states = {a["name"]: a["state"] for a in data["architectures"]}
+    assert states["s390x"] == "active" and states["x86_64"] == "native"
+    s390x = next(a for a in data["architectures"] if a["name"] == "s390x")
+    assert s390x["interpreter"] == "/usr/bin/qemu-s390x-static" and s390x["flags"] == "PF"
+
+
+def test_status_and_apply_without_daemon_point_at_local() -> None:
+    for verb in ("status", "apply"):
+        r = ctl(verb)
+        assert r.returncode == 1
+        assert "not reachable on D-Bus" in r.stderr and f"multiarchctl {verb} --local" in r.stderr
+
+
+def test_check_config(policy: Write) -> None:
+    good = ctl("check-config", config=policy("arches: {arm64: {}}\n"))
+    assert good.returncode == 0 and good.stdout.strip().endswith(": ok")
+    bad = policy("arches: {arm64: {}}\n", "arches.d/10-bad.yaml")
+    policy("arches: {arm64: {flags: [Z]}}\n", "arches.d/10-bad.yaml")
+    r = ctl("check-config", config=policy("arches: {arm64: {}}\n"))
+    assert r.returncode == 2
+    assert f"{bad.parent}/arches.d/10-bad.yaml:1:26: unknown flag 'Z'" in r.stdout
+    alone = ctl("check-config", str(bad.parent / "arches.yaml"), "--json")
+    assert json.loads(alone.stdout)["ok"] is True and alone.returncode == 0
+
+
+def test_arches_lists_the_whole_catalog(binfmt: PrivateBinfmt) -> None:
+    r = ctl("arches", binfmt=binfmt)
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    assert lines[0] == "host: x86_64"
+    assert len(lines) == 2 + 35
+    x86 = next(line for line in lines if line.startswith("x86_64 "))
+    assert "amd64" in x86 and "native" in x86
+    data = json.loads(ctl("arches", "--json", binfmt=binfmt).stdout)
+    arm = next(a for a in data["architectures"] if a["name"] == "arm")
+    assert arm["aliases"] == ["armhf", "armel"]
+    assert arm["interpreter"] == "/usr/bin/qemu-arm-static"
+
+
+def test_cat_config_prints_files_in_merge_order(policy: Write) -> None:
+    policy("arches: {s390x: {}}\n", "arches.d/20-b.yaml")
+    policy("arches: {arm: {}}\n", "arches.d/10-a.yaml")
+    main = policy("arches: all\n")
+    r = ctl("cat-config", config=main)
+    headers = [line for line in r.stdout.splitlines() if line.startswith("# /")]
+    assert headers == [f"# {main}", f"# {main.parent}/arches.d/10-a.yaml",
+                       f"# {main.parent}/arches.d/20-b.yaml"]
