@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""How long it takes to register the full set of foreign qemu entries into an empty table.
+
+Prints, in one run, against anchors measured in the same run:
+  1. in-process: reconcile_once() (read policy, probe host, read table, plan, apply, read back)
+     against the floor, a bare loop of os.write() of the same register lines;
+  2. whole process: `multiarchd --once` against systemd-binfmt given the same lines as a
+     binfmt.d file. Both run inside the private namespace through the same nsenter.
+Every trial starts from a fresh, empty private binfmt_misc instance (not timed).
+
+Usage: .venv/bin/python bench/reconcile.py [--trials N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TOP / "tests"))
+from privatens import PrivateBinfmt  # noqa: E402
+
+from multiarchd.binfmt import Observed  # noqa: E402
+from multiarchd.reconcile import Config, evaluate, reconcile_once  # noqa: E402
+
+POLICY = str(TOP / "config" / "arches.yaml")
+SYSTEMD_BINFMT = "/lib/systemd/systemd-binfmt"
+
+
+def register_lines() -> list[str]:
+    _, _, _, todo = evaluate(Config(POLICY, "/nonexistent"), observed=Observed(()))
+    return [a.registration.register_line() for a in todo.actions if a.registration]
+
+
+def timed(trials: int, run: Callable[[PrivateBinfmt], None], expect: int) -> list[float]:
+    times = []
+    for _ in range(trials):
+        ns = PrivateBinfmt()
+        try:
+            start = time.perf_counter()
+            run(ns)
+            times.append(time.perf_counter() - start)
+            assert len(ns.names()) == expect, f"expected {expect} entries, got {len(ns.names())}"
+        finally:
+            ns.close()
+    return times
+
+
+def describe(name: str, times: list[float]) -> str:
+    ms = sorted(t * 1000 for t in times)
+    p90 = ms[int(len(ms) * 0.9) - 1]
+    return f"  {name:<34} median {statistics.median(ms):8.2f} ms   p90 {p90:8.2f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=30)
+    args = parser.parse_args()
+    lines = register_lines()
+    n = len(lines)
+
+    def floor(ns: PrivateBinfmt) -> None:
+        path = os.path.join(ns.path, "register")
+        for line in lines:
+            fd = os.open(path, os.O_WRONLY)
+            os.write(fd, line.encode())
+            os.close(fd)
+
+    def in_process(ns: PrivateBinfmt) -> None:
+        result = reconcile_once(Config(POLICY, ns.path))
+        assert result.report.exit_code() == 0
+
+    multiarchd = str(Path(sys.executable).parent / "multiarchd")
+    with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as conf:
+        conf.write("\n".join(lines) + "\n")
+
+    def inside(ns: PrivateBinfmt, *argv: str) -> None:
+        r = ns.exec(*argv)
+        assert r.returncode == 0, r.stderr
+
+    def whole_multiarchd(ns: PrivateBinfmt) -> None:
+        inside(ns, multiarchd, "--once", "--config", POLICY)
+
+    def whole_systemd(ns: PrivateBinfmt) -> None:
+        inside(ns, SYSTEMD_BINFMT, conf.name)
+
+    print(f"Registering {n} foreign qemu entries into an empty private binfmt_misc instance, "
+          f"{args.trials} trials each")
+    floor_t = timed(args.trials, floor, n)
+    rec_t = timed(args.trials, in_process, n)
+    print("In process:")
+    print(describe("os.write loop (floor)", floor_t))
+    print(describe("reconcile_once()", rec_t))
+    print(f"  ratio reconcile_once / floor: {statistics.median(rec_t) / statistics.median(floor_t):.1f}x")
+    sysd_t = timed(args.trials, whole_systemd, n)
+    ma_t = timed(args.trials, whole_multiarchd, n)
+    print("Whole process (both through nsenter into the namespace):")
+    print(describe("systemd-binfmt FILE", sysd_t))
+    print(describe("multiarchd --once", ma_t))
+    print(f"  ratio multiarchd / systemd-binfmt: {statistics.median(ma_t) / statistics.median(sysd_t):.1f}x")
+    os.unlink(conf.name)
+
+
+if __name__ == "__main__":
+    main()
