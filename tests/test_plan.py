@@ -7,7 +7,7 @@ from multiarchd.catalog import load_catalog
 from multiarchd.desired import Desired, State, Want, desired
 from multiarchd.entry import Registration
 from multiarchd.flags import Flags
-from multiarchd.host import FileState, Host
+from multiarchd.facts import FileState, Host
 from multiarchd.plan import Kind, plan
 from multiarchd.policy import ForeignMode, Policy
 from multiarchd.report import build_report
@@ -114,3 +114,17 @@ def test_report_names_shadowing_by_registration_order() -> None:
     assert s_earlier.state is State.ACTIVE and "overlaps foreign qemu-aarch64" in s_earlier.message
     assert later.exit_code() == 1 and earlier.exit_code() == 0
     assert earlier.foreign[0].overlaps == ("multiarch-aarch64",) and not earlier.foreign[0].wins
+
+
+def test_interpreter_replaced_on_disk_is_re_registered_only_with_f() -> None:
+    ids = {QEMU.format("aarch64"): (1, 200)}
+    host = Host("x86_64", HOST.files, ids)
+    from multiarchd.policy import ArchRule
+    from multiarchd.problems import Place
+    for flags, expect in ((FP, [("replace", "multiarch-aarch64")]), (Flags.parse("P"), [])):
+        rules = {"aarch64": ArchRule(arch="aarch64", place=Place("t"), flags=flags)}
+        d = desired(Policy(files=("t",), arches=rules), CATALOG, host)
+        observed = Observed((entry(reg("aarch64", flags=flags)),))
+        assert [(a.kind.value, a.entry) for a in plan(d, observed, {"multiarch-aarch64": (1, 100)}).actions] == expect
+        assert plan(d, observed, {"multiarch-aarch64": (1, 200)}).actions == ()
+        assert plan(d, observed, {}).actions == ()  # not known: trust what is registered

@@ -10,7 +10,8 @@ import pytest
 from multiarchd.catalog import load_catalog
 from multiarchd.desired import State, desired
 from multiarchd.flags import Flags
-from multiarchd.host import FileState, Host, candidate_paths, probe_host
+from multiarchd.facts import FileState, Host
+from multiarchd.host import candidate_paths, probe_host
 from multiarchd.policy import ForeignMode, Policy, load_policy
 
 CATALOG = load_catalog()

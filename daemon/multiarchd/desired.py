@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from .catalog import Arch, Catalog
 from .entry import OWNED_PREFIX, Registration
 from .flags import Flags
-from .host import FileState, Host
+from .facts import FileId, FileState, Host
 from .policy import ArchRule, CustomRule, ForeignMode, Policy
 from .problems import Place, Problem
 
@@ -34,6 +34,7 @@ class Want:
     registration: Registration | None  # None: the entry must be absent
     verdict: State | None = None  # why there is no registration
     interpreter: str | None = None  # the one it uses, or would use
+    interpreter_id: FileId | None = None  # which file that path is now
     emulator: str | None = None
     message: str = ""
     frozen: bool = False  # leave whatever the kernel has under this name untouched
@@ -111,7 +112,7 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
     emu_flags = catalog.emulators[emulator].flags if emulator in catalog.emulators else Flags()
     flags = rule.flags or policy.flags or emu_flags
     reg = Registration(entry, interpreter, flags, arch.magic, arch.mask)
-    return replace(base, registration=reg)
+    return replace(base, registration=reg, interpreter_id=host.ids.get(interpreter))
 
 
 def _custom_want(rule: CustomRule, host: Host, problems: list[Problem]) -> Want:
@@ -126,7 +127,7 @@ def _custom_want(rule: CustomRule, host: Host, problems: list[Problem]) -> Want:
         return replace(base, verdict=State.ERROR, frozen=True, message=problem.message)
     reg = Registration(entry, rule.interpreter, rule.flags or Flags(), rule.magic, rule.mask,
                        rule.offset, rule.extension)
-    return replace(base, registration=reg)
+    return replace(base, registration=reg, interpreter_id=host.ids.get(rule.interpreter))
 
 
 def desired(policy: Policy, catalog: Catalog, host: Host) -> Desired:

@@ -1,14 +1,14 @@
-"""Facts about this machine: its architecture, and which interpreter files exist and run."""
+"""Probing this machine: its architecture, and which interpreter files exist and run."""
 
 from __future__ import annotations
 
-import enum
 import os
+import stat
 import sys
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 from .catalog import Catalog
+from .facts import FileId, FileState, Host
 from .policy import Policy
 
 # `uname -m` spellings that are not catalog names.
@@ -20,21 +20,6 @@ _UNAME = {
 }
 
 
-class FileState(enum.StrEnum):
-    OK = "ok"
-    MISSING = "missing"
-    NOT_EXECUTABLE = "not-executable"
-
-
-@dataclass(frozen=True)
-class Host:
-    arch: str  # catalog name of this machine's architecture
-    files: Mapping[str, FileState] = field(default_factory=dict)
-
-    def file(self, path: str) -> FileState:
-        return self.files.get(path, FileState.MISSING)
-
-
 def host_arch(catalog: Catalog, machine: str | None = None) -> str:
     machine = machine or os.uname().machine
     name = _UNAME.get(machine, machine)
@@ -43,14 +28,15 @@ def host_arch(catalog: Catalog, machine: str | None = None) -> str:
     return catalog.canonical(name) or name
 
 
-def file_state(path: str) -> FileState:
+def file_state(path: str) -> tuple[FileState, FileId | None]:
     try:
         st = os.stat(path)
     except OSError:
-        return FileState.MISSING
-    if not os.path.isfile(path) or not (st.st_mode & 0o111) or not os.access(path, os.X_OK):
-        return FileState.NOT_EXECUTABLE
-    return FileState.OK
+        return FileState.MISSING, None
+    ident = (st.st_dev, st.st_ino)
+    if not stat.S_ISREG(st.st_mode) or not (st.st_mode & 0o111) or not os.access(path, os.X_OK):
+        return FileState.NOT_EXECUTABLE, ident
+    return FileState.OK, ident
 
 
 def candidate_paths(policy: Policy | None, catalog: Catalog) -> set[str]:
@@ -64,4 +50,7 @@ def candidate_paths(policy: Policy | None, catalog: Catalog) -> set[str]:
 
 
 def probe_host(catalog: Catalog, paths: Iterable[str], machine: str | None = None) -> Host:
-    return Host(arch=host_arch(catalog, machine), files={p: file_state(p) for p in paths})
+    states = {p: file_state(p) for p in paths}
+    return Host(arch=host_arch(catalog, machine),
+                files={p: state for p, (state, _) in states.items()},
+                ids={p: ident for p, (_, ident) in states.items() if ident is not None})

@@ -7,11 +7,13 @@ only touched when `foreign_entries` says so, and only when it overlaps one of ou
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .binfmt import Entry, Observed
 from .desired import Desired
 from .entry import Registration, owned
+from .facts import FileId
 from .policy import ForeignMode
 
 
@@ -84,7 +86,7 @@ def _foreign_actions(desired: Desired, observed: Observed) -> list[Action]:
     return actions
 
 
-def _owned_action(entry: Entry, desired: Desired) -> Action | None:
+def _owned_action(entry: Entry, desired: Desired, held: Mapping[str, FileId]) -> Action | None:
     want = desired.want(entry.name)
     if want is None:
         return Action(Kind.REMOVE, entry.name, "not in the policy")
@@ -95,16 +97,22 @@ def _owned_action(entry: Entry, desired: Desired) -> Action | None:
     if entry.registration != want.registration:
         return Action(Kind.REPLACE, entry.name, _differences(entry.registration, want.registration),
                       want.registration)
+    opened = held.get(entry.name)
+    if "F" in want.registration.flags and opened and opened != want.interpreter_id:
+        return Action(Kind.REPLACE, entry.name, f"{want.registration.interpreter} was replaced on "
+                      "disk; F keeps the old file open until re-registered", want.registration)
     if not entry.enabled:
         return Action(Kind.ENABLE, entry.name, "was disabled by someone else")
     return None
 
 
-def plan(desired: Desired, observed: Observed) -> Plan:
+def plan(desired: Desired, observed: Observed, held: Mapping[str, FileId] | None = None) -> Plan:
+    """`held`: for entries registered with F, which interpreter file the kernel holds open
+    (known to whoever registered them; the kernel does not tell)."""
     actions = _foreign_actions(desired, observed)
     for entry in observed.entries:
         if owned(entry.name):
-            action = _owned_action(entry, desired)
+            action = _owned_action(entry, desired, held or {})
             if action is not None:
                 actions.append(action)
     present = {e.name for e in observed.entries}
