@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "daemon" / "multiarchd"
-ADAPTERS = {"yaml": "yamlsrc.py", "pydbus": "dbus.py", "gi": "dbus.py",
-            "systemd": "journal.py", "watchdog": "watch.py"}
+ADAPTERS = {"yaml": ("yamlsrc.py",), "pydbus": ("dbus.py",), "gi": ("loop.py", "dbus.py"),
+            "systemd": ("systemd_glue.py",), "watchdog": ("watch.py",)}
 PURE = {"desired.py", "plan.py", "report.py", "entry.py", "flags.py", "problems.py", "facts.py"}
 
 
@@ -30,7 +30,7 @@ def test_each_library_is_imported_by_its_adapter_only() -> None:
     for path in PACKAGE.rglob("*.py"):
         for lib, adapter in ADAPTERS.items():
             if lib in imports(path):
-                assert path.name == adapter, f"{path.relative_to(PACKAGE)} imports {lib}"
+                assert path.name in adapter, f"{path.relative_to(PACKAGE)} imports {lib}"
 
 
 def test_pure_core_does_no_io_and_imports_no_edge() -> None:

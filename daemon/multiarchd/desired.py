@@ -20,6 +20,7 @@ class State(enum.StrEnum):
     MISSING_EMULATOR = "missing-emulator"  # wanted, but no emulator for it is installed
     ERROR = "error"  # a policy problem or a kernel refusal: its entry is left as it is
     SHADOWED = "shadowed"  # registered, but a later foreign entry takes its binaries
+    CONFLICT = "conflict"  # another writer keeps undoing it; repairs are backed off
     PENDING = "pending"  # not applied yet (dry run, or status of an unapplied table)
     UNMANAGED = "unmanaged"  # not in the policy
 

@@ -7,6 +7,7 @@ writes nothing.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from .apply import apply
@@ -15,6 +16,7 @@ from .binfmt import BinfmtTable, Observed
 from .catalog import Catalog, load_catalog
 from .desired import Desired, desired
 from .host import candidate_paths, probe_host
+from .memory import Memory
 from .plan import Plan, plan
 from .policy import Policy, load_policy
 from .report import Report, build_report
@@ -32,6 +34,8 @@ class Result:
     desired: Desired | None  # None when the policy was rejected
     plan: Plan
     report: Report
+    drift: frozenset[str] = frozenset()  # entries repaired (or due) because someone changed them
+    conflicts: frozenset[str] = frozenset()  # entries left alone: their repairs are backed off
 
     @property
     def rejected(self) -> bool:
@@ -42,8 +46,8 @@ class NotMounted(Exception):
     pass
 
 
-def evaluate(config: Config, catalog: Catalog | None = None,
-             observed: Observed | None = None) -> tuple[Policy, Desired | None, Observed, Plan]:
+def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed | None = None,
+             memory: Memory | None = None) -> tuple[Policy, Desired | None, Observed, Plan]:
     """Everything up to the plan, writing nothing."""
     catalog = catalog or load_catalog()
     policy = load_policy(config.policy_path, catalog)
@@ -57,22 +61,36 @@ def evaluate(config: Config, catalog: Catalog | None = None,
         return policy, None, observed, Plan(())
     host = probe_host(catalog, candidate_paths(policy, catalog))
     want = desired(policy, catalog, host)
-    return policy, want, observed, plan(want, observed)
+    return policy, want, observed, plan(want, observed, memory.held if memory else None)
 
 
-def _rejected_report(policy: Policy, observed: Observed) -> Report:
-    return Report((), (), policy.problems, (), observed.enabled)
-
-
-def reconcile_once(config: Config, dry_run: bool = False,
-                   catalog: Catalog | None = None) -> Result:
+def ensure_mounted(config: Config) -> bool:
+    """Mount binfmt_misc at the standard place when nothing is mounted there. Never unmounts."""
     table = BinfmtTable(config.binfmt_dir)
-    if not dry_run and not table.mounted() and config.binfmt_dir == DEFAULT_BINFMT:
-        table.mount()  # only the standard place, only when nothing is there; never unmounted
-    policy, want, observed, todo = evaluate(config, catalog)
+    if not table.mounted() and config.binfmt_dir == DEFAULT_BINFMT:
+        table.mount()
+    return table.mounted()
+
+
+def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | None = None,
+                   memory: Memory | None = None) -> Result:
+    if not dry_run:
+        ensure_mounted(config)
+    policy, want, observed, todo = evaluate(config, catalog, memory=memory)
     if want is None:
-        return Result(policy, None, todo, _rejected_report(policy, observed))
+        return Result(policy, None, todo, Report((), (), policy.problems, (), observed.enabled))
+    drift = memory.drift(want, observed) if memory else frozenset()
+    now = time.monotonic()
+    conflicts = memory.blocked(drift, now) if memory else frozenset()
+    if conflicts:
+        todo = Plan(tuple(a for a in todo.actions if a.entry not in conflicts))
     if dry_run or not todo:
-        return Result(policy, want, todo, build_report(want, observed))
+        return Result(policy, want, todo, build_report(want, observed, (), conflicts), drift,
+                      conflicts)
+    table = BinfmtTable(config.binfmt_dir)
     outcomes = apply(todo, table)
-    return Result(policy, want, todo, build_report(want, table.read(), outcomes))
+    after = table.read()
+    if memory:
+        memory.record(want, after, outcomes, drift, now)
+    return Result(policy, want, todo, build_report(want, after, outcomes, conflicts), drift,
+                  conflicts)

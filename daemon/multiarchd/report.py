@@ -11,7 +11,7 @@ from .entry import owned
 from .problems import Problem
 
 # States that mean "the system is not as the policy wants" when the policy names the arch.
-_BAD = {State.ERROR, State.SHADOWED, State.PENDING, State.MISSING_EMULATOR}
+_BAD = {State.ERROR, State.SHADOWED, State.PENDING, State.MISSING_EMULATOR, State.CONFLICT}
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,8 @@ class Report:
     def summary(self) -> str:
         parts = [f"{self.count(State.ACTIVE)} active"]
         parts += [f"{self.count(s)} {s.value}" for s in
-                  (State.PENDING, State.SHADOWED, State.MISSING_EMULATOR, State.ERROR)
+                  (State.PENDING, State.SHADOWED, State.CONFLICT, State.MISSING_EMULATOR,
+                   State.ERROR)
                   if self.count(s)]
         if self.failures:
             parts.append(f"{len(self.failures)} kernel refusal(s)")
@@ -116,10 +117,17 @@ def _status(want: Want, observed: Observed, failure: str | None) -> Status:
     return replace(status, state=State.ACTIVE, message=message)
 
 
-def build_report(desired: Desired, observed: Observed,
-                 outcomes: tuple[Outcome, ...] = ()) -> Report:
+def _conflict(status: Status) -> Status:
+    return replace(status, state=State.CONFLICT,
+                   message="another writer keeps undoing this entry; multiarchd backs off and "
+                           "repairs it again when that stops")
+
+
+def build_report(desired: Desired, observed: Observed, outcomes: tuple[Outcome, ...] = (),
+                 conflicts: frozenset[str] = frozenset()) -> Report:
     failed = {o.action.entry: o.error for o in outcomes if o.error}
-    statuses = tuple(_status(w, observed, failed.get(w.entry)) for w in desired.wants)
+    statuses = tuple(_conflict(s) if s.entry in conflicts else s for s in
+                     (_status(w, observed, failed.get(w.entry)) for w in desired.wants))
     registrations = {w.entry: w.registration for w in desired.wants if w.registration}
     foreign = []
     for entry in observed.entries:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..binfmt import DEFAULT_PATH as BINFMT_PATH
 from ..policy import DEFAULT_PATH as POLICY_PATH
+from ..events import change_records, problem_records
 from ..reconcile import Config, Result
+from ..systemd_glue import Log
 
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE = 0, 1, 2
 
@@ -24,19 +25,12 @@ def config_from(args: argparse.Namespace) -> Config:
     return Config(policy_path=args.config, binfmt_dir=args.binfmt_dir)
 
 
-def tell_outcomes(result: Result, prog: str) -> None:
-    """One line per change on stderr, then the problems."""
-    for o in result.report.outcomes:
-        if o.ok:
-            verb = {"register": "registered", "remove": "removed", "replace": "replaced",
-                    "enable": "enabled", "disable": "disabled"}[o.action.kind.value]
-            print(f"{prog}: {verb} {o.action.entry}: {o.action.reason}", file=sys.stderr)
-        else:
-            print(f"{prog}: {o.error}; will retry on the next run", file=sys.stderr)
-    for p in result.report.problems:
-        print(p, file=sys.stderr)
-    if result.rejected:
-        print(f"{prog}: policy rejected; the kernel table was left as it is", file=sys.stderr)
+def tell_outcomes(result: Result, log: Log) -> None:
+    """One record per change, then the policy's problems."""
+    for record in change_records(result.report.outcomes, result.drift):
+        log.emit(record)
+    for record in problem_records(result.report.problems, result.rejected):
+        log.emit(record)
 
 
 def plan_exit_code(result: Result) -> int:

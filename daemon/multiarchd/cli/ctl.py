@@ -18,6 +18,7 @@ from ..policy import Policy, load_policy, policy_files
 from ..reconcile import NotMounted, Result, evaluate, reconcile_once
 from ..render import columns, dumps, plan_json, report_json, report_text, status_rows
 from ..report import build_report
+from ..systemd_glue import Log
 from .common import (EXIT_NOT_CONVERGED, EXIT_OK, EXIT_USAGE, add_path_options, config_from,
                      plan_exit_code, tell_outcomes)
 
@@ -59,7 +60,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.json:
         print(dumps(report_json(result.report, result.plan)))
     else:
-        tell_outcomes(result, "multiarchctl")
+        tell_outcomes(result, Log("stderr", "multiarchctl"))
         if not result.rejected:
             print(report_text(result.report))
     return result.report.exit_code()

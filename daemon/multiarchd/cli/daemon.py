@@ -6,8 +6,11 @@ import argparse
 import sys
 
 from .. import __version__
+from ..daemon import Daemon, Options
+from ..loop import Loop
 from ..reconcile import NotMounted, reconcile_once
 from ..render import report_text
+from ..systemd_glue import Log
 from .common import EXIT_USAGE, add_path_options, config_from, plan_exit_code, tell_outcomes
 
 
@@ -21,6 +24,12 @@ def parser() -> argparse.ArgumentParser:
                    help="with --once: print the plan, write nothing")
     p.add_argument("--no-dbus", action="store_true", help="do not publish the D-Bus API")
     p.add_argument("--log-target", choices=("auto", "journal", "stderr"), default="auto")
+    p.add_argument("--safety-interval", type=float, default=Options.safety_interval,
+                   metavar="SECONDS", help="re-read everything this often even with no event "
+                   f"(default {Options.safety_interval:g})")
+    p.add_argument("--repairs-per-minute", type=int, default=Options.repair_limit, metavar="N",
+                   help="repairs of one entry per minute before backing off from a writer that "
+                   f"keeps undoing it (default {Options.repair_limit})")
     p.add_argument("--version", action="version", version=f"multiarchd {__version__}")
     return p
 
@@ -36,7 +45,7 @@ def run_once(args: argparse.Namespace) -> int:
             print(p, file=sys.stderr)
         print(result.plan)
         return plan_exit_code(result)
-    tell_outcomes(result, "multiarchd")
+    tell_outcomes(result, Log(args.log_target))
     print(report_text(result.report))
     return result.report.exit_code()
 
@@ -47,9 +56,16 @@ def main(argv: list[str] | None = None) -> int:
         parser().error("--dry-run goes with --once")
     if args.once:
         return run_once(args)
-    print("multiarchd: the long-running service is not available in this version; "
-          "use --once", file=sys.stderr)
-    return EXIT_USAGE
+    return serve(args)
+
+
+def serve(args: argparse.Namespace) -> int:
+    options = Options(safety_interval=args.safety_interval, repair_limit=args.repairs_per_minute)
+    daemon = Daemon(config_from(args), options, Loop(), Log(args.log_target))
+    daemon.start()
+    daemon.ready()
+    daemon.loop.run()
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,211 @@
+"""The long-running service: one reconciler, woken by triggers that carry no data.
+
+Watchers (policy directory, binfmt_misc table, interpreter files), SIGHUP, the safety timer and
+D-Bus calls only poke; pokes within the debounce window coalesce into one run, and runs never
+overlap (they all happen on the loop's thread). A run re-reads everything (see reconcile.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from typing import BinaryIO
+from dataclasses import dataclass, field
+
+from . import __version__
+from .events import Event, Record, change_records, conflict_record, problem_records
+from .loop import Loop
+from .memory import REPAIR_WINDOW, Memory
+from .reconcile import Config, NotMounted, Result, ensure_mounted, reconcile_once
+from .report import overall
+from .systemd_glue import Log, notify, watchdog_interval
+from .watch import Watch, Watcher
+
+
+@dataclass(frozen=True)
+class Options:
+    safety_interval: float = 300.0  # seconds between full re-reads with no event at all
+    debounce: float = 0.05  # quiet time after the last event before a run
+    max_delay: float = 1.0  # a steady stream of events still gets a run this often
+    repair_limit: int = 10  # drift repairs of one entry per minute before backing off
+    retry_base: float = 5.0  # first retry after a kernel refusal; doubles up to safety_interval
+
+
+@dataclass
+class Daemon:
+    config: Config
+    options: Options
+    loop: Loop
+    log: Log
+    state: str = "starting"
+    last: Result | None = None
+    last_reconcile: float = 0.0  # wall-clock time of the last run
+    listeners: list[Callable[[Result, bool], None]] = field(default_factory=list)
+    _memory: Memory = field(init=False)
+    _watcher: Watcher = field(init=False)
+    _pending: int | None = None
+    _first_poke: float = 0.0
+    _retry: int | None = None
+    _retries: int = 0
+    _release: int | None = None
+    _problems: tuple[str, ...] = ()
+    _conflicts: frozenset[str] = frozenset()
+    _mountinfo: BinaryIO | None = None
+
+    def __post_init__(self) -> None:
+        self._memory = Memory(repair_limit=self.options.repair_limit)
+        self._watcher = Watcher(lambda _path: self.loop.call_soon_threadsafe(self.poke))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.log.emit(Record(Event.STARTED, f"multiarchd {__version__} starting; policy "
+                             f"{self.config.policy_path}, table {self.config.binfmt_dir}"))
+        self._watcher.start()
+        self.loop.on_signal(signal.SIGHUP, self.reload)
+        self.loop.on_signal(signal.SIGTERM, self.stop)
+        self.loop.on_signal(signal.SIGINT, self.stop)
+        self.loop.every(self.options.safety_interval, self.poke)
+        interval = watchdog_interval()
+        if interval:
+            self.loop.every(interval, lambda: notify("WATCHDOG=1"))
+        self.run_now()
+
+    def ready(self) -> None:
+        """Tell systemd we are up: after the first run (and, with D-Bus, after the bus name)."""
+        notify("READY=1", f"STATUS={self.status_line()}")
+
+    def reload(self) -> None:
+        notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        self.run_now()
+        notify("READY=1", f"STATUS={self.status_line()}")
+
+    def stop(self) -> None:
+        notify("STOPPING=1")
+        self.log.emit(Record(Event.STOPPED, "multiarchd stopping; registrations stay in place"))
+        self._watcher.stop()
+        self.loop.quit()
+
+    # -- triggers -------------------------------------------------------------------------------
+    def poke(self) -> None:
+        """Something may have changed: run soon. Bursts coalesce into one run."""
+        now = time.monotonic()
+        if self._pending is None:
+            self._first_poke = now
+        else:
+            if now - self._first_poke >= self.options.max_delay:
+                return  # already due soon; a steady stream must not postpone it forever
+            self.loop.cancel(self._pending)
+        delay = min(self.options.debounce, self.options.max_delay - (now - self._first_poke))
+        self._pending = self.loop.call_later(max(0.0, delay), self._fire)
+
+    def _fire(self) -> None:
+        self._pending = None
+        self.run_now()
+
+    # -- one run --------------------------------------------------------------------------------
+    def run_now(self) -> Result | None:
+        try:
+            mounted = ensure_mounted(self.config)
+        except Exception as e:  # noqa: BLE001 - a failed mount must not kill the daemon
+            self._wait_for_mount(f"cannot mount binfmt_misc at {self.config.binfmt_dir}: {e}")
+            return None
+        if not mounted:
+            self._wait_for_mount(f"binfmt_misc is not mounted at {self.config.binfmt_dir}")
+            return None
+        try:
+            result = reconcile_once(self.config, memory=self._memory)
+        except NotMounted as e:
+            self._wait_for_mount(str(e))
+            return None
+        self.last, self.last_reconcile = result, time.time()
+        self._tell(result)
+        self._schedule_retries(result)
+        self._watcher.update(self._watches(result))
+        changed = bool(result.report.outcomes)
+        for listener in self.listeners:
+            listener(result, changed)
+        return result
+
+    def _tell(self, result: Result) -> None:
+        for record in change_records(result.report.outcomes, result.drift):
+            self.log.emit(record)
+        problems = tuple(str(p) for p in result.report.problems)
+        if problems != self._problems:  # say it once per distinct policy, not every run
+            if problems:
+                for record in problem_records(result.report.problems, result.rejected):
+                    self.log.emit(record)
+            elif self._problems:
+                self.log.emit(Record(Event.POLICY_ACCEPTED, "policy accepted; applying it"))
+            self._problems = problems
+        for entry in sorted(result.conflicts - self._conflicts):
+            times = self._memory.repairs.get(entry, ())
+            self.log.emit(conflict_record(entry, len(times), int(REPAIR_WINDOW)))
+        self._conflicts = result.conflicts
+        state = overall(result.report)
+        if state != self.state or result.report.outcomes:
+            notify(f"STATUS={self._status_line(result)}")
+        self.state = state
+
+    def status_line(self) -> str:
+        return self._status_line(self.last) if self.last else self.state
+
+    def _status_line(self, result: Result) -> str:
+        if result.rejected:
+            return f"policy error, keeping the last good registrations: {result.report.problems[0]}"
+        return f"{overall(result.report)}: {result.report.summary()}"
+
+    def _schedule_retries(self, result: Result) -> None:
+        if self._retry is not None:
+            self.loop.cancel(self._retry)
+            self._retry = None
+        if result.report.failures:
+            delay = min(self.options.retry_base * 2 ** self._retries, self.options.safety_interval)
+            self._retries += 1
+            self._retry = self.loop.call_later(delay, self._retry_now)
+        else:
+            self._retries = 0
+        release = self._memory.next_release(time.monotonic())
+        if release is not None and self._release is None:
+            self._release = self.loop.call_later(release + 0.01, self._released)
+
+    def _retry_now(self) -> None:
+        self._retry = None
+        self.poke()
+
+    def _released(self) -> None:
+        self._release = None
+        self.poke()
+
+    def _wait_for_mount(self, why: str) -> None:
+        if self.state != "waiting":
+            self.log.emit(Record(Event.KERNEL_REFUSED, f"{why}; waiting for it to appear"))
+            notify(f"STATUS=waiting: {why}")
+        self.state = "waiting"
+        if self._mountinfo is None:
+            # The mount table signals POLLPRI on every change: no polling needed.
+            self._mountinfo = open("/proc/self/mountinfo", "rb")  # noqa: SIM115 - kept open
+            self.loop.on_priority_data(self._mountinfo.fileno(), self.poke)
+
+    # -- what to watch --------------------------------------------------------------------------
+    def _watches(self, result: Result) -> set[Watch]:
+        policy_dir = os.path.dirname(os.path.abspath(self.config.policy_path))
+        watches = {Watch(self.config.binfmt_dir)}
+        if os.path.isdir(policy_dir):
+            # The directory, not the file: editors and config tools replace files by rename.
+            watches.add(Watch(policy_dir, recursive=True))
+        else:
+            watches.add(Watch(os.path.dirname(policy_dir),
+                              frozenset({os.path.basename(policy_dir)})))
+        interpreters: dict[str, set[str]] = {}
+        for want in result.desired.wants if result.desired else ():
+            if want.registration is None:
+                continue
+            for path in {want.registration.interpreter,
+                         os.path.realpath(want.registration.interpreter)}:
+                interpreters.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
+        watches.update(Watch(d, frozenset(names)) for d, names in interpreters.items()
+                       if os.path.isdir(d))
+        return watches
+
