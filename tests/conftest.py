@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from daemonproc import DaemonProcess
 from privatens import PrivateBinfmt
 
 BUSYBOX_CACHE = Path(os.environ.get("MULTIARCH_DEV_CACHE", "/var/cache/multiarchd-dev")) / "busybox"
@@ -69,3 +70,25 @@ def state_of(table: str, name: str) -> str | None:
         if fields[:1] == [name]:
             return fields[1]
     return None
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
+    """Start `multiarchd` (no D-Bus) on a policy and a private table; wait for READY=1."""
+    started: list[DaemonProcess] = []
+
+    def start(config: Path, binfmt: PrivateBinfmt | None, *extra: str | Path,
+              env: dict[str, str] | None = None, prefix: tuple[str, ...] = (),
+              ready: bool = True) -> DaemonProcess:
+        argv: list[str | Path] = [BIN / "multiarchd", "--config", config, "--no-dbus", *extra]
+        if binfmt is not None:
+            argv += ["--binfmt-dir", binfmt.path]
+        d = DaemonProcess(argv, tmp_path, env, prefix)
+        started.append(d)
+        if ready:
+            d.wait_notify("READY=1")
+        return d
+
+    yield start
+    for d in started:
+        d.stop()

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 
 from . import __version__
 from .events import Event, Record, change_records, conflict_record, problem_records
+from .catalog import load_catalog
+from .host import candidate_paths
 from .loop import Loop
-from .memory import REPAIR_WINDOW, Memory
+from .memory import Memory
 from .reconcile import Config, NotMounted, Result, ensure_mounted, reconcile_once
 from .report import overall
 from .systemd_glue import Log, notify, watchdog_interval
@@ -29,7 +31,8 @@ class Options:
     safety_interval: float = 300.0  # seconds between full re-reads with no event at all
     debounce: float = 0.05  # quiet time after the last event before a run
     max_delay: float = 1.0  # a steady stream of events still gets a run this often
-    repair_limit: int = 10  # drift repairs of one entry per minute before backing off
+    repair_limit: int = 10  # drift repairs of one entry per window before backing off
+    repair_window: float = 60.0
     retry_base: float = 5.0  # first retry after a kernel refusal; doubles up to safety_interval
 
 
@@ -55,7 +58,7 @@ class Daemon:
     _mountinfo: BinaryIO | None = None
 
     def __post_init__(self) -> None:
-        self._memory = Memory(repair_limit=self.options.repair_limit)
+        self._memory = Memory(self.options.repair_limit, self.options.repair_window)
         self._watcher = Watcher(lambda _path: self.loop.call_soon_threadsafe(self.poke))
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -141,7 +144,7 @@ class Daemon:
             self._problems = problems
         for entry in sorted(result.conflicts - self._conflicts):
             times = self._memory.repairs.get(entry, ())
-            self.log.emit(conflict_record(entry, len(times), int(REPAIR_WINDOW)))
+            self.log.emit(conflict_record(entry, len(times), self.options.repair_window))
         self._conflicts = result.conflicts
         state = overall(result.report)
         if state != self.state or result.report.outcomes:
@@ -198,13 +201,15 @@ class Daemon:
         else:
             watches.add(Watch(os.path.dirname(policy_dir),
                               frozenset({os.path.basename(policy_dir)})))
-        interpreters: dict[str, set[str]] = {}
+        # Interpreters in use (a package upgrade replaces them) and every place an emulator may
+        # appear (installing one makes its architectures available).
+        paths = set(candidate_paths(result.policy, load_catalog()))
         for want in result.desired.wants if result.desired else ():
-            if want.registration is None:
-                continue
-            for path in {want.registration.interpreter,
-                         os.path.realpath(want.registration.interpreter)}:
-                interpreters.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
+            if want.registration is not None:
+                paths.add(os.path.realpath(want.registration.interpreter))
+        interpreters: dict[str, set[str]] = {}
+        for path in paths:
+            interpreters.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
         watches.update(Watch(d, frozenset(names)) for d, names in interpreters.items()
                        if os.path.isdir(d))
         return watches

@@ -110,7 +110,9 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
         return replace(base, verdict=State.MISSING_EMULATOR,
                         message=f"no emulator installed for {arch.name} (tried {tried}); "
                                 f"install one, e.g. qemu-user-static")
-    emu_flags = catalog.emulators[emulator].flags if emulator in catalog.emulators else Flags()
+    # An explicit interpreter takes the customary flags of the emulator discovery found, if any.
+    customary = catalog.emulators[picked[0] if picked else "qemu"].flags
+    emu_flags = catalog.emulators[emulator].flags if emulator in catalog.emulators else customary
     flags = rule.flags or policy.flags or emu_flags
     reg = Registration(entry, interpreter, flags, arch.magic, arch.mask)
     return replace(base, registration=reg, interpreter_id=host.ids.get(interpreter))

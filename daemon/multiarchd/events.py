@@ -93,9 +93,9 @@ def problem_records(problems: Iterable[Problem], rejected: bool) -> list[Record]
     return records
 
 
-def conflict_record(entry: str, writes: int, window: int) -> Record:
+def conflict_record(entry: str, writes: int, window: float) -> Record:
     return Record(Event.CONFLICT,
                   f"conflict on {entry}: another writer keeps undoing it ({writes} repairs in "
-                  f"{window} s); backing off, will repair again when it stops",
+                  f"{window:g} s); backing off, will repair again when it stops",
                   {"MULTIARCH_ARCH": _arch_of(entry), "MULTIARCH_ENTRY": entry,
                    "MULTIARCH_ACTION": "backoff"})

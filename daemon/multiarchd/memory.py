@@ -17,12 +17,10 @@ from .entry import Registration, owned
 from .facts import FileId
 from .plan import Kind
 
-REPAIR_WINDOW = 60.0  # seconds
-
-
 @dataclass
 class Memory:
-    repair_limit: int = 10  # drift repairs of one entry per REPAIR_WINDOW before backing off
+    repair_limit: int = 10  # drift repairs of one entry per window before backing off
+    window: float = 60.0  # seconds
     held: dict[str, FileId] = field(default_factory=dict)
     right: dict[str, Registration] = field(default_factory=dict)
     quelled: set[str] = field(default_factory=set)  # foreign entries we disabled or removed
@@ -43,7 +41,7 @@ class Memory:
 
     def _recent(self, entry: str, now: float) -> deque[float]:
         times = self.repairs.setdefault(entry, deque())
-        while times and times[0] <= now - REPAIR_WINDOW:
+        while times and times[0] <= now - self.window:
             times.popleft()
         return times
 
@@ -52,7 +50,7 @@ class Memory:
 
     def next_release(self, now: float) -> float | None:
         """Seconds until some backed-off entry may be repaired again."""
-        waits = [times[0] + REPAIR_WINDOW - now for e, times in self.repairs.items()
+        waits = [times[0] + self.window - now for e, times in self.repairs.items()
                  if len(self._recent(e, now)) >= self.repair_limit]
         return max(0.0, min(waits)) if waits else None
 

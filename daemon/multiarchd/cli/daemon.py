@@ -27,9 +27,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--safety-interval", type=float, default=Options.safety_interval,
                    metavar="SECONDS", help="re-read everything this often even with no event "
                    f"(default {Options.safety_interval:g})")
-    p.add_argument("--repairs-per-minute", type=int, default=Options.repair_limit, metavar="N",
-                   help="repairs of one entry per minute before backing off from a writer that "
-                   f"keeps undoing it (default {Options.repair_limit})")
+    p.add_argument("--repair-limit", type=int, default=Options.repair_limit, metavar="N",
+                   help="repairs of one entry within --repair-window before backing off from "
+                   f"a writer that keeps undoing it (default {Options.repair_limit})")
+    p.add_argument("--repair-window", type=float, default=Options.repair_window,
+                   metavar="SECONDS", help=f"(default {Options.repair_window:g})")
     p.add_argument("--version", action="version", version=f"multiarchd {__version__}")
     return p
 
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    options = Options(safety_interval=args.safety_interval, repair_limit=args.repairs_per_minute)
+    options = Options(safety_interval=args.safety_interval, repair_limit=args.repair_limit,
+                      repair_window=args.repair_window)
     daemon = Daemon(config_from(args), options, Loop(), Log(args.log_target))
     daemon.start()
     daemon.ready()

@@ -1,0 +1,252 @@
+"""The running daemon on a private binfmt_misc instance: every trigger leads to the right table,
+drift of every kind is healed, bad edits cost nothing, and fights stay within their bound."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from conftest import BIN, DEFAULT_POLICY
+from daemonproc import DaemonProcess
+from privatens import PrivateBinfmt
+
+Start = Callable[..., DaemonProcess]
+Write = Callable[..., Path]
+ALL_BUT_S390X = "arches:\n  all: {}\n  s390x: {enabled: false}\n"
+
+
+def save_by_rename(path: Path, text: str) -> None:
+    """As vim, `sed -i` and config-management tools do."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def test_ready_after_the_first_complete_reconcile(
+        binfmt: PrivateBinfmt, start_daemon: Start) -> None:
+    d = start_daemon(DEFAULT_POLICY, binfmt)
+    # READY=1 came (the fixture waited for it): by then the table was complete.
+    assert len(binfmt.names()) == 33
+    status = next(m for m in d.messages if m.startswith("STATUS="))
+    assert status == "STATUS=converged: 33 active"
+    assert d.messages.index("READY=1") > 0
+
+
+def test_policy_edits_of_every_kind_are_applied(
+        binfmt: PrivateBinfmt, policy: Write, start_daemon: Start) -> None:
+    path = policy("arches: all\n")
+    d = start_daemon(path, binfmt)
+    assert "multiarch-s390x" in binfmt.names()
+
+    since = d.mark()  # written in place
+    path.write_text(ALL_BUT_S390X)
+    d.wait_log("removed multiarch-s390x", since)
+    assert "multiarch-s390x" not in binfmt.names()
+
+    since = d.mark()  # replaced by rename
+    save_by_rename(path, "arches: all\n")
+    d.wait_log("registered multiarch-s390x", since)
+
+    since = d.mark()  # a drop-in created
+    dropin = path.parent / "arches.d" / "50-no-riscv.yaml"
+    dropin.parent.mkdir()
+    dropin.write_text("arches: {all: {}, riscv64: false}\n")
+    d.wait_log("removed multiarch-riscv64", since)
+
+    since = d.mark()  # and deleted
+    dropin.unlink()
+    d.wait_log("registered multiarch-riscv64", since)
+    assert len(binfmt.names()) == 33
+
+
+def test_drift_of_every_kind_is_healed(binfmt: PrivateBinfmt, start_daemon: Start,
+                                       busybox: dict[str, Path]) -> None:
+    d = start_daemon(DEFAULT_POLICY, binfmt)
+    good = binfmt.snapshot()
+    drifts = [
+        ("multiarch-s390x", "-1", r"repaired multiarch-s390x \(register\)"),
+        ("multiarch-arm", "0", r"repaired multiarch-arm \(enable\)"),
+    ]
+    for name, value, log in drifts:
+        since = d.mark()
+        binfmt.write(name, value)
+        d.wait_log(log, since)
+        assert binfmt.snapshot() == good
+
+    since = d.mark()  # content changed by another tool: same name, other interpreter
+    binfmt.write("multiarch-ppc64le", "-1")
+    binfmt.write("register", ":multiarch-ppc64le:M::\\x7fELF\\x02\\x01::/bin/true:")
+    d.wait_log(r"repaired multiarch-ppc64le \(replace\)", since)
+    assert binfmt.snapshot() == good
+
+    since = d.mark()  # everything flushed, as systemd-binfmt does at boot
+    binfmt.write("status", "-1")
+    d.wait_until(lambda: binfmt.snapshot() == good, "the whole table back")
+    assert binfmt.exec(str(busybox["s390x"]), "uname", "-m").stdout.strip() == "s390x"
+
+
+def test_foreign_entries_are_not_touched(binfmt: PrivateBinfmt, start_daemon: Start,
+                                         policy: Write) -> None:
+    d = start_daemon(policy("arches: {s390x: {}}\n"), binfmt)
+    since = d.mark()
+    binfmt.write("register", ":qemu-s390x:M::\\x7fELF\\x02\\x02\\x01::/bin/true:")
+    binfmt.write("register", ":other:E::xyz::/bin/true:")
+    d.reload()  # a full run after the foreign writes
+    assert binfmt.read("qemu-s390x").startswith("enabled")
+    assert "other" in binfmt.names()
+    assert not [line for line in d.lines[since[0]:] if "qemu-s390x" in line or "other" in line]
+
+
+def test_fighting_writer_is_bounded_and_recovery_is_automatic(
+        binfmt: PrivateBinfmt, start_daemon: Start, policy: Write) -> None:
+    limit, window = 3, 2.0
+    d = start_daemon(policy("arches: {s390x: {}}\n"), binfmt, "--repair-limit", str(limit),
+                     "--repair-window", str(window))
+    start = d.mark()
+    for _ in range(limit):  # the other writer undoes every repair
+        since = d.mark()
+        binfmt.write("multiarch-s390x", "-1")
+        d.wait_log("repaired multiarch-s390x", since)
+    since = d.mark()
+    binfmt.write("multiarch-s390x", "-1")
+    d.wait_log(r"conflict on multiarch-s390x: another writer keeps undoing it", since)
+    d.reload()
+    assert "multiarch-s390x" not in binfmt.names(), "repaired while backing off"
+    repairs = [line for line in d.lines[start[0]:] if "repaired multiarch-s390x" in line]
+    assert len(repairs) == limit
+    # The writer stops: once the window has passed the daemon repairs by itself.
+    d.wait_log("repaired multiarch-s390x", since, timeout=window + 10)
+    assert "multiarch-s390x" in binfmt.names()
+
+
+def test_bad_edit_leaves_the_table_byte_identical_then_good_edit_applies(
+        binfmt: PrivateBinfmt, policy: Write, start_daemon: Start) -> None:
+    path = policy("arches: all\n")
+    d = start_daemon(path, binfmt)
+    table = binfmt.snapshot()
+    since = d.mark()
+    save_by_rename(path, "arches: {all: {}, s390x: false\n")
+    d.wait_log(rf"{path}:\d+:\d+: malformed YAML", since)
+    d.wait_notify("STATUS=policy error", since)
+    d.reload()
+    assert binfmt.snapshot() == table
+    since = d.mark()
+    save_by_rename(path, ALL_BUT_S390X)
+    d.wait_log("policy accepted", since)
+    d.wait_log("removed multiarch-s390x", since)
+
+
+def test_deleted_policy_is_an_error_not_an_order_to_remove(
+        binfmt: PrivateBinfmt, policy: Write, start_daemon: Start) -> None:
+    path = policy("arches: all\n")
+    d = start_daemon(path, binfmt)
+    table = binfmt.snapshot()
+    since = d.mark()
+    path.unlink()
+    d.wait_log("policy file not found", since)
+    d.reload()
+    assert binfmt.snapshot() == table
+    since = d.mark()
+    path.write_text("arches: {}\n")  # the way to ask for no entries
+    d.wait_until(lambda: binfmt.names() == [], "every owned entry removed")
+
+
+def test_burst_of_saves_gives_one_run(binfmt: PrivateBinfmt, policy: Write,
+                                      start_daemon: Start) -> None:
+    path = policy("arches: all\n")
+    d = start_daemon(path, binfmt)
+    since = d.mark()
+    for i in range(20):
+        save_by_rename(path, ALL_BUT_S390X if i % 2 == 0 else "arches: all\n")
+    save_by_rename(path, ALL_BUT_S390X)
+    d.wait_log("removed multiarch-s390x", since)
+    d.reload()
+    changes = [line for line in d.lines[since[0]:] if "multiarch-s390x" in line]
+    assert changes == [next(line for line in changes)], changes
+
+
+def test_replaced_interpreter_is_registered_again(
+        binfmt: PrivateBinfmt, policy: Write, start_daemon: Start, tmp_path: Path,
+        busybox: dict[str, Path]) -> None:
+    emu = tmp_path / "emu" / "qemu-s390x-static"
+    emu.parent.mkdir()
+    shutil.copy("/usr/bin/qemu-s390x-static", emu)
+    d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n"), binfmt)
+    since = d.mark()
+    new = emu.with_name("qemu-s390x-static.dpkg-new")  # what a package upgrade does
+    shutil.copy("/usr/bin/qemu-s390x-static", new)
+    os.replace(new, emu)
+    d.wait_log(r"replaced multiarch-s390x: .* was replaced on disk", since)
+    assert binfmt.exec(str(busybox["s390x"]), "uname", "-m").stdout.strip() == "s390x"
+
+
+def test_emulator_appearing_is_noticed_by_the_safety_timer(
+        binfmt: PrivateBinfmt, policy: Write, start_daemon: Start, tmp_path: Path) -> None:
+    emu = tmp_path / "later" / "qemu-s390x-static"  # its directory does not exist yet
+    d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n"), binfmt,
+                     "--safety-interval", "1")
+    assert binfmt.names() == []
+    since = d.mark()
+    emu.parent.mkdir()
+    shutil.copy("/usr/bin/qemu-s390x-static", emu)
+    d.wait_log("registered multiarch-s390x", since)
+
+
+def test_sighup_reloads_with_notifications(binfmt: PrivateBinfmt, start_daemon: Start) -> None:
+    d = start_daemon(DEFAULT_POLICY, binfmt)
+    since = d.mark()
+    d.reload()
+    assert d.messages[since[1]].startswith("RELOADING=1")
+    assert any(m.startswith("MONOTONIC_USEC=") for m in d.messages[since[1]:])
+
+
+def test_sigterm_stops_cleanly_and_leaves_registrations(
+        binfmt: PrivateBinfmt, start_daemon: Start) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        d = start_daemon(DEFAULT_POLICY, binfmt)
+        since = d.mark()
+        d.signal(signum)
+        d.wait_notify("STOPPING=1", since)
+        assert d.stop() == 0
+        assert len(binfmt.names()) == 33
+
+
+def test_watchdog_is_pinged_at_half_the_timeout(binfmt: PrivateBinfmt, policy: Write,
+                                                start_daemon: Start) -> None:
+    d = start_daemon(policy("arches: {}\n"), binfmt, env={"WATCHDOG_USEC": "400000"})
+    since = d.mark()
+    d.wait_notify("WATCHDOG=1", since, timeout=5)
+
+
+def test_mounts_binfmt_misc_when_nothing_has(policy: Write, start_daemon: Start) -> None:
+    # In a fresh user and mount namespace nothing is mounted at the standard path.
+    d = start_daemon(policy("arches: {s390x: {}}\n"), None, prefix=(
+        "unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"))
+    table = f"/proc/{d.proc.pid}/root/proc/sys/fs/binfmt_misc"
+    assert os.stat(table).st_dev != os.stat("/proc/sys/fs").st_dev
+    assert "multiarch-s390x" in os.listdir(table)
+
+
+def test_waits_for_binfmt_misc_and_applies_when_it_appears(
+        policy: Write, start_daemon: Start, tmp_path: Path) -> None:
+    where = tmp_path / "bm"
+    where.mkdir()
+    d = start_daemon(policy("arches: {s390x: {}}\n"), None, "--binfmt-dir", where, prefix=(
+        "unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"))
+    d.wait_log(f"binfmt_misc is not mounted at {where}")
+    since = d.mark()
+    subprocess.run(["nsenter", "-t", str(d.proc.pid), "--user", "--mount", "mount", "-t",
+                    "binfmt_misc", "binfmt_misc", str(where)], check=True)
+    d.wait_log("registered multiarch-s390x", since)
+    assert "multiarch-s390x" in os.listdir(f"/proc/{d.proc.pid}/root{where}")
+
+
+def test_once_still_works_beside(binfmt: PrivateBinfmt) -> None:
+    r = subprocess.run([str(BIN / "multiarchd"), "--once", "--config", str(DEFAULT_POLICY),
+                        "--binfmt-dir", binfmt.path, "--log-target", "stderr"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
