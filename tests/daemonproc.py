@@ -21,13 +21,13 @@ TIMEOUT = 15.0
 
 class DaemonProcess:
     def __init__(self, argv: Sequence[str | Path], tmp: Path, env: dict[str, str] | None = None,
-                 prefix: Sequence[str] = ()) -> None:
+                 prefix: Sequence[str] = (), log_target: str = "stderr") -> None:
         self.notify_path = tmp / f"notify-{time.monotonic_ns()}.sock"
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(str(self.notify_path))
         full_env = dict(os.environ, NOTIFY_SOCKET=str(self.notify_path), **(env or {}))
         full_env.pop("JOURNAL_STREAM", None)
-        self.proc = subprocess.Popen([*prefix, *map(str, argv), "--log-target", "stderr"],
+        self.proc = subprocess.Popen([*prefix, *map(str, argv), "--log-target", log_target],
                                      stderr=subprocess.PIPE, env=full_env)
         assert self.proc.stderr is not None
         self._stderr = self.proc.stderr

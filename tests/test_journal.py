@@ -1,0 +1,99 @@
+"""Structured records in a real (private) systemd-journald, read back with journalctl -o json."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import subprocess
+
+import pytest
+
+from conftest import BIN, DEFAULT_POLICY
+from daemonproc import DaemonProcess
+from multiarchd.events import Event
+from privatejournal import PrivateJournal
+from privatens import PrivateBinfmt
+
+Write = Callable[..., Path]
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[PrivateJournal]:
+    j = PrivateJournal(tmp_path)
+    try:
+        yield j
+    finally:
+        j.close()
+
+
+def ours(journal: PrivateJournal) -> list[dict[str, str]]:
+    return journal.records("SYSLOG_IDENTIFIER=multiarchd")
+
+
+def test_once_writes_one_structured_record_per_change(
+        journal: PrivateJournal, binfmt: PrivateBinfmt) -> None:
+    subprocess.run(journal.enter(str(BIN / "multiarchd"), "--once", "--config",
+                                 str(DEFAULT_POLICY), "--binfmt-dir", binfmt.path,
+                                 "--log-target", "journal"),
+                   check=True, capture_output=True, timeout=60)
+    records = ours(journal)
+    registered = [r for r in records if r["MESSAGE_ID"] == Event.REGISTERED.message_id]
+    assert len(registered) == 33 == len(records)
+    s390x = next(r for r in registered if r["MULTIARCH_ARCH"] == "s390x")
+    assert s390x["MULTIARCH_ENTRY"] == "multiarch-s390x"
+    assert s390x["MULTIARCH_ACTION"] == "register"
+    assert s390x["PRIORITY"] == "6"
+    assert s390x["MESSAGE"].startswith("registered multiarch-s390x: s390x via /usr/bin/qemu-s390x")
+
+
+def test_daemon_records_drift_policy_errors_and_conflicts_and_no_noise(
+        journal: PrivateJournal, binfmt: PrivateBinfmt, policy: Write, tmp_path: Path) -> None:
+    path = policy("arches: {s390x: {}, arm: {}}\n")
+    argv = [BIN / "multiarchd", "--config", path, "--binfmt-dir", binfmt.path, "--no-dbus",
+            "--repair-limit", "1", "--repair-window", "600"]
+    d = DaemonProcess(argv, tmp_path, prefix=journal.enter(), log_target="journal")
+    try:
+        d.wait_notify("READY=1")
+        before = len(ours(journal))
+        d.reload()  # a converged run: nothing at info level
+        assert len(ours(journal)) == before
+
+        since = d.mark()
+        binfmt.write("multiarch-arm", "0")
+        d.wait_notify("STATUS=", since)
+        d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.DRIFT_REPAIRED.message_id
+                                 for r in ours(journal)), "drift record")
+        drift = next(r for r in ours(journal) if r["MESSAGE_ID"] == Event.DRIFT_REPAIRED.message_id)
+        assert (drift["MULTIARCH_ENTRY"], drift["MULTIARCH_ACTION"]) == ("multiarch-arm", "enable")
+
+        binfmt.write("multiarch-arm", "0")  # again: over the limit of 1, so a conflict
+        d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.CONFLICT.message_id
+                                 for r in ours(journal)), "conflict record")
+
+        path.write_text("arches: {s390x: {flags: [Q]}}\n")
+        d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.POLICY_REJECTED.message_id
+                                 for r in ours(journal)), "policy record")
+        rejected = next(r for r in ours(journal)
+                        if r["MESSAGE_ID"] == Event.POLICY_REJECTED.message_id)
+        assert rejected["MESSAGE"].startswith(f"{path}:1:26: unknown flag 'Q'")
+        assert rejected["MULTIARCH_ARCH"] == "s390x" and rejected["PRIORITY"] == "3"
+    finally:
+        d.stop()
+
+
+def test_auto_target_follows_journal_stream(journal: PrivateJournal, binfmt: PrivateBinfmt,
+                                            policy: Write) -> None:
+    config = policy("arches: {s390x: {}}\n")
+    # systemd-cat connects stderr to journald's stream; JOURNAL_STREAM names it, as systemd does.
+    script = ('JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec "$@"')
+    subprocess.run(journal.enter("systemd-cat", "-t", "multiarchd-stream", "sh", "-c", script,
+                                 "sh", str(BIN / "multiarchd"), "--once", "--config", str(config),
+                                 "--binfmt-dir", binfmt.path),
+                   check=True, capture_output=True, timeout=60)
+    [record] = ours(journal)
+    assert record["MESSAGE_ID"] == Event.REGISTERED.message_id
+    assert record["MULTIARCH_ARCH"] == "s390x"
+    plain = subprocess.run([str(BIN / "multiarchd"), "--once", "--config", str(config),
+                            "--binfmt-dir", binfmt.path], capture_output=True, text=True)
+    assert plain.returncode == 0 and len(ours(journal)) == 1  # a pipe: plain text, not journal
