@@ -29,7 +29,8 @@ from .watch import Watch, Watcher
 @dataclass(frozen=True)
 class Options:
     safety_interval: float = 300.0  # seconds between full re-reads with no event at all
-    debounce: float = 0.05  # quiet time after the last event before a run
+    debounce: float = 0.05  # quiet time after the last policy event before a run
+    table_debounce: float = 0.005  # the same for kernel-table and interpreter events
     max_delay: float = 1.0  # a steady stream of events still gets a run this often
     repair_limit: int = 10  # drift repairs of one entry per window before backing off
     repair_window: float = 60.0
@@ -50,6 +51,7 @@ class Daemon:
     _watcher: Watcher = field(init=False)
     _pending: int | None = None
     _first_poke: float = 0.0
+    _due: float = 0.0
     _retry: int | None = None
     _retries: int = 0
     _release: int | None = None
@@ -59,7 +61,7 @@ class Daemon:
 
     def __post_init__(self) -> None:
         self._memory = Memory(self.options.repair_limit, self.options.repair_window)
-        self._watcher = Watcher(lambda _path: self.loop.call_soon_threadsafe(self.poke))
+        self._watcher = Watcher(self._on_file_event)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -91,17 +93,30 @@ class Daemon:
         self.loop.quit()
 
     # -- triggers -------------------------------------------------------------------------------
-    def poke(self) -> None:
-        """Something may have changed: run soon. Bursts coalesce into one run."""
+    def poke(self, debounce: float | None = None) -> None:
+        """Something may have changed: run soon. Bursts coalesce into one run.
+
+        The run waits until events have been quiet for `debounce` (an editor saving in several
+        steps), but never longer than max_delay after the first event.
+        """
         now = time.monotonic()
+        quiet = self.options.debounce if debounce is None else debounce
         if self._pending is None:
             self._first_poke = now
+            self._due = now + quiet
         else:
-            if now - self._first_poke >= self.options.max_delay:
-                return  # already due soon; a steady stream must not postpone it forever
+            due = min(max(self._due, now + quiet), self._first_poke + self.options.max_delay)
+            if due == self._due:
+                return
             self.loop.cancel(self._pending)
-        delay = min(self.options.debounce, self.options.max_delay - (now - self._first_poke))
-        self._pending = self.loop.call_later(max(0.0, delay), self._fire)
+            self._due = due
+        self._pending = self.loop.call_later(max(0.0, self._due - now), self._fire)
+
+    def _on_file_event(self, path: str) -> None:
+        """From a watcher thread: a policy file needs the editor's quiet time, others do not."""
+        policy_dir = os.path.dirname(os.path.abspath(self.config.policy_path))
+        quiet = self.options.debounce if path.startswith(policy_dir) else self.options.table_debounce
+        self.loop.call_soon_threadsafe(lambda: self.poke(quiet))
 
     def _fire(self) -> None:
         self._pending = None
