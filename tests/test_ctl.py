@@ -46,11 +46,16 @@ def test_status_local_tells_pending_then_active(binfmt: PrivateBinfmt) -> None:
     assert s390x["interpreter"] == "/usr/bin/qemu-s390x-static" and s390x["flags"] == "PF"
 
 
-def test_status_and_apply_without_daemon_point_at_local() -> None:
+def test_status_and_apply_without_daemon_point_at_local(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
     for verb in ("status", "apply"):
         r = ctl(verb)
         assert r.returncode == 1
-        assert "not reachable on D-Bus" in r.stderr and f"multiarchctl {verb} --local" in r.stderr
+        assert r.stderr.count("\n") == 1, r.stderr
+        assert "multiarchd is not running" in r.stderr
+        assert f"multiarchctl {verb} --local" in r.stderr
+    r = ctl("reload")
+    assert r.returncode == 1 and "multiarchd is not running" in r.stderr
 
 
 def test_check_config(policy: Write) -> None:

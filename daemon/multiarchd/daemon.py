@@ -17,12 +17,16 @@ from dataclasses import dataclass, field
 from . import __version__
 from .events import Event, Record, change_records, conflict_record, problem_records
 from .catalog import load_catalog
-from .host import candidate_paths
+from .host import candidate_paths, host_arch
+from .plan import Plan
+from .report import Status
 from .loop import Loop
 from .memory import Memory
-from .reconcile import Config, NotMounted, Result, ensure_mounted, reconcile_once
+from .errors import NotMounted, PolicyRejected, UnknownArchitecture
+from .reconcile import Config, Result, ensure_mounted, evaluate, reconcile_once
 from .report import overall
 from .systemd_glue import Log, notify, watchdog_interval
+from .verify import resolve, verify
 from .watch import Watch, Watcher
 
 
@@ -58,6 +62,7 @@ class Daemon:
     _problems: tuple[str, ...] = ()
     _conflicts: frozenset[str] = frozenset()
     _mountinfo: BinaryIO | None = None
+    _ready: bool = False
 
     def __post_init__(self) -> None:
         self._memory = Memory(self.options.repair_limit, self.options.repair_window)
@@ -78,8 +83,11 @@ class Daemon:
         self.run_now()
 
     def ready(self) -> None:
-        """Tell systemd we are up: after the first run (and, with D-Bus, after the bus name)."""
-        notify("READY=1", f"STATUS={self.status_line()}")
+        """Tell systemd we are up: after the first run (and, with D-Bus, after the bus name).
+        Only once: a reconnect to the bus later is not a new start."""
+        if not self._ready:
+            self._ready = True
+            notify("READY=1", f"STATUS={self.status_line()}")
 
     def reload(self) -> None:
         notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
@@ -91,6 +99,39 @@ class Daemon:
         self.log.emit(Record(Event.STOPPED, "multiarchd stopping; registrations stay in place"))
         self._watcher.stop()
         self.loop.quit()
+
+    # -- what the D-Bus face (or anyone) asks ----------------------------------------------------
+    @property
+    def host_arch(self) -> str:
+        return host_arch(load_catalog())
+
+    @property
+    def policy_path(self) -> str:
+        return self.config.policy_path
+
+    def statuses(self) -> tuple[Status, ...]:
+        return self.last.report.statuses if self.last else ()
+
+    def reconcile_now(self) -> str:
+        """Apply now; the state after it. A rejected policy is an error, not a state."""
+        result = self.run_now()
+        if result is None:
+            raise NotMounted(f"binfmt_misc is not mounted at {self.config.binfmt_dir}")
+        if result.rejected:
+            raise PolicyRejected("; ".join(str(p) for p in result.report.problems))
+        return self.state
+
+    def plan_now(self) -> Plan:
+        policy, want, _, todo = evaluate(self.config, memory=self._memory)
+        if want is None:
+            raise PolicyRejected("; ".join(str(p) for p in policy.problems))
+        return todo
+
+    def test(self, names: list[str]) -> list[tuple[str, str, str]]:
+        catalog = load_catalog()
+        arches = resolve(names, catalog) if names else [
+            s.name for s in self.statuses() if s.kind == "arch" and s.state.value == "active"]
+        return [(v.arch, v.result, v.message) for v in verify(arches)]
 
     # -- triggers -------------------------------------------------------------------------------
     def poke(self, debounce: float | None = None) -> None:

@@ -32,6 +32,8 @@ class Event(enum.Enum):
     KERNEL_REFUSED = ("f9344c7ca30e4e5dba4d9147a9aa3448", ERR)
     STARTED = ("012a22170be147fdabb2f82b6d03a7ea", INFO)
     STOPPED = ("3d6e9e65ea6141f69980d527b668be48", INFO)
+    BUS_CONNECTED = ("b3387bd1619845fabfb745f6b0f522d0", INFO)
+    BUS_LOST = ("1ce62246c37a45d9b97822aae32294cc", WARNING)
 
     @property
     def message_id(self) -> str:

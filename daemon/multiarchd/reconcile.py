@@ -15,6 +15,7 @@ from .binfmt import DEFAULT_PATH as DEFAULT_BINFMT
 from .binfmt import BinfmtTable, Observed
 from .catalog import Catalog, load_catalog
 from .desired import Desired, desired
+from .errors import NotMounted
 from .host import candidate_paths, probe_host
 from .memory import Memory
 from .plan import Plan, plan
@@ -40,10 +41,6 @@ class Result:
     @property
     def rejected(self) -> bool:
         return self.desired is None
-
-
-class NotMounted(Exception):
-    pass
 
 
 def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed | None = None,

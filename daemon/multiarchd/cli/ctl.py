@@ -8,31 +8,74 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from ..binfmt import BinfmtTable, Observed
 from ..catalog import load_catalog
-from ..desired import desired
-from ..host import candidate_paths, probe_host
+from ..desired import State, desired
+from ..host import candidate_paths, host_arch, probe_host
 from ..policy import Policy, load_policy, policy_files
-from ..reconcile import NotMounted, Result, evaluate, reconcile_once
+from ..errors import NotMounted, UnknownArchitecture
+from ..reconcile import Result, evaluate, reconcile_once
 from ..render import columns, dumps, plan_json, report_json, report_text, status_rows
 from ..report import build_report
 from ..systemd_glue import Log
+from ..verify import resolve, verify
+if TYPE_CHECKING:
+    from ..dbus import Client
 from .common import (EXIT_NOT_CONVERGED, EXIT_OK, EXIT_USAGE, add_path_options, config_from,
                      plan_exit_code, tell_outcomes)
 
 
 def _daemon_unreachable(verb: str, local: bool) -> int:
     hint = f"; `multiarchctl {verb} --local` works without it" if local else ""
-    print(f"multiarchctl: multiarchd is not reachable on D-Bus (io.github.multiarchd1){hint}",
-          file=sys.stderr)
+    print(f"multiarchctl: multiarchd is not running (no io.github.multiarchd1 on the system "
+          f"bus){hint}", file=sys.stderr)
     return EXIT_NOT_CONVERGED
+
+
+def _remote(verb: str, local: bool, work: Callable[[Client], int]) -> int:
+    """Run `work` against the daemon, turning D-Bus failures into one line and an exit code."""
+    from ..dbus import Client, RemoteError, Unreachable
+    try:
+        return work(Client())
+    except Unreachable:
+        return _daemon_unreachable(verb, local)
+    except RemoteError as e:
+        print(f"multiarchctl: {e} ({e.name})", file=sys.stderr)
+        if e.name.endswith((".PolicyRejected", ".UnknownArchitecture")):
+            return EXIT_USAGE
+        if e.name.endswith(".AccessDenied"):
+            print("multiarchctl: changing things needs root", file=sys.stderr)
+        return EXIT_NOT_CONVERGED
+
+
+_STATE_EXIT = {"converged": EXIT_OK, "policy-error": EXIT_USAGE}
+
+
+def _print_remote_status(client: Client, as_json: bool, show_unmanaged: bool) -> int:
+    from ..dbus import status_from_record
+    state = client.get("State")
+    statuses = [status_from_record(r) for r in client.get("Architectures")]
+    if as_json:
+        print(dumps({"state": state, "host": client.get("HostArchitecture"),
+                     "policy": client.get("PolicyPath"),
+                     "last_reconcile_usec": client.get("LastReconcile"),
+                     "architectures": [asdict(s) for s in statuses]}))
+    else:
+        shown = [s for s in statuses if show_unmanaged or s.state is not State.UNMANAGED]
+        if shown:
+            print(columns(status_rows(shown)))
+        print(f"state: {state}")
+    return _STATE_EXIT.get(state, EXIT_NOT_CONVERGED)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     if not args.local:
-        return _daemon_unreachable("status", True)
+        return _remote("status", True,
+                       lambda c: _print_remote_status(c, args.json, args.all))
     policy, want, observed, todo = evaluate(config_from(args))
     if want is None:
         for p in policy.problems:
@@ -55,7 +98,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     if not args.local:
-        return _daemon_unreachable("apply", True)
+        def apply_remote(client: Client) -> int:
+            client.call("Reconcile")
+            return _print_remote_status(client, args.json, False)
+        return _remote("apply", True, apply_remote)
     result = reconcile_once(config_from(args))
     if args.json:
         print(dumps(report_json(result.report, result.plan)))
@@ -67,7 +113,42 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    return _daemon_unreachable("reload", False)
+    def reload(client: Client) -> int:
+        client.call("Reload")
+        return _STATE_EXIT.get(client.get("State"), EXIT_NOT_CONVERGED)
+    return _remote("reload", False, reload)
+
+
+def _print_verdicts(verdicts: list[tuple[str, str, str]], as_json: bool) -> int:
+    if as_json:
+        print(dumps([{"architecture": a, "result": r, "message": m} for a, r, m in verdicts]))
+    elif verdicts:
+        print(columns([["ARCH", "RESULT", "MESSAGE"], *[list(v) for v in verdicts]]))
+    return EXIT_NOT_CONVERGED if any(r == "failed" for _, r, _ in verdicts) else EXIT_OK
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    def local() -> int:
+        catalog = load_catalog()
+        try:
+            names = resolve(args.arches, catalog) if args.arches else sorted(
+                a for a in catalog.arches if catalog.family_of(a) != catalog.family_of(
+                    host_arch(catalog)))
+        except UnknownArchitecture as e:
+            print(f"multiarchctl: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        return _print_verdicts([(v.arch, v.result, v.message) for v in verify(names)], args.json)
+    if args.local:
+        return local()
+    from ..dbus import Client, RemoteError, Unreachable
+    try:
+        return _print_verdicts([tuple(v) for v in Client().call("Test", args.arches)],
+                               args.json)
+    except Unreachable:
+        return local()  # a probe needs no daemon
+    except RemoteError as e:
+        print(f"multiarchctl: {e} ({e.name})", file=sys.stderr)
+        return EXIT_USAGE if e.name.endswith(".UnknownArchitecture") else EXIT_NOT_CONVERGED
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -150,6 +231,10 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_apply)
     s = sub.add_parser("reload", parents=[common], help="make the daemon re-read its policy")
     s.set_defaults(func=cmd_reload)
+    s = sub.add_parser("test", parents=[common, as_json, local],
+                       help="run a probe program of each architecture (default: all managed)")
+    s.add_argument("arches", nargs="*", metavar="ARCH")
+    s.set_defaults(func=cmd_test)
     s = sub.add_parser("check-config", parents=[common, as_json],
                        help="validate the policy (or FILE alone)")
     s.add_argument("file", nargs="?", metavar="FILE")

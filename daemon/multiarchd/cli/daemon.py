@@ -8,7 +8,8 @@ import sys
 from .. import __version__
 from ..daemon import Daemon, Options
 from ..loop import Loop
-from ..reconcile import NotMounted, reconcile_once
+from ..errors import NotMounted
+from ..reconcile import reconcile_once
 from ..render import report_text
 from ..systemd_glue import Log
 from .common import EXIT_USAGE, add_path_options, config_from, plan_exit_code, tell_outcomes
@@ -66,7 +67,15 @@ def serve(args: argparse.Namespace) -> int:
                       repair_window=args.repair_window)
     daemon = Daemon(config_from(args), options, Loop(), Log(args.log_target))
     daemon.start()
-    daemon.ready()
+    if args.no_dbus:
+        daemon.ready()
+    else:
+        from ..dbus import BusLink, ManagerFace  # only a D-Bus run needs pydbus
+        face = ManagerFace(daemon)
+        daemon.listeners.append(lambda result, changed: face.changed(
+            result.plan if changed else None))
+        # READY=1 waits for the bus name; the link retries (and reconciling goes on) meanwhile.
+        BusLink(face, daemon.log.emit, on_owned=daemon.ready).connect()
     daemon.loop.run()
     return 0
 

@@ -1,0 +1,238 @@
+"""The D-Bus API on a real private dbus-daemon that loads the shipped policy file unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import BIN
+from daemonproc import DaemonProcess
+from privatebus import PrivateBus
+from privatens import PrivateBinfmt
+
+NAME, PATH, IFACE = "io.github.multiarchd1", "/io/github/multiarchd1", "io.github.multiarchd1.Manager"
+Write = Callable[..., Path]
+
+
+@pytest.fixture
+def bus() -> Iterator[PrivateBus]:
+    b = PrivateBus()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def served(bus: PrivateBus, binfmt: PrivateBinfmt,
+           policy: Write) -> Iterator[tuple[DaemonProcess, Path]]:
+    """multiarchd with D-Bus on the private bus, once READY=1 (which waits for the name)."""
+    path = policy("arches:\n  all: {}\n")
+    argv = ["--config", str(path), "--binfmt-dir", binfmt.path]
+    d = DaemonProcess([BIN / "multiarchd", *argv], path.parent, env=bus.env)
+    try:
+        d.wait_notify("READY=1")
+        yield d, path
+    finally:
+        d.stop()
+
+
+def prop(bus: PrivateBus, name: str, user: str | None = None) -> Any:
+    r = bus.busctl("--json=short", "get-property", NAME, PATH, IFACE, name, user=user)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["data"]
+
+
+def call(bus: PrivateBus, method: str, *args: str,
+         user: str | None = None) -> subprocess.CompletedProcess[str]:
+    return bus.busctl("--json=short", "call", NAME, PATH, IFACE, method, *args, user=user)
+
+
+def test_name_is_owned_before_ready_and_every_property_reads(
+        bus: PrivateBus, served: tuple[DaemonProcess, Path]) -> None:
+    d, path = served
+    assert d.lines.index(f"multiarchd: D-Bus: {NAME} published at {PATH}") >= 0
+    assert prop(bus, "State") == "converged"
+    assert prop(bus, "Version") == "0.1.0"
+    assert prop(bus, "HostArchitecture") == "x86_64"
+    assert prop(bus, "PolicyPath") == str(path)
+    assert prop(bus, "LastReconcile") > 1_600_000_000_000_000
+    arches = {a[0]: a for a in prop(bus, "Architectures")}
+    assert arches["s390x"] == ["s390x", "arch", "active", "/usr/bin/qemu-s390x-static", "qemu",
+                               "PF", "multiarch-s390x", ""]
+    assert arches["x86_64"][2] == "native"
+
+
+def test_introspection_shows_the_whole_interface(bus: PrivateBus,
+                                                 served: tuple[DaemonProcess, Path]) -> None:
+    r = bus.busctl("introspect", NAME, PATH, IFACE, user="nobody")
+    assert r.returncode == 0, r.stderr
+    for member in ("Version", "HostArchitecture", "State", "PolicyPath", "LastReconcile",
+                   "Architectures", "Reconcile", "Reload", "Plan", "Test", "Reconciled"):
+        assert f".{member} " in r.stdout
+    assert "a(ssssssss)" in r.stdout and "emits-change" in r.stdout
+
+
+def test_methods_as_root(bus: PrivateBus, served: tuple[DaemonProcess, Path]) -> None:
+    r = call(bus, "Reconcile")
+    assert r.returncode == 0 and json.loads(r.stdout)["data"] == ["converged"]
+    assert call(bus, "Reload").returncode == 0
+    assert json.loads(call(bus, "Plan").stdout)["data"] == [[]]
+    r = call(bus, "Test", "as", "1", "s390x")
+    assert r.returncode == 0
+    [[(arch, result, _message)]] = json.loads(r.stdout)["data"]
+    assert arch == "s390x" and result in ("ok", "untested")
+
+
+def test_domain_failures_are_named_errors(bus: PrivateBus, served: tuple[DaemonProcess, Path]
+                                          ) -> None:
+    r = call(bus, "Test", "as", "1", "arm65")
+    assert r.returncode != 0 and "unknown architecture 'arm65' (did you mean 'arm64'?)" in r.stderr
+    _, path = served
+    path.write_text("arches: all\ndefaults: {flags: [Q]}\n")
+    r = call(bus, "Plan")
+    assert r.returncode != 0 and f"{path}:2:20: unknown flag 'Q'" in r.stderr
+    # The error's D-Bus name, as a client library sees it:
+    gdbus = subprocess.run(["gdbus", "call", "--system", "--dest", NAME, "--object-path", PATH,
+                            "--method", f"{IFACE}.Reconcile"], capture_output=True, text=True,
+                           env=dict(os.environ, **bus.env))
+    assert "io.github.multiarchd1.Error.PolicyRejected" in gdbus.stderr
+
+
+def test_unprivileged_reads_work_and_changes_are_denied(
+        bus: PrivateBus, served: tuple[DaemonProcess, Path]) -> None:
+    assert prop(bus, "State", user="nobody") == "converged"
+    r = bus.busctl("--json=short", "call", NAME, PATH, "org.freedesktop.DBus.Properties",
+                   "GetAll", "s", IFACE, user="nobody")
+    assert r.returncode == 0 and "Architectures" in r.stdout
+    assert call(bus, "Plan", user="nobody").returncode == 0
+    for method, args in (("Reconcile", ()), ("Reload", ()), ("Test", ("as", "0"))):
+        r = call(bus, method, *args, user="nobody")
+        assert r.returncode != 0 and "Access denied" in r.stderr, method
+
+
+def test_only_root_may_own_the_name(bus: PrivateBus) -> None:
+    script = ("import pydbus.bus as b, os; c = b.connect(os.environ['DBUS_SYSTEM_BUS_ADDRESS']); "
+              f"c.request_name('{NAME}')")
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        "/usr/bin/python3", "-c", script], capture_output=True, text=True,
+                       env=dict(os.environ, **bus.env), timeout=30)
+    assert r.returncode != 0 and "AccessDenied" in r.stderr
+
+
+def test_properties_changed_and_reconciled_arrive_after_a_policy_edit(
+        bus: PrivateBus, served: tuple[DaemonProcess, Path]) -> None:
+    _, path = served
+    monitor = subprocess.Popen(["busctl", "--system", "--json=short", "monitor", NAME],
+                               stdout=subprocess.PIPE, text=True, env=dict(os.environ, **bus.env))
+    assert monitor.stdout is not None
+    try:
+        seen: dict[str, Any] = {}
+
+        def read_until(member: str) -> Any:
+            while member not in seen:
+                ready, _, _ = select.select([monitor.stdout], [], [], 15)
+                assert ready, f"no {member} signal; saw {list(seen)}"
+                msg = json.loads(monitor.stdout.readline())  # type: ignore[union-attr]
+                if msg.get("type") == "signal":
+                    seen[msg["member"]] = msg["payload"]["data"]
+            return seen[member]
+
+        # busctl monitor starts asynchronously: a first change proves it listens.
+        call(bus, "Reload")
+        path.write_text("arches:\n  all: {}\n  s390x: false\n")
+        reconciled = read_until("Reconciled")
+        assert reconciled[0] == [["remove", "multiarch-s390x", reconciled[0][0][2]]]
+        assert reconciled[1] == "converged"
+        changed = read_until("PropertiesChanged")
+        assert changed[0] == IFACE and "Architectures" in changed[1]
+    finally:
+        monitor.kill()
+        monitor.wait()
+        monitor.stdout.close()
+
+
+def test_survives_clients_that_disconnect_mid_call(bus: PrivateBus,
+                                                   served: tuple[DaemonProcess, Path]) -> None:
+    d, _ = served
+    for _ in range(20):
+        client = subprocess.Popen(["busctl", "--system", "call", NAME, PATH, IFACE, "Reconcile"],
+                                  env=dict(os.environ, **bus.env), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        client.send_signal(signal.SIGKILL)
+        client.wait()
+    assert d.proc.poll() is None
+    assert prop(bus, "State") == "converged"
+
+
+def test_a_thousand_reads_while_the_policy_changes(
+        bus: PrivateBus, served: tuple[DaemonProcess, Path]) -> None:
+    _, path = served
+    import pydbus.bus
+    client = pydbus.bus.connect(bus.address).get(NAME, PATH)
+    stop = threading.Event()
+
+    def edit() -> None:
+        i = 0
+        while not stop.is_set():
+            text = "arches: all\n" if i % 2 else "arches: {all: {}, s390x: false}\n"
+            tmp = path.with_name("arches.yaml.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+            i += 1
+            stop.wait(0.01)
+
+    editor = threading.Thread(target=edit)
+    editor.start()
+    try:
+        states = set()
+        for i in range(1000):
+            states.add(client.State)
+            if i % 10 == 0:
+                assert len(client.Architectures) == 35
+    finally:
+        stop.set()
+        editor.join()
+    assert states <= {"converged"}
+
+
+def test_bus_loss_does_not_stop_reconciling_and_it_reconnects(
+        bus: PrivateBus, binfmt: PrivateBinfmt, served: tuple[DaemonProcess, Path]) -> None:
+    d, _ = served
+    since = d.mark()
+    bus.stop()
+    d.wait_log("D-Bus: lost the connection to the system bus", since)
+    since = d.mark()
+    binfmt.write("multiarch-s390x", "-1")
+    d.wait_log("repaired multiarch-s390x", since)
+    since = d.mark()
+    bus.start()
+    d.wait_log(f"D-Bus: {NAME} published", since)
+    assert prop(bus, "State") == "converged"
+    assert d.messages.count("READY=1") == 1
+
+
+def test_multiarchctl_over_dbus(bus: PrivateBus, served: tuple[DaemonProcess, Path]) -> None:
+    env = dict(os.environ, **bus.env)
+
+    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "multiarchctl"), *args], capture_output=True, text=True,
+                              env=env, timeout=60)
+    r = ctl("status")
+    assert r.returncode == 0 and "state: converged" in r.stdout
+    assert "s390x" in r.stdout and "/usr/bin/qemu-s390x-static" in r.stdout
+    data = json.loads(ctl("status", "--json").stdout)
+    assert data["state"] == "converged" and len(data["architectures"]) == 35
+    assert ctl("apply").returncode == 0
+    assert ctl("reload").returncode == 0
+    r = ctl("test", "arm65")
+    assert r.returncode == 2 and "did you mean 'arm64'" in r.stderr
