@@ -49,12 +49,12 @@ def test_status_local_tells_pending_then_active(binfmt: PrivateBinfmt) -> None:
 def test_status_and_apply_without_daemon_point_at_local(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
     for verb in ("status", "apply"):
-        r = ctl(verb)
+        r = run("multiarchctl", verb)
         assert r.returncode == 1
         assert r.stderr.count("\n") == 1, r.stderr
         assert "multiarchd is not running" in r.stderr
         assert f"multiarchctl {verb} --local" in r.stderr
-    r = ctl("reload")
+    r = run("multiarchctl", "reload")
     assert r.returncode == 1 and "multiarchd is not running" in r.stderr
 
 

@@ -234,5 +234,7 @@ def test_multiarchctl_over_dbus(bus: PrivateBus, served: tuple[DaemonProcess, Pa
     assert data["state"] == "converged" and len(data["architectures"]) == 35
     assert ctl("apply").returncode == 0
     assert ctl("reload").returncode == 0
+    r = ctl("plan")
+    assert (r.returncode, r.stdout.strip()) == (0, "nothing to do")
     r = ctl("test", "arm65")
     assert r.returncode == 2 and "did you mean 'arm64'" in r.stderr

@@ -1,7 +1,9 @@
 """`multiarchctl`: look at and steer multiarchd.
 
-`status`, `apply` and `reload` talk to the running daemon over D-Bus; `plan`, `check-config`,
-`arches`, `cat-config`, `status --local` and `apply --local` work on their own.
+`status`, `plan`, `apply`, `reload` and `test` talk to the running daemon over D-Bus. `plan`,
+`check-config`, `arches`, `cat-config` and `test` also work without it, and so do `status` and
+`apply` with `--local` (implied by --config or --binfmt-dir: another policy or table than the
+daemon's can only be worked on here).
 """
 
 from __future__ import annotations
@@ -12,21 +14,24 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
+from ..binfmt import DEFAULT_PATH as BINFMT_PATH
 from ..binfmt import BinfmtTable, Observed
 from ..catalog import load_catalog
 from ..desired import State, desired
-from ..host import candidate_paths, host_arch, probe_host
-from ..policy import Policy, load_policy, policy_files
 from ..errors import NotMounted, UnknownArchitecture
+from ..host import candidate_paths, host_arch, probe_host
+from ..policy import DEFAULT_PATH as POLICY_PATH
+from ..policy import Policy, load_policy, policy_files
 from ..reconcile import Result, evaluate, reconcile_once
 from ..render import columns, dumps, plan_json, report_json, report_text, status_rows
 from ..report import build_report
 from ..systemd_glue import Log
 from ..verify import resolve, verify
-if TYPE_CHECKING:
-    from ..dbus import Client
 from .common import (EXIT_NOT_CONVERGED, EXIT_OK, EXIT_USAGE, add_path_options, config_from,
                      plan_exit_code, tell_outcomes)
+
+if TYPE_CHECKING:
+    from ..dbus import Client
 
 
 def _daemon_unreachable(verb: str, local: bool) -> int:
@@ -87,6 +92,21 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    if not args.local:
+        from ..dbus import Client, RemoteError, Unreachable
+        try:
+            actions = Client().call("Plan")
+        except Unreachable:
+            pass  # a plan needs no daemon: compute it here
+        except RemoteError as e:
+            print(f"multiarchctl: {e} ({e.name})", file=sys.stderr)
+            return EXIT_USAGE if e.name.endswith(".PolicyRejected") else EXIT_NOT_CONVERGED
+        else:
+            if args.json:
+                print(dumps([{"action": k, "entry": n, "reason": r} for k, n, r in actions]))
+            else:
+                print("\n".join(f"{k:<8} {n}: {r}" for k, n, r in actions) or "nothing to do")
+            return EXIT_NOT_CONVERGED if actions else EXIT_OK
     policy, want, observed, todo = evaluate(config_from(args))
     for p in policy.problems if want is None else want.problems:
         print(p, file=sys.stderr)
@@ -212,7 +232,8 @@ def cmd_cat_config(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="multiarchctl", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="multiarchctl", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     common = argparse.ArgumentParser(add_help=False)
     add_path_options(common)
@@ -225,7 +246,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", parents=[common, as_json, local], help="per-architecture state")
     s.add_argument("--all", action="store_true", help="also list architectures not in the policy")
     s.set_defaults(func=cmd_status)
-    s = sub.add_parser("plan", parents=[common, as_json], help="what applying would change")
+    s = sub.add_parser("plan", parents=[common, as_json, local],
+                       help="what applying would change")
     s.set_defaults(func=cmd_plan)
     s = sub.add_parser("apply", parents=[common, as_json, local], help="apply the policy now")
     s.set_defaults(func=cmd_apply)
@@ -249,6 +271,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Another policy or table than the daemon's can only mean: work on it here.
+    if hasattr(args, "local") and (args.config != POLICY_PATH or args.binfmt_dir != BINFMT_PATH):
+        args.local = True
     try:
         code: int = args.func(args)
         return code
