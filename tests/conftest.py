@@ -92,3 +92,14 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     yield start
     for d in started:
         d.stop()
+
+
+@pytest.fixture(scope="session")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The .deb, built once from this checkout by packaging/debian/build."""
+    out = tmp_path_factory.mktemp("deb")
+    r = subprocess.run([str(REPO / "packaging" / "debian" / "build"), str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    [path] = out.glob("multiarchd_*_all.deb")
+    return path

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from . import __version__
 from .events import Event, Record, change_records, conflict_record, problem_records
+from .binfmt import BinfmtTable
 from .catalog import load_catalog
 from .host import candidate_paths, host_arch
 from .plan import Plan
@@ -39,6 +40,7 @@ class Options:
     repair_limit: int = 10  # drift repairs of one entry per window before backing off
     repair_window: float = 60.0
     retry_base: float = 5.0  # first retry after a kernel refusal; doubles up to safety_interval
+    mount: bool = True  # mount binfmt_misc when nothing has (else wait for it)
 
 
 @dataclass
@@ -166,7 +168,8 @@ class Daemon:
     # -- one run --------------------------------------------------------------------------------
     def run_now(self) -> Result | None:
         try:
-            mounted = ensure_mounted(self.config)
+            mounted = ensure_mounted(self.config) if self.options.mount else \
+                BinfmtTable(self.config.binfmt_dir).mounted()
         except Exception as e:  # noqa: BLE001 - a failed mount must not kill the daemon
             self._wait_for_mount(f"cannot mount binfmt_misc at {self.config.binfmt_dir}: {e}")
             return None
@@ -174,7 +177,7 @@ class Daemon:
             self._wait_for_mount(f"binfmt_misc is not mounted at {self.config.binfmt_dir}")
             return None
         try:
-            result = reconcile_once(self.config, memory=self._memory)
+            result = reconcile_once(self.config, memory=self._memory, mount=self.options.mount)
         except NotMounted as e:
             self._wait_for_mount(str(e))
             return None

@@ -70,8 +70,8 @@ def ensure_mounted(config: Config) -> bool:
 
 
 def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | None = None,
-                   memory: Memory | None = None) -> Result:
-    if not dry_run:
+                   memory: Memory | None = None, mount: bool = True) -> Result:
+    if mount and not dry_run:
         ensure_mounted(config)
     policy, want, observed, todo = evaluate(config, catalog, memory=memory)
     if want is None:

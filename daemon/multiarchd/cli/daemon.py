@@ -24,6 +24,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true",
                    help="with --once: print the plan, write nothing")
     p.add_argument("--no-dbus", action="store_true", help="do not publish the D-Bus API")
+    p.add_argument("--no-mount", action="store_true",
+                   help="never mount binfmt_misc; wait for it instead (for sandboxed services, "
+                        "whose own mounts vanish when they stop)")
     p.add_argument("--log-target", choices=("auto", "journal", "stderr"), default="auto")
     p.add_argument("--safety-interval", type=float, default=Options.safety_interval,
                    metavar="SECONDS", help="re-read everything this often even with no event "
@@ -64,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     options = Options(safety_interval=args.safety_interval, repair_limit=args.repair_limit,
-                      repair_window=args.repair_window)
+                      repair_window=args.repair_window, mount=not args.no_mount)
     daemon = Daemon(config_from(args), options, Loop(), Log(args.log_target))
     daemon.start()
     if args.no_dbus:

@@ -1,0 +1,122 @@
+"""systemd as PID 1 in a systemd-nspawn container booted from the host's own root through a tmpfs
+overlay, with a user namespace of its own, so that it has its own binfmt_misc instance.
+
+The user namespace maps the container's root to the host's (0:65536) so that the host's files
+need no chown; it is still a namespace of its own, which is what gives binfmt_misc its own table.
+Everything the test changes lands in the tmpfs; `close()` removes the container, its mounts and
+the cgroups nspawn leaves behind, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+CGROUP_LEFTOVERS = [f"/sys/fs/cgroup/{tree}/{name}" for tree in ("unified", "systemd")
+                    for name in ("payload", "supervisor")]
+
+
+def _remove_cgroups() -> None:
+    for top in CGROUP_LEFTOVERS:
+        if os.path.isdir(top):
+            for root, _dirs, _files in os.walk(top, topdown=False):  # deepest first
+                os.rmdir(root)
+
+
+class BootedContainer:
+    def __init__(self, tmp: Path, name: str = "multiarchd-test", timeout: float = 90) -> None:
+        self.name = name
+        self.base = tmp / "nspawn"
+        self.merged = self.base / "merged"
+        self.mounted: list[Path] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.leader = 0
+        _remove_cgroups()
+        try:
+            self._boot(timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _boot(self, timeout: float) -> None:
+        self.base.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(self.base)], check=True)
+        self.mounted.append(self.base)
+        for d in ("upper", "work", "merged"):
+            (self.base / d).mkdir()
+        subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                        f"lowerdir=/,upperdir={self.base}/upper,workdir={self.base}/work",
+                        str(self.merged)], check=True)
+        self.mounted.append(self.merged)
+        # A plain Debian host starts the services its packages install; build images often
+        # carry a policy-rc.d that says no.
+        (self.merged / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
+        notify = self.base / "notify.sock"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.bind(str(notify))
+            self.proc = subprocess.Popen(
+                ["systemd-nspawn", "-D", str(self.merged), "-M", self.name,
+                 "--private-users=0:65536", "--private-users-ownership=off", "--register=no",
+                 "--keep-unit", "--private-network", "--console=passive", "--notify-ready=yes",
+                 "-b"],
+                env=dict(os.environ, NOTIFY_SOCKET=str(notify)),
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            deadline = time.monotonic() + timeout
+            ready = False
+            while not ready:
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([sock], [], [], left)[0]:
+                    raise AssertionError("the container did not boot")
+                for line in sock.recv(65536).decode().split("\n"):
+                    if line.startswith("X_NSPAWN_LEADER_PID="):
+                        self.leader = int(line.split("=", 1)[1])
+                    ready = ready or line == "READY=1"
+        assert self.leader, "nspawn did not say which process is the container's init"
+
+    # -- inside ---------------------------------------------------------------------------------
+    def run(self, *argv: str, check: bool = True, timeout: float = 120,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(["nsenter", "-t", str(self.leader), "-a", "--", *argv],
+                           capture_output=True, text=True, timeout=timeout, input=stdin)
+        if check and r.returncode != 0:
+            raise AssertionError(f"{argv} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+        return r
+
+    def popen(self, *argv: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(["nsenter", "-t", str(self.leader), "-a", "--", *argv],
+                                stdout=subprocess.PIPE, text=True)
+
+    def copy_in(self, src: Path, dest: str) -> None:
+        shutil.copy(src, self.merged / dest.lstrip("/"))
+
+    @property
+    def binfmt(self) -> Path:
+        """The container's own binfmt_misc instance, seen from the host."""
+        return Path(f"/proc/{self.leader}/root/proc/sys/fs/binfmt_misc")
+
+    def table(self) -> dict[str, str]:
+        return {n: (self.binfmt / n).read_text() for n in sorted(os.listdir(self.binfmt))
+                if n not in ("register", "status")}
+
+    # -- cleanup --------------------------------------------------------------------------------
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            if self.leader:
+                subprocess.run(["nsenter", "-t", str(self.leader), "-a", "--", "systemctl",
+                                "poweroff", "--no-block"], capture_output=True, timeout=30)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        for path in reversed(self.mounted):
+            subprocess.run(["umount", "--lazy", str(path)], check=False)
+        self.mounted.clear()
+        _remove_cgroups()
+        shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.name}", ignore_errors=True)

@@ -1,0 +1,120 @@
+"""What an admin does: apt install, systemctl enable --now, edit the policy, ask busctl; proven
+under a real systemd (PID 1 in a container with its own binfmt_misc), from the real .deb."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conftest import REPO
+from multiarchd.events import Event
+from nspawn import BootedContainer
+
+HOST_BINFMT = "/proc/sys/fs/binfmt_misc"
+BUSCTL_STATE = ["busctl", "get-property", "io.github.multiarchd1", "/io/github/multiarchd1",
+                "io.github.multiarchd1.Manager", "State"]
+
+
+def host_table() -> dict[str, str]:
+    if not os.path.exists(f"{HOST_BINFMT}/status"):
+        return {}
+    return {n: Path(HOST_BINFMT, n).read_text() for n in os.listdir(HOST_BINFMT)}
+
+
+def exposure(unit: Path) -> float:
+    out = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)],
+                         capture_output=True, text=True).stdout
+    return float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+
+def test_unit_is_hardened() -> None:
+    assert exposure(REPO / "units" / "multiarchd.service") <= 2.0
+    assert exposure(REPO / "units" / "multiarchd-binfmt-mount.service") <= 3.0
+
+
+def cursor(c: BootedContainer) -> str:
+    out = c.run("journalctl", "-u", "multiarchd", "-n", "1", "--show-cursor", "-q").stdout
+    return out.strip().splitlines()[-1].removeprefix("-- cursor: ")
+
+
+def wait_record(c: BootedContainer, after: str, match: Callable[[dict[str, Any]], bool],
+                timeout: float = 30) -> dict[str, Any]:
+    """Follow the unit's journal from `after` until a record matches (bounded)."""
+    follow = c.popen("journalctl", "-u", "multiarchd", "-o", "json", "-f",
+                     f"--after-cursor={after}")
+    assert follow.stdout is not None
+    try:
+        while True:
+            ready, _, _ = select.select([follow.stdout], [], [], timeout)
+            assert ready, "no such journal record"
+            record = json.loads(follow.stdout.readline())
+            if match(record):
+                return record
+    finally:
+        follow.kill()
+        follow.wait()
+        follow.stdout.close()
+
+
+def test_installed_package_under_real_systemd(deb: Path, busybox: dict[str, Path],
+                                             tmp_path: Path) -> None:
+    before = host_table()
+    c = BootedContainer(tmp_path)
+    try:
+        c.copy_in(deb, "/root/multiarchd.deb")
+        c.run("dpkg", "-i", "/root/multiarchd.deb")
+        # Installing enabled and started it; the admin's own command changes nothing.
+        assert c.run("systemctl", "is-enabled", "multiarchd").stdout.strip() == "enabled"
+        c.run("systemctl", "enable", "--now", "multiarchd")
+        assert c.run("systemctl", "is-active", "multiarchd").stdout.strip() == "active"
+        assert c.run(*BUSCTL_STATE).stdout.strip() == 's "converged"'
+        assert c.run(str(busybox["arm64"]), "uname", "-m").stdout.strip() == "aarch64"
+        assert len(c.table()) == 33
+
+        records = [json.loads(line) for line in c.run(
+            "journalctl", "-u", "multiarchd", "-o", "json").stdout.splitlines()]
+        s390x = next(r for r in records if r.get("MULTIARCH_ARCH") == "s390x")
+        assert s390x["_SYSTEMD_UNIT"] == "multiarchd.service"
+        assert s390x["MESSAGE_ID"] == Event.REGISTERED.message_id
+        assert s390x["MULTIARCH_ENTRY"] == "multiarch-s390x"
+
+        verify = c.run("systemd-analyze", "verify", "multiarchd.service",
+                       "multiarchd-binfmt-mount.service", check=False)
+        assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
+
+        # An edit is applied with no command.
+        mark = cursor(c)
+        c.run("sh", "-c", "printf 'arches:\\n  all: {}\\n  s390x: false\\n' "
+                          "> /etc/multiarch/arches.yaml")
+        wait_record(c, mark, lambda r: r.get("MESSAGE_ID") == Event.REMOVED.message_id
+                    and r.get("MULTIARCH_ENTRY") == "multiarch-s390x")
+        assert "multiarch-s390x" not in c.table()
+        table = c.table()
+
+        c.run("systemctl", "reload", "multiarchd")
+        assert c.run(*BUSCTL_STATE).stdout.strip() == 's "converged"'
+        assert c.table() == table
+        c.run("systemctl", "restart", "multiarchd")
+        assert c.run(*BUSCTL_STATE).stdout.strip() == 's "converged"'
+        assert c.table() == table
+        c.run("systemctl", "stop", "multiarchd")
+        assert c.table() == table, "stopping must leave the entries in place"
+        assert c.run(str(busybox["arm64"]), "uname", "-m").stdout.strip() == "aarch64"
+
+        # Purge: the service and multiarchd's own entries go, nothing else does.
+        c.run("sh", "-c", "printf ':other:E::xyz::/bin/true:' > /proc/sys/fs/binfmt_misc/register")
+        c.run("dpkg", "--purge", "multiarchd")
+        assert c.run("systemctl", "is-active", "multiarchd", check=False).stdout.strip() \
+            == "inactive"
+        assert not (c.merged / "lib/systemd/system/multiarchd.service").exists()
+        assert not (c.merged / "etc/multiarch").exists()
+        assert list(c.table()) == ["other"]
+    finally:
+        c.close()
+    assert host_table() == before
