@@ -1,0 +1,187 @@
+"""The other ways multiarchd reaches a machine: Python sdist and wheel, rpm spec, container image,
+Kubernetes DaemonSet; and the docs a person expects: man pages, bash completion, JSON schema."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from conftest import REPO, run
+from multiarchd.catalog import load_catalog
+
+PY = Path(sys.executable)
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([str(PY), "-m", "build", "--no-isolation", "--outdir", str(out), str(REPO)],
+                   check=True, capture_output=True, timeout=300)
+    return out
+
+
+def test_wheel_and_sdist_install_working_commands(dist: Path, tmp_path: Path) -> None:
+    [wheel] = dist.glob("multiarchd-*.whl")
+    [sdist] = dist.glob("multiarchd-*.tar.gz")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "multiarchd/catalog.toml" in names and "multiarchd/py.typed" in names
+    inside = tarfile.open(sdist).getnames()
+    for needed in ("units/multiarchd.service", "config/arches.yaml", "man/multiarchd.8",
+                   "config/dbus/io.github.multiarchd1.conf", "LICENSE"):
+        assert f"multiarchd-0.1.0/{needed}" in inside, needed
+    for artifact in (wheel, sdist):
+        venv = tmp_path / artifact.suffix.strip(".")
+        # Debian's interpreter and libraries (PyGObject, systemd-python) as the dependencies.
+        subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(venv)],
+                       check=True)
+        subprocess.run([str(venv / "bin/pip"), "install", "-q", "--no-build-isolation",
+                        str(artifact)], check=True, capture_output=True, timeout=300)
+        version = subprocess.run([str(venv / "bin/multiarchd"), "--version"],
+                                 capture_output=True, text=True)
+        assert version.stdout.strip() == "multiarchd 0.1.0"
+        arches = subprocess.run([str(venv / "bin/multiarchctl"), "arches", "--json"],
+                                capture_output=True, text=True)
+        assert len(json.loads(arches.stdout)["architectures"]) == 35
+
+
+def test_rpm_spec_parses_and_installs_files_that_exist() -> None:
+    spec = REPO / "packaging" / "rpm" / "multiarchd.spec"
+    parsed = subprocess.run(["rpmspec", "-P", str(spec)], capture_output=True, text=True)
+    assert parsed.returncode == 0, parsed.stderr
+    assert "Version:        0.1.0" in parsed.stdout
+    sources = re.findall(r"^install -Dpm \d+ (\S+) ", spec.read_text(), re.M)
+    assert len(sources) == 9
+    for src in sources:
+        assert (REPO / src).is_file(), src
+
+
+def test_containerfile_copies_what_exists_and_starts_a_valid_command() -> None:
+    text = (REPO / "packaging" / "container" / "Containerfile").read_text()
+    for line in re.findall(r"^COPY (.+)$", text, re.M):
+        *sources, _dest = line.split()
+        for src in sources:
+            assert (REPO / src).exists(), src
+    entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    assert entry[0] == "multiarchd"
+    r = run("multiarchd", *entry[1:], "--version")
+    assert r.returncode == 0, r.stderr
+
+
+def test_kubernetes_manifests_validate_against_the_schemas(tmp_path: Path) -> None:
+    path = REPO / "packaging" / "kubernetes" / "multiarchd.yaml"
+    docs = list(yaml.safe_load_all(path.read_text()))
+    version = kubernetes_validate.utils.latest_version()
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {"Namespace", "ConfigMap", "DaemonSet"}
+    pod = kinds["DaemonSet"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["securityContext"]["privileged"] is True
+    assert container["readinessProbe"]["exec"]["command"][:2] == ["multiarchctl", "status"]
+    assert pod["volumes"][0]["configMap"]["name"] == kinds["ConfigMap"]["metadata"]["name"]
+    # The ConfigMap's policy is a good policy.
+    policy = tmp_path / "arches.yaml"
+    policy.write_text(kinds["ConfigMap"]["data"]["arches.yaml"])
+    check = run("multiarchctl", "check-config", config=policy)
+    assert check.returncode == 0, check.stdout
+
+
+@pytest.mark.parametrize("page", ["multiarchd.8", "multiarchctl.1", "arches.yaml.5"])
+def test_man_pages_render_without_warnings(page: str) -> None:
+    r = subprocess.run(["groff", "-man", "-ww", "-z", str(REPO / "man" / page)],
+                       capture_output=True, text=True)
+    assert (r.returncode, r.stderr) == (0, "")
+
+
+def test_man_pages_name_every_option() -> None:
+    from multiarchd.cli import ctl, daemon
+    pages = {"multiarchd": (REPO / "man/multiarchd.8").read_text().replace("\\-", "-"),
+             "multiarchctl": (REPO / "man/multiarchctl.1").read_text().replace("\\-", "-")}
+    for action in daemon.parser()._actions:
+        for flag in action.option_strings:
+            if flag.startswith("--") and flag not in ("--help", "--version"):
+                assert flag in pages["multiarchd"], flag
+    verbs = ctl.parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for verb in verbs:
+        assert f".B {verb}" in pages["multiarchctl"], verb
+
+
+def complete(line: str) -> list[str]:
+    script = f"""
+source /usr/share/bash-completion/bash_completion
+source {REPO}/config/bash-completion/multiarchctl
+COMP_LINE={shlex.quote(line)}
+read -ra COMP_WORDS <<< "$COMP_LINE"
+[[ $COMP_LINE == *" " ]] && COMP_WORDS+=("")
+COMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))
+COMP_POINT=${{#COMP_LINE}}
+_multiarchctl
+printf '%s\\n' "${{COMPREPLY[@]}}"
+"""
+    env = {"PATH": f"{PY.parent}:/usr/bin:/bin"}
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
+    return sorted(filter(None, out.stdout.splitlines()))
+
+
+def test_bash_completion() -> None:
+    assert complete("multiarchctl st") == ["status"]
+    assert complete("multiarchctl c") == ["cat-config", "check-config"]
+    assert complete("multiarchctl status --") == ["--all", "--binfmt-dir", "--config", "--help",
+                                                  "--json", "--local"]
+    assert complete("multiarchctl test s39") == ["s390x"]
+    assert "arm64" in complete("multiarchctl test ar")
+
+
+SCHEMA = json.loads((REPO / "config" / "arches.schema.json").read_text())
+
+
+def yaml_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```yaml\n(.*?)```", markdown, re.S)
+
+
+def test_schema_accepts_the_shipped_default_and_the_readme_examples() -> None:
+    jsonschema.Draft7Validator.check_schema(SCHEMA)
+    docs = [yaml.safe_load((REPO / "config" / "arches.yaml").read_text())]
+    docs += [yaml.safe_load(b) for b in yaml_blocks((REPO / "README.md").read_text())]
+    assert len(docs) >= 2
+    for doc in docs:
+        jsonschema.validate(doc, SCHEMA)
+
+
+def test_schema_knows_every_architecture_and_refuses_unknown_keys() -> None:
+    catalog = load_catalog()
+    names = set(SCHEMA["properties"]["arches"]["oneOf"][2]["properties"])
+    assert names == set(catalog.aliases) | {"all"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"arches": {"aarch64": {"flgs": ["F"]}}}, SCHEMA)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"custom": [{"name": "x", "interpreter": "/bin/true"}]}, SCHEMA)
+
+
+def test_deb_declares_what_debian_provides(deb: Path) -> None:
+    fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Depends", "Recommends"],
+                            capture_output=True, text=True, check=True).stdout
+    for dep in ("python3-gi", "python3-pydbus", "python3-yaml", "python3-watchdog",
+                "python3-systemd"):
+        assert dep in fields
+    assert "Recommends: qemu-user-static" in fields
+    files = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True).stdout
+    for path in ("./lib/systemd/system/multiarchd.service", "./usr/share/man/man8/multiarchd.8.gz",
+                 "./usr/share/dbus-1/system.d/io.github.multiarchd1.conf",
+                 "./usr/share/bash-completion/completions/multiarchctl", "./usr/bin/multiarchctl"):
+        assert path in files, path
+    conffiles = subprocess.run(["dpkg-deb", "-I", str(deb), "conffiles"], capture_output=True,
+                               text=True).stdout
+    assert conffiles.split() == ["/etc/multiarch/arches.yaml"]
