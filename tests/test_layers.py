@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "daemon" / "multiarchd"
 ADAPTERS = {"yaml": ("yamlsrc.py",), "pydbus": ("dbus.py",), "gi": ("loop.py", "dbus.py"),
             "systemd": ("systemd_glue.py",), "watchdog": ("watch.py",)}
-PURE = {"desired.py", "plan.py", "report.py", "entry.py", "flags.py", "problems.py", "facts.py"}
+PURE = {"desired.py", "plan.py", "report.py", "entry.py", "flags.py", "problems.py", "facts.py", "probes.py"}
 
 
 def imports(path: Path) -> set[str]:

@@ -12,7 +12,7 @@ import signal
 import time
 from collections.abc import Callable
 from typing import BinaryIO
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import __version__
 from .events import Event, Record, change_records, conflict_record, problem_records
@@ -20,7 +20,10 @@ from .binfmt import BinfmtTable
 from .catalog import load_catalog
 from .host import candidate_paths, host_arch
 from .plan import Plan
-from .report import Status
+from .desired import State
+from .entry import OWNED_PREFIX, Registration
+from .probes import Verdict
+from .report import Status, with_verdicts
 from .loop import Loop
 from .memory import Memory
 from .errors import NotMounted, PolicyRejected, UnknownArchitecture
@@ -65,6 +68,7 @@ class Daemon:
     _conflicts: frozenset[str] = frozenset()
     _mountinfo: BinaryIO | None = None
     _ready: bool = False
+    _verdicts: dict[str, tuple[Registration, Verdict]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._memory = Memory(self.options.repair_limit, self.options.repair_window)
@@ -130,10 +134,53 @@ class Daemon:
         return todo
 
     def test(self, names: list[str]) -> list[tuple[str, str, str]]:
+        """Run the probes of these (default: every registered) architectures now."""
         catalog = load_catalog()
         arches = resolve(names, catalog) if names else [
-            s.name for s in self.statuses() if s.kind == "arch" and s.state.value == "active"]
-        return [(v.arch, v.result, v.message) for v in verify(arches)]
+            s.name for s in self.statuses()
+            if s.kind == "arch" and s.state in (State.ACTIVE, State.VERIFIED, State.ERROR)
+            and s.entry in self._registered()]
+        verdicts = verify(arches, catalog, self.config.binfmt_dir)
+        self._remember(verdicts)
+        if self.last:
+            self.last = replace(self.last, report=with_verdicts(self.last.report,
+                                                                self._valid_verdicts()))
+        return [(v.arch, v.result, v.message) for v in verdicts]
+
+    # -- verification -----------------------------------------------------------------------------
+    def _registered(self) -> dict[str, Registration]:
+        want = self.last.desired if self.last else None
+        return {w.entry: w.registration for w in want.wants if w.registration} if want else {}
+
+    def _remember(self, verdicts: list[Verdict]) -> None:
+        registered = self._registered()
+        for v in verdicts:
+            reg = registered.get(OWNED_PREFIX + v.arch)
+            if reg is not None:
+                self._verdicts[v.arch] = (reg, v)
+
+    def _valid_verdicts(self) -> dict[str, Verdict]:
+        """Verdicts still about what is registered now."""
+        registered = self._registered()
+        return {arch: v for arch, (reg, v) in self._verdicts.items()
+                if registered.get(OWNED_PREFIX + arch) == reg}
+
+    def _verify(self, result: Result) -> Result:
+        """Probe every active architecture not yet proven in its current registration."""
+        if result.desired is None or not result.policy.verify:
+            return result
+        valid = self._valid_verdicts()
+        todo = [s.name for s in result.report.statuses
+                if s.kind == "arch" and s.state is State.ACTIVE and s.name not in valid]
+        if todo:
+            self._remember(verify(todo, load_catalog(), self.config.binfmt_dir))
+            for v in self._valid_verdicts().values():
+                if not v.ok and v.arch in todo and v.result == "failed":
+                    self.log.emit(Record(Event.PROBE_FAILED, f"{v.arch}: probe failed: "
+                                         f"{v.message}", {"MULTIARCH_ARCH": v.arch,
+                                                          "MULTIARCH_ENTRY": OWNED_PREFIX + v.arch,
+                                                          "MULTIARCH_ACTION": "verify"}))
+        return replace(result, report=with_verdicts(result.report, self._valid_verdicts()))
 
     # -- triggers -------------------------------------------------------------------------------
     def poke(self, debounce: float | None = None) -> None:
@@ -181,6 +228,8 @@ class Daemon:
         except NotMounted as e:
             self._wait_for_mount(str(e))
             return None
+        self.last = result  # what _verify asks about is this run's registrations
+        result = self._verify(result)
         self.last, self.last_reconcile = result, time.time()
         self._tell(result)
         self._schedule_retries(result)

@@ -18,7 +18,8 @@ class State(enum.StrEnum):
     ACTIVE = "active"  # registered, enabled, and first in line for its binaries
     DISABLED = "disabled"  # the policy turns it off
     MISSING_EMULATOR = "missing-emulator"  # wanted, but no emulator for it is installed
-    ERROR = "error"  # a policy problem or a kernel refusal: its entry is left as it is
+    VERIFIED = "verified"  # active, and its probe program ran through the entry
+    ERROR = "error"  # a policy problem, a kernel refusal or a failed probe
     SHADOWED = "shadowed"  # registered, but a later foreign entry takes its binaries
     CONFLICT = "conflict"  # another writer keeps undoing it; repairs are backed off
     PENDING = "pending"  # not applied yet (dry run, or status of an unapplied table)
@@ -84,12 +85,15 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
     rule = policy.rule_for(arch.name)
     explicit = arch.name in policy.arches
     base = Want(arch.name, "arch", entry, None, explicit=explicit)
-    if catalog.family_of(arch.name) == catalog.family_of(host.arch):
+    if host.native is not None and arch.name in host.native:
+        return replace(base, verdict=State.NATIVE, message=f"runs natively on this {host.arch} "
+                       "host (its probe ran with an empty binfmt_misc table)")
+    if host.native is None and catalog.family_of(arch.name) == catalog.family_of(host.arch):
         return replace(base, verdict=State.NATIVE,
-                        message=f"runs natively on this {host.arch} host")
+                       message=f"runs natively on this {host.arch} host (same family)")
     if policy.spoiled("arch", arch.name):
         return replace(base, verdict=State.ERROR, frozen=True,
-                        message="policy error (see above): its entry is left as it is")
+                       message="policy error (see above): its entry is left as it is")
     default_rule = ArchRule(arch=arch.name, place=Place(""))
     picked = _pick(arch, rule or default_rule, policy, catalog, host)
     emulator, interpreter = picked if picked else (None, None)
@@ -108,8 +112,8 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
     if interpreter is None:
         tried = ", ".join(rule.emulators or policy.emulators)
         return replace(base, verdict=State.MISSING_EMULATOR,
-                        message=f"no emulator installed for {arch.name} (tried {tried}); "
-                                f"install one, e.g. qemu-user-static")
+                       message=f"no emulator installed for {arch.name} (tried {tried}); "
+                               f"install one, e.g. qemu-user-static")
     # An explicit interpreter takes the customary flags of the emulator discovery found, if any.
     customary = catalog.emulators[picked[0] if picked else "qemu"].flags
     emu_flags = catalog.emulators[emulator].flags if emulator in catalog.emulators else customary

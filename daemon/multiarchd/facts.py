@@ -22,6 +22,9 @@ class Host:
     arch: str  # catalog name of this machine's architecture
     files: Mapping[str, FileState] = field(default_factory=dict)
     ids: Mapping[str, FileId] = field(default_factory=dict)
+    # Architectures whose probe ran with an empty binfmt_misc table; None: not known here, and
+    # the catalog's family table decides.
+    native: frozenset[str] | None = None
 
     def file(self, path: str) -> FileState:
         return self.files.get(path, FileState.MISSING)

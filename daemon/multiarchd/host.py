@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from functools import cache
 from collections.abc import Iterable
 
-from .catalog import Catalog
+from .catalog import Catalog, load_catalog
 from .facts import FileId, FileState, Host
+from .verify import native_arches
 from .policy import Policy
 
 # `uname -m` spellings that are not catalog names.
@@ -49,8 +51,16 @@ def candidate_paths(policy: Policy | None, catalog: Catalog) -> set[str]:
     return paths
 
 
+@cache
+def native() -> frozenset[str] | None:
+    """What this machine runs by itself, found by execution once per process (the kernel's
+    abilities do not change while it runs)."""
+    return native_arches(load_catalog())
+
+
 def probe_host(catalog: Catalog, paths: Iterable[str], machine: str | None = None) -> Host:
     states = {p: file_state(p) for p in paths}
     return Host(arch=host_arch(catalog, machine),
                 files={p: state for p, (state, _) in states.items()},
-                ids={p: ident for p, (_, ident) in states.items() if ident is not None})
+                ids={p: ident for p, (_, ident) in states.items() if ident is not None},
+                native=native() if machine is None else None)

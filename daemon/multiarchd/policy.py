@@ -23,7 +23,7 @@ from .yamlsrc import MapNode, Node, Scalar, SeqNode
 
 DEFAULT_PATH = "/etc/multiarch/arches.yaml"
 DEFAULT_EMULATORS = ("fex", "box64", "rosetta", "box86", "qemu")
-TOP_KEYS = ("defaults", "arches", "foreign_entries", "custom")
+TOP_KEYS = ("defaults", "arches", "foreign_entries", "custom", "verify")
 DEFAULTS_KEYS = ("flags", "emulators")
 ARCH_KEYS = ("enabled", "flags", "emulators", "interpreter")
 CUSTOM_KEYS = ("name", "extension", "magic", "mask", "offset", "interpreter", "flags", "enabled")
@@ -70,6 +70,7 @@ class Policy:
     arches: Mapping[str, ArchRule] = field(default_factory=dict)
     foreign: ForeignMode = ForeignMode.KEEP
     custom: tuple[CustomRule, ...] = ()
+    verify: bool = True  # run each architecture's probe after a change
     problems: tuple[Problem, ...] = ()
 
     @property
@@ -152,6 +153,7 @@ class _Merger:
         self.foreign = ForeignMode.KEEP
         self.arch_fields: dict[str, dict[str, Any]] = {}
         self.custom: dict[str, CustomRule] = {}
+        self.verify = True
         self.file = ""
 
     # -- reporting -----------------------------------------------------------------------------
@@ -271,6 +273,10 @@ class _Merger:
                 self.problem(self.at(node), f"foreign_entries must be one of "
                              f"{', '.join(modes)}, not {_kind(node)}"
                              f"{did_you_mean(str(value), modes)}")
+        if "verify" in keys:
+            verify = self._bool(keys["verify"][1], "verify", None)
+            if verify is not None:
+                self.verify = verify
         if "arches" in keys:
             self._arches(keys["arches"][1])
         if "custom" in keys:
@@ -471,5 +477,5 @@ class _Merger:
         return Policy(
             files=files, flags=self.flags, emulators=self.emulators, all_arches=all_rule,
             arches=arches, foreign=self.foreign, custom=tuple(self.custom.values()),
-            problems=tuple(self.problems),
+            verify=self.verify, problems=tuple(self.problems),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from .apply import Outcome
@@ -9,6 +10,7 @@ from .binfmt import Entry, Observed
 from .desired import Desired, State, Want
 from .entry import owned
 from .problems import Problem
+from .probes import Verdict
 
 # States that mean "the system is not as the policy wants" when the policy names the arch.
 _BAD = {State.ERROR, State.SHADOWED, State.PENDING, State.MISSING_EMULATOR, State.CONFLICT}
@@ -62,7 +64,9 @@ class Report:
         return sum(1 for s in self.statuses if s.state is state)
 
     def summary(self) -> str:
-        parts = [f"{self.count(State.ACTIVE)} active"]
+        parts = [f"{self.count(State.ACTIVE) + self.count(State.VERIFIED)} active"]
+        if self.count(State.VERIFIED):
+            parts[0] += f" ({self.count(State.VERIFIED)} verified)"
         parts += [f"{self.count(s)} {s.value}" for s in
                   (State.PENDING, State.SHADOWED, State.CONFLICT, State.MISSING_EMULATOR,
                    State.ERROR)
@@ -147,3 +151,15 @@ def overall(report: Report) -> str:
     if report.problems and not report.statuses:
         return "policy-error"
     return "converged" if report.exit_code() == 0 else "degraded"
+
+
+def with_verdicts(report: Report, verdicts: Mapping[str, Verdict]) -> Report:
+    """Active architectures whose probe ran become verified; a failed probe is an error."""
+    def judged(s: Status) -> Status:
+        v = verdicts.get(s.name) if s.kind == "arch" else None
+        if v is None or s.state not in (State.ACTIVE, State.VERIFIED) or v.result == "untested":
+            return s
+        if v.ok:
+            return replace(s, state=State.VERIFIED, message=s.message or "probe ran")
+        return replace(s, state=State.ERROR, message=f"probe failed: {v.message}")
+    return replace(report, statuses=tuple(judged(s) for s in report.statuses))

@@ -147,17 +147,22 @@ def _print_verdicts(verdicts: list[tuple[str, str, str]], as_json: bool) -> int:
     return EXIT_NOT_CONVERGED if any(r == "failed" for _, r, _ in verdicts) else EXIT_OK
 
 
+def _managed(args: argparse.Namespace) -> list[str]:
+    """The architectures the policy has registered (what `test` probes by default)."""
+    policy, want, _, _ = evaluate(config_from(args))
+    return [w.label for w in want.wants if w.kind == "arch" and w.registration] if want else []
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     def local() -> int:
         catalog = load_catalog()
         try:
-            names = resolve(args.arches, catalog) if args.arches else sorted(
-                a for a in catalog.arches if catalog.family_of(a) != catalog.family_of(
-                    host_arch(catalog)))
+            names = resolve(args.arches, catalog) if args.arches else _managed(args)
         except UnknownArchitecture as e:
             print(f"multiarchctl: {e}", file=sys.stderr)
             return EXIT_USAGE
-        return _print_verdicts([(v.arch, v.result, v.message) for v in verify(names)], args.json)
+        verdicts = verify(names, catalog, args.binfmt_dir)
+        return _print_verdicts([(v.arch, v.result, v.message) for v in verdicts], args.json)
     if args.local:
         return local()
     from ..dbus import Client, RemoteError, Unreachable

@@ -1,0 +1,198 @@
+"""Probe programs prove that each architecture executes: directly under Debian's qemu, through
+binfmt_misc, and as multiarchctl test / the D-Bus Test method / the daemon report it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import BIN, DEFAULT_POLICY, run, state_of
+from daemonproc import DaemonProcess
+from multiarchd.catalog import load_catalog
+from multiarchd.probes import PROBE_STATUS, build
+from privatebus import PrivateBus
+from privatens import PrivateBinfmt
+
+CATALOG = load_catalog()
+ARCHES = sorted(CATALOG.arches)
+Write = Callable[..., Path]
+
+
+@pytest.fixture(scope="module")
+def probes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("probes")
+    d.chmod(0o755)
+    out = {}
+    for name in ARCHES:
+        path = d / f"probe-{name}"
+        path.write_bytes(build(CATALOG.arches[name]))
+        path.chmod(0o755)
+        out[name] = path
+    return out
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_probe_is_matched_by_its_own_entry_only(arch: str) -> None:
+    header = build(CATALOG.arches[arch])[:64]
+    assert [a.name for a in CATALOG.match(header)] == [arch]
+
+
+@pytest.mark.parametrize("arch", ARCHES)
+def test_probe_runs_directly_under_qemu(arch: str, probes: dict[str, Path]) -> None:
+    r = subprocess.run([f"/usr/bin/qemu-{arch}-static", str(probes[arch])], capture_output=True,
+                       timeout=60)
+    assert r.returncode == PROBE_STATUS, r.stderr
+
+
+def test_every_probe_runs_through_binfmt_misc(binfmt: PrivateBinfmt,
+                                              probes: dict[str, Path]) -> None:
+    assert run("multiarchd", "--once", config=DEFAULT_POLICY, binfmt=binfmt).returncode == 0
+    failed = {}
+    for arch, path in probes.items():
+        r = binfmt.exec(str(path))
+        if r.returncode != PROBE_STATUS:
+            failed[arch] = (r.returncode, r.stderr)
+    assert failed == {}
+
+
+def ctl_inside(binfmt: PrivateBinfmt, *args: str) -> subprocess.CompletedProcess[str]:
+    """multiarchctl run inside the namespace, where exec goes through the private table."""
+    return binfmt.exec(str(BIN / "multiarchctl"), *args, "--config", str(DEFAULT_POLICY))
+
+
+def test_multiarchctl_test_says_ok_for_every_managed_arch(binfmt: PrivateBinfmt) -> None:
+    assert run("multiarchd", "--once", config=DEFAULT_POLICY, binfmt=binfmt).returncode == 0
+    r = ctl_inside(binfmt, "test", "--json")
+    assert r.returncode == 0, r.stderr
+    results = {v["architecture"]: v["result"] for v in json.loads(r.stdout)}
+    assert len(results) == 33 and set(results.values()) == {"ok"}
+    table = ctl_inside(binfmt, "test", "s390x", "arm64")
+    assert table.stdout.split() == ["ARCH", "RESULT", "MESSAGE", "s390x", "ok", "probe", "ran",
+                                    "aarch64", "ok", "probe", "ran"]
+
+
+def test_failures_are_said_in_words(binfmt: PrivateBinfmt, tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    crash = tmp_path / "crash"
+    crash.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    crash.chmod(0o755)
+    s390x = CATALOG.arches["s390x"]
+    magic = "".join(f"\\x{b:02x}" for b in s390x.magic)
+    mask = "".join(f"\\x{b:02x}" for b in s390x.mask)
+    cases = [
+        (None, "no binfmt_misc entry matches it (exec format error)"),
+        (str(tmp_path / "gone"), "interpreter was not found"),
+        ("/bin/false", "wrong exit status 1 (expected 42)"),
+        (str(crash), "emulator crashed with signal 11 (SIGSEGV)"),
+    ]
+    for interpreter, words in cases:
+        if interpreter:
+            binfmt.write("register", f":multiarch-s390x:M::{magic}:{mask}:{interpreter}:")
+        r = ctl_inside(binfmt, "test", "s390x", "--local")
+        assert r.returncode == 1
+        assert words in r.stdout, r.stdout
+        if interpreter:
+            binfmt.write("multiarch-s390x", "-1")
+
+
+def test_unknown_arch_is_a_usage_error(binfmt: PrivateBinfmt) -> None:
+    r = ctl_inside(binfmt, "test", "arm65")
+    assert r.returncode == 2 and "did you mean 'arm64'" in r.stderr
+
+
+def test_native_detection_by_execution(probes: dict[str, Path]) -> None:
+    r = run("multiarchctl", "arches", "--json")
+    rows = {a["name"]: a for a in json.loads(r.stdout)["architectures"]}
+    assert rows["x86_64"]["state"] == "native"
+    assert "probe ran with an empty binfmt_misc table" in rows["x86_64"]["message"]
+    # i386 is native exactly when this kernel runs IA-32 programs itself (IA-32 emulation);
+    # asked in an empty table of our own, so no emulator can be what runs it.
+    own = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                          "mount -t binfmt_misc b /proc/sys/fs/binfmt_misc && exec \"$0\"",
+                          str(probes["i386"])], capture_output=True)
+    ia32 = own.returncode == PROBE_STATUS
+    assert (rows["i386"]["state"] == "native") is ia32
+    assert rows["s390x"]["state"] != "native"
+
+
+@pytest.fixture
+def inside_daemon(tmp_path: Path) -> Callable[..., DaemonProcess]:
+    started: list[DaemonProcess] = []
+
+    def start(binfmt: PrivateBinfmt, config: Path, env: dict[str, str] | None = None,
+              *extra: str) -> DaemonProcess:
+        enter = ("nsenter", "-t", str(binfmt.proc.pid), "--user", "--mount", "--")
+        argv: list[str | Path] = [BIN / "multiarchd", "--config", config, *extra]
+        d = DaemonProcess(argv, tmp_path, env=env, prefix=enter)
+        started.append(d)
+        d.wait_notify("READY=1")
+        return d
+    yield start  # type: ignore[misc]
+    for d in started:
+        d.stop()
+
+
+def test_daemon_verifies_after_a_change_and_says_verified(
+        binfmt: PrivateBinfmt, policy: Write, inside_daemon: Callable[..., DaemonProcess]
+) -> None:
+    path = policy("arches: {s390x: {}, arm64: {}}\n")
+    d = inside_daemon(binfmt, path, None, "--no-dbus")
+    status = next(m for m in d.messages if m.startswith("STATUS="))
+    assert status == "STATUS=converged: 2 active (2 verified)"
+    since = d.mark()
+    path.write_text("arches: {s390x: {}, arm64: {}, riscv64: {}}\n")
+    d.wait_notify("STATUS=converged: 3 active (3 verified)", since)
+
+
+def test_verification_can_be_turned_off(binfmt: PrivateBinfmt, policy: Write,
+                                        inside_daemon: Callable[..., DaemonProcess]) -> None:
+    path = policy("verify: false\narches: {s390x: {}}\n")
+    d = inside_daemon(binfmt, path, None, "--no-dbus")
+    assert "STATUS=converged: 1 active" in d.messages
+
+
+def test_dbus_test_method_and_verified_state(
+        binfmt: PrivateBinfmt, policy: Write, inside_daemon: Callable[..., DaemonProcess]
+) -> None:
+    bus = PrivateBus()
+    try:
+        path = policy("arches: {s390x: {}, arm64: {}}\n")
+        inside_daemon(binfmt, path, bus.env)
+        r = bus.busctl("--json=short", "call", "io.github.multiarchd1", "/io/github/multiarchd1",
+                       "io.github.multiarchd1.Manager", "Test", "as", "0")
+        assert r.returncode == 0, r.stderr
+        [results] = json.loads(r.stdout)["data"]
+        assert sorted(results) == [["aarch64", "ok", "probe ran"], ["s390x", "ok", "probe ran"]]
+        status = subprocess.run([str(BIN / "multiarchctl"), "status"], capture_output=True,
+                                text=True, env=dict(os.environ, **bus.env))
+        assert state_of(status.stdout, "s390x") == "verified"
+    finally:
+        bus.close()
+
+
+def test_busybox_applets_by_name_need_p(binfmt: PrivateBinfmt, policy: Write,
+                                        busybox: dict[str, Path], tmp_path: Path) -> None:
+    applets = tmp_path / "applets"
+    applets.mkdir()
+    tmp_path.chmod(0o755)
+    for name in ("uname", "echo"):
+        (applets / name).symlink_to(busybox["arm64"])
+    by_argv0 = ["bash", "-c", f'exec -a uname {busybox["arm64"]} -m']
+    for flags, argv0_works in (("[F, P]", True), ("[F]", False)):
+        r = run("multiarchd", "--once", config=policy(f"defaults: {{flags: {flags}}}\n"
+                                                      "arches: {arm64: {}}\n"), binfmt=binfmt)
+        assert r.returncode == 0, r.stderr
+        # A symlink named for the applet: the kernel hands its path on, so this works either way.
+        assert binfmt.exec(str(applets / "uname"), "-m").stdout.strip() == "aarch64"
+        assert binfmt.exec(str(applets / "echo"), "hi").stdout.strip() == "hi"
+        # The applet named by argv[0] alone, as `exec -a` and multi-call launchers do: only P
+        # preserves it.
+        out = binfmt.exec(*by_argv0)
+        assert (out.stdout.strip() == "aarch64") is argv0_works, (flags, out)
+    shutil.rmtree(applets)
