@@ -76,6 +76,12 @@ def test_installed_package_under_real_systemd(deb: Path, busybox: dict[str, Path
         assert c.run(*BUSCTL_STATE).stdout.strip() == 's "converged"'
         assert c.run(str(busybox["arm64"]), "uname", "-m").stdout.strip() == "aarch64"
         assert len(c.table()) == 33
+        # The daemon proved each architecture by running its probe, inside its sandbox.
+        status = c.run("multiarchctl", "status", "--json")
+        states = {a["name"]: a["state"] for a in json.loads(status.stdout)["architectures"]}
+        assert states["s390x"] == "verified" and states["x86_64"] == "native", states
+        tested = c.run("multiarchctl", "test", "--json")
+        assert {v["result"] for v in json.loads(tested.stdout)} == {"ok"}, tested.stdout
 
         records = [json.loads(line) for line in c.run(
             "journalctl", "-u", "multiarchd", "-o", "json").stdout.splitlines()]

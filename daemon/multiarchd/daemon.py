@@ -18,7 +18,7 @@ from . import __version__
 from .events import Event, Record, change_records, conflict_record, problem_records
 from .binfmt import BinfmtTable
 from .catalog import load_catalog
-from .host import candidate_paths, host_arch
+from .host import candidate_paths, host_arch, native
 from .plan import Plan
 from .desired import State
 from .entry import OWNED_PREFIX, Registration
@@ -83,6 +83,10 @@ class Daemon:
         self.loop.on_signal(signal.SIGTERM, self.stop)
         self.loop.on_signal(signal.SIGINT, self.stop)
         self.loop.every(self.options.safety_interval, self.poke)
+        found, why = native()
+        if found is None:
+            self.log.emit(Record(Event.STARTED, f"cannot tell native architectures by running "
+                                 f"probes here ({why}); the catalog's family table decides"))
         interval = watchdog_interval()
         if interval:
             self.loop.every(interval, lambda: notify("WATCHDOG=1"))

@@ -52,9 +52,9 @@ def candidate_paths(policy: Policy | None, catalog: Catalog) -> set[str]:
 
 
 @cache
-def native() -> frozenset[str] | None:
+def native() -> tuple[frozenset[str] | None, str]:
     """What this machine runs by itself, found by execution once per process (the kernel's
-    abilities do not change while it runs)."""
+    abilities do not change while it runs), or (None, why not)."""
     return native_arches(load_catalog())
 
 
@@ -63,4 +63,4 @@ def probe_host(catalog: Catalog, paths: Iterable[str], machine: str | None = Non
     return Host(arch=host_arch(catalog, machine),
                 files={p: state for p, (state, _) in states.items()},
                 ids={p: ident for p, (_, ident) in states.items() if ident is not None},
-                native=native() if machine is None else None)
+                native=native()[0] if machine is None else None)

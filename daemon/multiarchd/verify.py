@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -100,23 +101,41 @@ def verify(arches: Iterable[str], catalog: Catalog, binfmt_dir: str = EXEC_TABLE
         return [run_probe(a, paths[a]) for a in names]
 
 
-_NATIVE_SCRIPT = ('mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || exit 99; '
-                  'for p; do "$p" >/dev/null 2>&1; echo "$?"; done')
+# Runs in its own process: a user and mount namespace with an empty binfmt_misc table, then each
+# probe. It maps no user IDs, so it needs no CAP_SETFCAP (mapping root does, since Linux 5.12),
+# and it does not exec itself after unshare(2), so it keeps the capabilities to mount.
+_NATIVE_HELPER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000 | 0x00020000) != 0:  # CLONE_NEWUSER | CLONE_NEWNS
+    sys.exit("unshare: " + os.strerror(ctypes.get_errno()))
+libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None)  # MS_REC | MS_PRIVATE
+if libc.mount(b"binfmt_misc", b"/proc/sys/fs/binfmt_misc", b"binfmt_misc", 0, None) != 0:
+    sys.exit("mount binfmt_misc: " + os.strerror(ctypes.get_errno()))
+for path in sys.argv[1:]:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execv(path, [path])
+        finally:
+            os._exit(127)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
 
 
-def native_arches(catalog: Catalog) -> frozenset[str] | None:
+def native_arches(catalog: Catalog) -> tuple[frozenset[str] | None, str]:
     """Architectures this machine runs by itself: their probes run in an empty binfmt_misc
-    instance of a user namespace of our own (Linux 6.7+). None when that cannot be done here
-    (older kernel, namespaces not allowed): then the catalog's family table decides."""
+    table of a user namespace of our own (Linux 6.7+). (None, why) when that cannot be done
+    here (older kernel, namespaces not allowed): then the catalog's family table decides."""
     names = sorted(catalog.arches)
     with probe_files(names, catalog) as paths:
         try:
-            r = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
-                                _NATIVE_SCRIPT, "sh", *(paths[n] for n in names)],
+            r = subprocess.run([sys.executable, "-c", _NATIVE_HELPER,
+                                *(paths[n] for n in names)],
                                capture_output=True, text=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return None, str(e)
     statuses = r.stdout.split()
     if r.returncode != 0 or len(statuses) != len(names):
-        return None
-    return frozenset(n for n, s in zip(names, statuses) if s == str(PROBE_STATUS))
+        return None, (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+    return frozenset(n for n, s in zip(names, statuses) if s == str(PROBE_STATUS)), ""
