@@ -12,7 +12,8 @@ from multiarchd.desired import State, desired
 from multiarchd.flags import Flags
 from multiarchd.facts import FileState, Host
 from multiarchd.host import candidate_paths, probe_host
-from multiarchd.policy import ForeignMode, Policy, load_policy
+from multiarchd.policy import ForeignMode, Policy
+from multiarchd.policyfile import load_policy
 
 CATALOG = load_catalog()
 Write = Callable[..., Path]

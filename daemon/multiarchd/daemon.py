@@ -26,7 +26,7 @@ from .probes import Verdict
 from .report import Status, with_verdicts
 from .loop import Loop
 from .memory import Memory
-from .errors import NotMounted, PolicyRejected, UnknownArchitecture
+from .errors import NotMounted, PolicyRejected
 from .reconcile import Config, Result, ensure_mounted, evaluate, reconcile_once
 from .report import overall
 from .systemd_glue import Log, notify, watchdog_interval

@@ -19,7 +19,8 @@ from .errors import NotMounted
 from .host import candidate_paths, probe_host
 from .memory import Memory
 from .plan import Plan, plan
-from .policy import Policy, load_policy
+from .policy import Policy
+from .policyfile import load_policy
 from .report import Report, build_report
 
 

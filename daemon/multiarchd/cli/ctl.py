@@ -19,9 +19,10 @@ from ..binfmt import BinfmtTable, Observed
 from ..catalog import load_catalog
 from ..desired import State, desired
 from ..errors import NotMounted, UnknownArchitecture
-from ..host import candidate_paths, host_arch, probe_host
+from ..host import candidate_paths, probe_host
 from ..policy import DEFAULT_PATH as POLICY_PATH
-from ..policy import Policy, load_policy, policy_files
+from ..policy import Policy
+from ..policyfile import load_policy, policy_files
 from ..reconcile import Result, evaluate, reconcile_once
 from ..render import columns, dumps, plan_json, report_json, report_text, status_rows
 from ..report import build_report

@@ -12,7 +12,7 @@ from ..errors import NotMounted
 from ..reconcile import reconcile_once
 from ..render import report_text
 from ..systemd_glue import Log
-from .common import EXIT_USAGE, add_path_options, config_from, plan_exit_code, tell_outcomes
+from .common import add_path_options, config_from, plan_exit_code, tell_outcomes
 
 
 def parser() -> argparse.ArgumentParser:
