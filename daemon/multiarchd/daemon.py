@@ -11,24 +11,23 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from typing import BinaryIO
 from dataclasses import dataclass, field, replace
+from typing import BinaryIO
 
 from . import __version__
-from .events import Event, Record, change_records, conflict_record, problem_records
 from .binfmt import BinfmtTable
 from .catalog import load_catalog
-from .host import candidate_paths, host_arch, native
-from .plan import Plan
 from .desired import State
 from .entry import OWNED_PREFIX, Registration
-from .probes import Verdict
-from .report import Status, with_verdicts
+from .errors import NotMounted, PolicyRejected
+from .events import Event, Record, change_records, conflict_record, problem_records
+from .host import candidate_paths, host_arch, native
 from .loop import Loop
 from .memory import Memory
-from .errors import NotMounted, PolicyRejected
+from .plan import Plan
+from .probes import Verdict
 from .reconcile import Config, Result, ensure_mounted, evaluate, reconcile_once
-from .report import overall
+from .report import Status, overall, with_verdicts
 from .systemd_glue import Log, notify, watchdog_interval
 from .verify import resolve, verify
 from .watch import Watch, Watcher
@@ -100,7 +99,8 @@ class Daemon:
             notify("READY=1", f"STATUS={self.status_line()}")
 
     def reload(self) -> None:
-        notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
+        now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        notify("RELOADING=1", f"MONOTONIC_USEC={now_usec}")
         self.run_now()
         notify("READY=1", f"STATUS={self.status_line()}")
 
@@ -231,6 +231,14 @@ class Daemon:
             result = reconcile_once(self.config, memory=self._memory, mount=self.options.mount)
         except NotMounted as e:
             self._wait_for_mount(str(e))
+            return None
+        except OSError as e:
+            # An unreadable table or policy directory: say so, keep running, and try again.
+            self.log.emit(Record(Event.KERNEL_REFUSED, f"reconcile failed: {e}; will retry"))
+            self.state = "degraded"
+            notify(f"STATUS=degraded: reconcile failed: {e}")
+            self._retry = self._retry or self.loop.call_later(self.options.retry_base,
+                                                               self._retry_now)
             return None
         self.last = result  # what _verify asks about is this run's registrations
         result = self._verify(result)
