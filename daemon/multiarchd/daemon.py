@@ -24,6 +24,7 @@ from .events import Event, Record, change_records, conflict_record, problem_reco
 from .host import candidate_paths, host_arch, native
 from .loop import Loop
 from .memory import Memory
+from .options import Options
 from .plan import Plan
 from .probes import Verdict
 from .reconcile import Config, Result, ensure_mounted, evaluate, reconcile_once
@@ -31,18 +32,6 @@ from .report import Status, overall, with_verdicts
 from .systemd_glue import Log, notify, watchdog_interval
 from .verify import resolve, verify
 from .watch import Watch, Watcher
-
-
-@dataclass(frozen=True)
-class Options:
-    safety_interval: float = 300.0  # seconds between full re-reads with no event at all
-    debounce: float = 0.05  # quiet time after the last policy event before a run
-    table_debounce: float = 0.005  # the same for kernel-table and interpreter events
-    max_delay: float = 1.0  # a steady stream of events still gets a run this often
-    repair_limit: int = 10  # drift repairs of one entry per window before backing off
-    repair_window: float = 60.0
-    retry_base: float = 5.0  # first retry after a kernel refusal; doubles up to safety_interval
-    mount: bool = True  # mount binfmt_misc when nothing has (else wait for it)
 
 
 @dataclass

@@ -113,13 +113,12 @@ libc.mount(b"none", b"/", None, 0x4000 | 0x40000, None)  # MS_REC | MS_PRIVATE
 if libc.mount(b"binfmt_misc", b"/proc/sys/fs/binfmt_misc", b"binfmt_misc", 0, None) != 0:
     sys.exit("mount binfmt_misc: " + os.strerror(ctypes.get_errno()))
 for path in sys.argv[1:]:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.execv(path, [path])
-        finally:
-            os._exit(127)
-    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+    try:
+        pid = os.posix_spawn(path, [path], {})
+    except OSError:  # ENOEXEC: nothing here runs it
+        print(127)
+        continue
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 """
 
 
@@ -130,7 +129,7 @@ def native_arches(catalog: Catalog) -> tuple[frozenset[str] | None, str]:
     names = sorted(catalog.arches)
     with probe_files(names, catalog) as paths:
         try:
-            r = subprocess.run([sys.executable, "-c", _NATIVE_HELPER,
+            r = subprocess.run([sys.executable, "-I", "-S", "-c", _NATIVE_HELPER,
                                 *(paths[n] for n in names)],
                                capture_output=True, text=True, timeout=60)
         except (OSError, subprocess.TimeoutExpired) as e:

@@ -6,8 +6,7 @@ import argparse
 import sys
 
 from .. import __version__
-from ..daemon import Daemon, Options
-from ..loop import Loop
+from ..options import Options
 from ..errors import NotMounted
 from ..reconcile import reconcile_once
 from ..render import report_text
@@ -66,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    # Only the service needs the main loop and the watchers (GLib, watchdog): imported here.
+    from ..daemon import Daemon
+    from ..loop import Loop
     options = Options(safety_interval=args.safety_interval, repair_limit=args.repair_limit,
                       repair_window=args.repair_window, mount=not args.no_mount)
     daemon = Daemon(config_from(args), options, Loop(), Log(args.log_target))
