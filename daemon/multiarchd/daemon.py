@@ -56,6 +56,7 @@ class Daemon:
     _conflicts: frozenset[str] = frozenset()
     _mountinfo: BinaryIO | None = None
     _ready: bool = False
+    _why: str = ""  # why the last run could not happen
     _verdicts: dict[str, tuple[Registration, Verdict]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -115,7 +116,7 @@ class Daemon:
         """Apply now; the state after it. A rejected policy is an error, not a state."""
         result = self.run_now()
         if result is None:
-            raise NotMounted(f"binfmt_misc is not mounted at {self.config.binfmt_dir}")
+            raise NotMounted(self._why)
         if result.rejected:
             raise PolicyRejected("; ".join(str(p) for p in result.report.problems))
         return self.state
@@ -223,7 +224,8 @@ class Daemon:
             return None
         except OSError as e:
             # An unreadable table or policy directory: say so, keep running, and try again.
-            self.log.emit(Record(Event.KERNEL_REFUSED, f"reconcile failed: {e}; will retry"))
+            self._why = f"reconcile failed: {e}"
+            self.log.emit(Record(Event.KERNEL_REFUSED, f"{self._why}; will retry"))
             self.state = "degraded"
             notify(f"STATUS=degraded: reconcile failed: {e}")
             self._retry = self._retry or self.loop.call_later(self.options.retry_base,
@@ -291,6 +293,7 @@ class Daemon:
         self.poke()
 
     def _wait_for_mount(self, why: str) -> None:
+        self._why = why
         if self.state != "waiting":
             self.log.emit(Record(Event.KERNEL_REFUSED, f"{why}; waiting for it to appear"))
             notify(f"STATUS=waiting: {why}")
