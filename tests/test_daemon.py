@@ -250,3 +250,23 @@ def test_once_still_works_beside(binfmt: PrivateBinfmt) -> None:
                         "--binfmt-dir", binfmt.path, "--log-target", "stderr"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
+
+
+def test_configmap_style_update_is_applied(binfmt: PrivateBinfmt, tmp_path: Path,
+                                           start_daemon: Start) -> None:
+    """The kubelet updates a mounted ConfigMap by swapping a `..data` symlink to a new directory;
+    arches.yaml itself is a symlink through it and never changes."""
+    etc = tmp_path / "configmap"
+    (etc / "..v1").mkdir(parents=True)
+    (etc / "..v1" / "arches.yaml").write_text("arches: {s390x: {}}\n")
+    (etc / "..data").symlink_to("..v1")
+    (etc / "arches.yaml").symlink_to("..data/arches.yaml")
+    d = start_daemon(etc / "arches.yaml", binfmt)
+    assert binfmt.names() == ["multiarch-s390x"]
+    since = d.mark()
+    (etc / "..v2").mkdir()
+    (etc / "..v2" / "arches.yaml").write_text("arches: {arm64: {}}\n")
+    (etc / "..data_tmp").symlink_to("..v2")
+    os.replace(etc / "..data_tmp", etc / "..data")
+    d.wait_log("registered multiarch-aarch64", since)
+    d.wait_until(lambda: binfmt.names() == ["multiarch-aarch64"], "s390x removed")
