@@ -58,6 +58,15 @@ def describe(name: str, times: list[float]) -> str:
     return f"  {name:<34} median {statistics.median(ms):8.2f} ms   p90 {p90:8.2f} ms"
 
 
+def compare(heading: str, anchor: str, anchor_t: list[float], name: str,
+            times: list[float]) -> None:
+    print(heading)
+    print(describe(anchor, anchor_t))
+    print(describe(name, times))
+    ratio = statistics.median(times) / statistics.median(anchor_t)
+    print(f"  ratio {name} / {anchor}: {ratio:.1f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=30)
@@ -92,18 +101,11 @@ def main() -> None:
 
     print(f"Registering {n} foreign qemu entries into an empty private binfmt_misc instance, "
           f"{args.trials} trials each")
-    floor_t = timed(args.trials, floor, n)
-    rec_t = timed(args.trials, in_process, n)
-    print("In process:")
-    print(describe("os.write loop (floor)", floor_t))
-    print(describe("reconcile_once()", rec_t))
-    print(f"  ratio reconcile_once / floor: {statistics.median(rec_t) / statistics.median(floor_t):.1f}x")
-    sysd_t = timed(args.trials, whole_systemd, n)
-    ma_t = timed(args.trials, whole_multiarchd, n)
-    print("Whole process (both through nsenter into the namespace):")
-    print(describe("systemd-binfmt FILE", sysd_t))
-    print(describe("multiarchd --once", ma_t))
-    print(f"  ratio multiarchd / systemd-binfmt: {statistics.median(ma_t) / statistics.median(sysd_t):.1f}x")
+    compare("In process:", "os.write loop (floor)", timed(args.trials, floor, n),
+            "reconcile_once()", timed(args.trials, in_process, n))
+    compare("Whole process (both through nsenter into the namespace):",
+            "systemd-binfmt FILE", timed(args.trials, whole_systemd, n),
+            "multiarchd --once", timed(args.trials, whole_multiarchd, n))
     os.unlink(conf.name)
 
 

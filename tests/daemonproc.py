@@ -69,26 +69,26 @@ class DaemonProcess:
         self._pump(0)
         return len(self.lines), len(self.messages)
 
+    def _wait_first(self, seen: Callable[[], list[str]], what: str, timeout: float) -> str:
+        found: list[str] = []
+
+        def done() -> bool:
+            found[:] = seen()
+            return bool(found)
+        self.wait(done, what, timeout)
+        return found[0]
+
     def wait_log(self, pattern: str, since: tuple[int, int] = (0, 0),
                  timeout: float = TIMEOUT) -> str:
         rx = re.compile(pattern)
-        found: list[str] = []
-
-        def seen() -> bool:
-            found[:] = [line for line in self.lines[since[0]:] if rx.search(line)]
-            return bool(found)
-        self.wait(seen, f"log line /{pattern}/", timeout)
-        return found[0]
+        return self._wait_first(lambda: [x for x in self.lines[since[0]:] if rx.search(x)],
+                                f"log line /{pattern}/", timeout)
 
     def wait_notify(self, prefix: str, since: tuple[int, int] = (0, 0),
                     timeout: float = TIMEOUT) -> str:
-        found: list[str] = []
-
-        def seen() -> bool:
-            found[:] = [m for m in self.messages[since[1]:] if m.startswith(prefix)]
-            return bool(found)
-        self.wait(seen, f"sd_notify {prefix}", timeout)
-        return found[0]
+        return self._wait_first(
+            lambda: [m for m in self.messages[since[1]:] if m.startswith(prefix)],
+            f"sd_notify {prefix}", timeout)
 
     def wait_until(self, condition: Callable[[], bool], what: str,
                    timeout: float = TIMEOUT) -> None:

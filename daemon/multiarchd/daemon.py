@@ -218,7 +218,8 @@ class Daemon:
             self._wait_for_mount(f"binfmt_misc is not mounted at {self.config.binfmt_dir}")
             return None
         try:
-            result = reconcile_once(self.config, memory=self._memory, mount=self.options.mount)
+            # Mounting was settled just above; the run itself need not look again.
+            result = reconcile_once(self.config, memory=self._memory, mount=False)
         except NotMounted as e:
             self._wait_for_mount(str(e))
             return None
