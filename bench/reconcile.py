@@ -26,8 +26,8 @@ TOP = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TOP / "tests"))
 from privatens import PrivateBinfmt  # noqa: E402
 
-from multiarchd.binfmt import Observed  # noqa: E402
-from multiarchd.reconcile import Config, evaluate, reconcile_once  # noqa: E402
+from multiarchd.model.table import Observed  # noqa: E402
+from multiarchd.reconciler.run import Config, evaluate, reconcile_once  # noqa: E402
 
 POLICY = str(TOP / "config" / "arches.yaml")
 SYSTEMD_BINFMT = "/lib/systemd/systemd-binfmt"

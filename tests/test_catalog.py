@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from multiarchd.catalog import load_catalog
-from multiarchd.host import host_arch
+from multiarchd.host.facts import host_arch
 
 QEMU_12 = """aarch64 aarch64_be alpha arm armeb cris hexagon hppa i386 loongarch64 m68k microblaze
 microblazeel mips mips64 mips64el mipsel mipsn32 mipsn32el nios2 or1k ppc ppc64 ppc64le riscv32
@@ -50,8 +50,8 @@ def test_magic_is_the_elf_header_the_row_describes(name: str) -> None:
 
 
 def test_no_two_arches_claim_the_same_binary() -> None:
-    from multiarchd.entry import Registration
-    from multiarchd.flags import Flags
+    from multiarchd.model.registration import Registration
+    from multiarchd.model.flags import Flags
     regs = {n: Registration(n, "/x", Flags(), a.magic, a.mask) for n, a in CATALOG.arches.items()}
     clashes = [(a, b) for a in regs for b in regs if a < b and regs[a].overlaps(regs[b])]
     assert clashes == []

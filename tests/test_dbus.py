@@ -68,7 +68,7 @@ def test_name_is_owned_before_ready_and_every_property_reads(
     assert prop(bus, "LastReconcile") > 1_600_000_000_000_000
     arches = {a[0]: a for a in prop(bus, "Architectures")}
     assert arches["s390x"] == ["s390x", "arch", "active", "/usr/bin/qemu-s390x-static", "qemu",
-                               "PF", "multiarch-s390x", ""]
+                               "PF", "multiarch-s390x", "", False]
     assert arches["x86_64"][2] == "native"
 
 
@@ -77,16 +77,17 @@ def test_introspection_shows_the_whole_interface(bus: PrivateBus,
     r = bus.busctl("introspect", NAME, PATH, IFACE, user="nobody")
     assert r.returncode == 0, r.stderr
     for member in ("Version", "HostArchitecture", "State", "PolicyPath", "LastReconcile",
-                   "Architectures", "Reconcile", "Reload", "Plan", "Test", "Reconciled"):
+                   "Architectures", "ForeignEntries", "Problems", "BinfmtEnabled", "Reconcile",
+                   "Reload", "Plan", "Test", "Reconciled"):
         assert f".{member} " in r.stdout
-    assert "a(ssssssss)" in r.stdout and "emits-change" in r.stdout
+    assert "a(ssssssssb)" in r.stdout and "emits-change" in r.stdout
 
 
 def test_methods_as_root(bus: PrivateBus, served: tuple[DaemonProcess, Path]) -> None:
     r = call(bus, "Reconcile")
-    assert r.returncode == 0 and json.loads(r.stdout)["data"] == ["converged"]
+    assert r.returncode == 0 and json.loads(r.stdout)["data"] == ["converged", []]
     assert call(bus, "Reload").returncode == 0
-    assert json.loads(call(bus, "Plan").stdout)["data"] == [[]]
+    assert json.loads(call(bus, "Plan").stdout)["data"] == [[], []]
     r = call(bus, "Test", "as", "1", "s390x")
     assert r.returncode == 0
     [[(arch, result, _message)]] = json.loads(r.stdout)["data"]
@@ -228,7 +229,7 @@ def test_multiarchctl_over_dbus(bus: PrivateBus, served: tuple[DaemonProcess, Pa
         return subprocess.run([str(BIN / "multiarchctl"), *args], capture_output=True, text=True,
                               env=env, timeout=60)
     r = ctl("status")
-    assert r.returncode == 0 and "state: converged" in r.stdout
+    assert r.returncode == 0 and "converged: 33 active" in r.stdout
     assert "s390x" in r.stdout and "/usr/bin/qemu-s390x-static" in r.stdout
     data = json.loads(ctl("status", "--json").stdout)
     assert data["state"] == "converged" and len(data["architectures"]) == 35

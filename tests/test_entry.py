@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from multiarchd.binfmt import parse_entry
-from multiarchd.entry import Registration
-from multiarchd.flags import Flags
+from multiarchd.kernel.entryfile import parse_entry
+from multiarchd.model.registration import Registration
+from multiarchd.model.flags import Flags
 
 
 @pytest.mark.parametrize("given,normal", [

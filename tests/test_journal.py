@@ -11,7 +11,7 @@ import pytest
 
 from conftest import BIN, DEFAULT_POLICY
 from daemonproc import DaemonProcess
-from multiarchd.events import Event
+from multiarchd.core.messages import Event
 from privatejournal import PrivateJournal
 from privatens import PrivateBinfmt
 

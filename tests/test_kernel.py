@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from multiarchd.binfmt import BinfmtTable, KernelError
-from multiarchd.entry import Registration
-from multiarchd.flags import Flags
+from multiarchd.kernel.refusals import KernelError
+from multiarchd.kernel.table import BinfmtTable
+from multiarchd.model.registration import Registration
+from multiarchd.model.flags import Flags
 from privatens import PrivateBinfmt
 
 

@@ -35,7 +35,7 @@ def test_wheel_and_sdist_install_working_commands(dist: Path, tmp_path: Path) ->
     [wheel] = dist.glob("multiarchd-*.whl")
     [sdist] = dist.glob("multiarchd-*.tar.gz")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "multiarchd/catalog.toml" in names and "multiarchd/py.typed" in names
+    assert "multiarchd/catalog/catalog.toml" in names and "multiarchd/py.typed" in names
     inside = tarfile.open(sdist).getnames()
     for needed in ("units/multiarchd.service", "config/arches.yaml", "man/multiarchd.8",
                    "config/dbus/io.github.multiarchd1.conf", "LICENSE"):
@@ -106,7 +106,8 @@ def test_man_pages_render_without_warnings(page: str) -> None:
 
 
 def test_man_pages_name_every_option() -> None:
-    from multiarchd.cli import ctl, daemon
+    from multiarchd.cli import multiarchctl as ctl
+    from multiarchd.cli import multiarchd as daemon
     pages = {"multiarchd": (REPO / "man/multiarchd.8").read_text().replace("\\-", "-"),
              "multiarchctl": (REPO / "man/multiarchctl.1").read_text().replace("\\-", "-")}
     for action in daemon.parser()._actions:

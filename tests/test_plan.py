@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from multiarchd.binfmt import Entry, Observed
+from multiarchd.model.table import Entry, Observed
 from multiarchd.catalog import load_catalog
-from multiarchd.desired import Desired, State, Want, desired
-from multiarchd.entry import Registration
-from multiarchd.flags import Flags
-from multiarchd.facts import FileState, Host
-from multiarchd.plan import Kind, plan
-from multiarchd.policy import ForeignMode, Policy
-from multiarchd.report import build_report
+from multiarchd.core.desired import Desired, Want, Why, desired
+from multiarchd.model.registration import Registration
+from multiarchd.model.flags import Flags
+from multiarchd.model.host import FileState, Host
+from multiarchd.core.plan import Kind, plan
+from multiarchd.model.policy import ForeignMode, Policy
+from multiarchd.core.report import State, build_report
 
 CATALOG = load_catalog()
 QEMU = "/usr/bin/qemu-{}-static"
@@ -30,8 +30,8 @@ def entry(r: Registration, enabled: bool = True, order: int = 1) -> Entry:
 
 
 def want(arches: dict[str, dict[str, object]], foreign: ForeignMode = ForeignMode.KEEP) -> Desired:
-    from multiarchd.policy import ArchRule
-    from multiarchd.problems import Place
+    from multiarchd.model.policy import ArchRule
+    from multiarchd.model.problems import Place
     rules = {a: ArchRule(arch=a, place=Place("t"), **kw) for a, kw in arches.items()}  # type: ignore[arg-type]
     return desired(Policy(files=("t",), flags=FP, arches=rules, foreign=foreign), CATALOG, HOST)
 
@@ -92,7 +92,7 @@ def test_foreign_entries_disable_and_remove_touch_only_overlapping_ones() -> Non
 
 
 def test_frozen_entries_are_left_as_they_are() -> None:
-    frozen = Want("aarch64", "arch", "multiarch-aarch64", None, State.ERROR, frozen=True)
+    frozen = Want("aarch64", "arch", "multiarch-aarch64", None, Why.ERROR, frozen=True)
     d = Desired((frozen,), ForeignMode.KEEP, ())
     assert actions(d, entry(reg("aarch64", interp="/old"), enabled=False)) == []
 
@@ -119,8 +119,8 @@ def test_report_names_shadowing_by_registration_order() -> None:
 def test_interpreter_replaced_on_disk_is_re_registered_only_with_f() -> None:
     ids = {QEMU.format("aarch64"): (1, 200)}
     host = Host("x86_64", HOST.files, ids)
-    from multiarchd.policy import ArchRule
-    from multiarchd.problems import Place
+    from multiarchd.model.policy import ArchRule
+    from multiarchd.model.problems import Place
     for flags, expect in ((FP, [("replace", "multiarch-aarch64")]), (Flags.parse("P"), [])):
         rules = {"aarch64": ArchRule(arch="aarch64", place=Place("t"), flags=flags)}
         d = desired(Policy(files=("t",), arches=rules), CATALOG, host)

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from multiarchd.catalog import load_catalog
-from multiarchd.desired import State, desired
-from multiarchd.flags import Flags
-from multiarchd.facts import FileState, Host
-from multiarchd.host import candidate_paths, probe_host
-from multiarchd.policy import ForeignMode, Policy
-from multiarchd.policyfile import load_policy
+from multiarchd.core.desired import Why, desired
+from multiarchd.model.flags import Flags
+from multiarchd.model.host import FileState, Host
+from multiarchd.host.facts import candidate_paths, probe_host
+from multiarchd.model.policy import ForeignMode, Policy
+from multiarchd.policy.files import load_policy
 
 CATALOG = load_catalog()
 Write = Callable[..., Path]
@@ -166,7 +166,7 @@ def test_explicit_interpreter_must_exist_and_run(policy: Write, tmp_path: Path, 
         assert host.file(str(interp)) == FileState(state)
         assert str(d.problems[0]).startswith(f"{p.files[0]}:3:18: interpreter {interp}")
         assert words in d.problems[0].message
-        assert arm.frozen and arm.verdict is State.ERROR
+        assert arm.frozen and arm.verdict is Why.ERROR
     assert s390x.registration is not None, "one bad arch must not stop the others"
 
 
@@ -175,7 +175,7 @@ def test_host_family_is_native_even_when_asked_for(policy: Write) -> None:
     d = desired(p, CATALOG, Host("x86_64", {"/usr/bin/qemu-aarch64-static": FileState.OK,
                                             "/usr/bin/qemu-i386-static": FileState.OK}))
     states = {w.label: w.verdict for w in d.wants if w.explicit}
-    assert states == {"x86_64": State.NATIVE, "i386": State.NATIVE, "aarch64": None}
+    assert states == {"x86_64": Why.NATIVE, "i386": Why.NATIVE, "aarch64": None}
 
 
 def test_emulator_preference_and_missing_emulator(policy: Write) -> None:
@@ -186,5 +186,5 @@ def test_emulator_preference_and_missing_emulator(policy: Write) -> None:
     assert (want["x86_64"].emulator, want["x86_64"].interpreter) == ("box64",
                                                                      "/usr/local/bin/box64")
     assert want["x86_64"].registration.flags == Flags()  # type: ignore[union-attr]
-    assert want["s390x"].verdict is State.MISSING_EMULATOR
+    assert want["s390x"].verdict is Why.MISSING_EMULATOR
     assert "install one" in want["s390x"].message

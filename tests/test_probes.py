@@ -15,7 +15,7 @@ import pytest
 from conftest import BIN, DEFAULT_POLICY, run, state_of
 from daemonproc import DaemonProcess
 from multiarchd.catalog import load_catalog
-from multiarchd.probes import PROBE_STATUS, build
+from multiarchd.core.probes import PROBE_STATUS, build
 from privatebus import PrivateBus
 from privatens import PrivateBinfmt
 

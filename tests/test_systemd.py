@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import REPO
-from multiarchd.events import Event
+from multiarchd.core.messages import Event
 from nspawn import BootedContainer
 
 HOST_BINFMT = "/proc/sys/fs/binfmt_misc"

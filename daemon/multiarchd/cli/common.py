@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from ..binfmt import DEFAULT_PATH as BINFMT_PATH
-from ..policy import DEFAULT_PATH as POLICY_PATH
-from ..events import change_records, problem_records
-from ..reconcile import Config, Result
-from ..systemd_glue import Log
-
-EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE = 0, 1, 2
+from ..core.messages import change_records, problem_records
+from ..core.render import EXIT_USAGE
+from ..core.report import Report
+from ..kernel.table import DEFAULT_PATH as BINFMT_PATH
+from ..model.policy import DEFAULT_PATH as POLICY_PATH
+from ..reconciler.run import Config, Result
+from ..service.protocols import Log
 
 
 def add_path_options(parser: argparse.ArgumentParser) -> None:
@@ -25,11 +25,11 @@ def config_from(args: argparse.Namespace) -> Config:
     return Config(policy_path=args.config, binfmt_dir=args.binfmt_dir)
 
 
-def tell_outcomes(result: Result, log: Log) -> None:
+def tell_outcomes(report: Report, log: Log, drift: frozenset[str] = frozenset()) -> None:
     """One record per change, then the policy's problems."""
-    for record in change_records(result.report.outcomes, result.drift):
+    for record in change_records(report.outcomes, drift):
         log.emit(record)
-    for record in problem_records(result.report.problems, result.rejected):
+    for record in problem_records(report.problems, report.rejected):
         log.emit(record)
 
 

@@ -1,0 +1,269 @@
+"""`multiarchctl`: look at and steer multiarchd.
+
+`status`, `plan`, `apply`, `reload` and `test` talk to the running daemon over D-Bus. `plan`,
+`check-config`, `arches`, `cat-config` and `test` also work without it, and so do `status` and
+`apply` with `--local` (implied by --config or --binfmt-dir: another policy or table than the
+daemon's can only be worked on here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import asdict
+
+from ..catalog import load_catalog
+from ..core.desired import desired
+from ..core.probes import Verdict
+from ..core.render import (EXIT_NOT_CONVERGED, EXIT_OK, EXIT_USAGE, View, columns, dumps,
+                           plan_json, report_text, status_rows, view_json)
+from ..core.report import build_report
+from ..dbus import api
+from ..host.facts import candidate_paths, probe_host
+from ..kernel.table import DEFAULT_PATH as BINFMT_PATH
+from ..kernel.table import BinfmtTable
+from ..model.errors import NotMounted, PolicyRejected, UnknownArchitecture
+from ..model.policy import DEFAULT_PATH as POLICY_PATH
+from ..model.policy import Policy
+from ..model.table import Observed
+from ..policy.files import load_policy, policy_files
+from ..service.logs import StderrLog
+from .common import add_path_options, config_from, tell_outcomes
+from .sources import Local, Source, connect
+
+# What multiarchctl says for each error the daemon names, and its exit code: the one place
+# D-Bus error names become messages.
+_REMOTE_ERRORS: dict[str, tuple[Callable[[str, str], str], int]] = {
+    # The policy's problems, one a line, exactly as a local run prints them.
+    api.error_name(PolicyRejected): (lambda _verb, m: m, EXIT_USAGE),
+    api.error_name(UnknownArchitecture): (lambda _verb, m: f"multiarchctl: {m}", EXIT_USAGE),
+    api.error_name(NotMounted): (lambda _verb, m: f"multiarchctl: {m}", EXIT_NOT_CONVERGED),
+    "org.freedesktop.DBus.Error.AccessDenied": (
+        lambda verb, _m: f"multiarchctl: {verb} changes the system and needs root",
+        EXIT_NOT_CONVERGED),
+}
+
+
+def _remote_failed(verb: str, e: api.RemoteError) -> int:
+    known = _REMOTE_ERRORS.get(e.name)
+    if known is None:
+        print(f"multiarchctl: {e} ({e.name})", file=sys.stderr)
+        return EXIT_NOT_CONVERGED
+    print(known[0](verb, str(e)), file=sys.stderr)
+    return known[1]
+
+
+def _unreachable(verb: str, local_works: bool) -> int:
+    hint = f"; `multiarchctl {verb} --local` works without it" if local_works else ""
+    print(f"multiarchctl: multiarchd is not running (no {api.BUS_NAME} on the system "
+          f"bus){hint}", file=sys.stderr)
+    return EXIT_NOT_CONVERGED
+
+
+def _with_source(args: argparse.Namespace, verb: str, work: Callable[[Source], int],
+                 fallback: bool = False) -> int:
+    """Run `work` against the daemon (or locally with --local); with `fallback`, a verb that
+    needs no daemon works locally when none runs."""
+    if getattr(args, "local", False):
+        return work(Local(config_from(args)))
+    try:
+        return work(connect())
+    except api.Unreachable:
+        if fallback:
+            return work(Local(config_from(args)))
+        return _unreachable(verb, local_works=True)
+    except api.RemoteError as e:
+        return _remote_failed(verb, e)
+
+
+def _show(view: View, as_json: bool, show_all: bool = False, applied: bool = False) -> int:
+    if as_json:
+        print(dumps(view_json(view, applied)))
+    elif view.report.rejected:
+        for p in view.report.problems:
+            print(p, file=sys.stderr)
+    else:
+        print(report_text(view.report, show_all, view.state))
+    return view.exit_code()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return _with_source(args, "status", lambda src: _show(src.view(), args.json, args.all))
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    def plan(src: Source) -> int:
+        try:
+            todo, problems, state = src.plan()
+        except PolicyRejected as e:
+            print(e, file=sys.stderr)
+            return EXIT_USAGE
+        for p in problems:
+            print(p, file=sys.stderr)
+        print(dumps(plan_json(todo)) if args.json else todo)
+        if problems:
+            return EXIT_USAGE
+        return EXIT_NOT_CONVERGED if todo or state != "converged" else EXIT_OK
+    return _with_source(args, "plan", plan, fallback=True)
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    def apply(src: Source) -> int:
+        view = src.apply()
+        if args.json:
+            return _show(view, True, applied=True)
+        tell_outcomes(view.report, StderrLog("multiarchctl"))
+        if not view.report.rejected:
+            print(report_text(view.report, state=view.state))
+        return view.exit_code()
+    return _with_source(args, "apply", apply)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    try:
+        daemon = connect()
+        daemon.reload()
+        return daemon.view().exit_code()
+    except api.Unreachable:
+        return _unreachable("reload", local_works=False)
+    except api.RemoteError as e:
+        return _remote_failed("reload", e)
+
+
+def _print_verdicts(verdicts: list[Verdict], as_json: bool) -> int:
+    if as_json:
+        print(dumps([{"architecture": v.arch, "result": v.result, "message": v.message}
+                     for v in verdicts]))
+    elif verdicts:
+        print(columns([["ARCH", "RESULT", "MESSAGE"],
+                       *[[v.arch, v.result, v.message] for v in verdicts]]))
+    return EXIT_NOT_CONVERGED if any(v.result == "failed" for v in verdicts) else EXIT_OK
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    def test(src: Source) -> int:
+        try:
+            verdicts = src.test(args.arches)
+        except UnknownArchitecture as e:
+            print(f"multiarchctl: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        return _print_verdicts(verdicts, args.json)
+    return _with_source(args, "test", test, fallback=True)  # a probe needs no daemon
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    catalog = load_catalog()
+    policy = load_policy(args.config, catalog, only=args.file)
+    # Interpreter paths are checked against this host too: a missing one is an error here.
+    problems = policy.problems
+    if not policy.rejected:
+        host = probe_host(catalog, candidate_paths(policy, catalog))
+        problems = desired(policy, catalog, host).problems
+    if args.json:
+        print(dumps({"files": list(policy.files), "ok": not problems,
+                     "problems": [{"file": p.place.file, "line": p.place.line,
+                                   "column": p.place.column, "message": p.message}
+                                  for p in problems]}))
+    else:
+        for p in problems:
+            print(p)
+        if not problems:
+            print(f"{', '.join(policy.files)}: ok")
+    return EXIT_USAGE if problems else EXIT_OK
+
+
+def cmd_arches(args: argparse.Namespace) -> int:
+    catalog = load_catalog()
+    policy = load_policy(args.config, catalog)
+    if policy.rejected:
+        policy = Policy(files=policy.files)  # still tell what this host could run
+    table = BinfmtTable(args.binfmt_dir)
+    observed = table.read() if table.mounted() else Observed(())
+    host = probe_host(catalog, candidate_paths(policy, catalog))
+    report = build_report(desired(policy, catalog, host), observed)
+    arches = [s for s in report.statuses if s.kind == "arch"]
+    if args.json:
+        records = [dict(asdict(s), aliases=list(catalog.arches[s.name].aliases),
+                        family=catalog.arches[s.name].family) for s in arches]
+        print(dumps({"host": host.arch, "architectures": records}))
+        return EXIT_OK
+    rows = status_rows(arches)
+    rows[0].insert(1, "ALIASES")
+    for row, s in zip(rows[1:], arches):
+        row.insert(1, ",".join(catalog.arches[s.name].aliases) or "-")
+    print(f"host: {host.arch}")
+    print(columns(rows))
+    return EXIT_OK
+
+
+def cmd_cat_config(args: argparse.Namespace) -> int:
+    code = EXIT_OK
+    for path in policy_files(args.config):
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            print(f"# {path}: {e.strerror}", file=sys.stderr)
+            code = EXIT_USAGE
+            continue
+        print(f"# {path}")
+        print(text, end="" if text.endswith("\n") else "\n")
+    return code
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="multiarchctl", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    common = argparse.ArgumentParser(add_help=False)
+    add_path_options(common)
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON")
+    local = argparse.ArgumentParser(add_help=False)
+    local.add_argument("--local", action="store_true",
+                       help="work on the kernel table directly, without the daemon")
+
+    s = sub.add_parser("status", parents=[common, as_json, local], help="per-architecture state")
+    s.add_argument("--all", action="store_true", help="also list architectures not in the policy")
+    s.set_defaults(func=cmd_status)
+    s = sub.add_parser("plan", parents=[common, as_json, local],
+                       help="what applying would change")
+    s.set_defaults(func=cmd_plan)
+    s = sub.add_parser("apply", parents=[common, as_json, local], help="apply the policy now")
+    s.set_defaults(func=cmd_apply)
+    s = sub.add_parser("reload", parents=[common], help="make the daemon re-read its policy")
+    s.set_defaults(func=cmd_reload)
+    s = sub.add_parser("test", parents=[common, as_json, local],
+                       help="run a probe program of each architecture (default: all managed)")
+    s.add_argument("arches", nargs="*", metavar="ARCH")
+    s.set_defaults(func=cmd_test)
+    s = sub.add_parser("check-config", parents=[common, as_json],
+                       help="validate the policy (or FILE alone)")
+    s.add_argument("file", nargs="?", metavar="FILE")
+    s.set_defaults(func=cmd_check_config)
+    s = sub.add_parser("arches", parents=[common, as_json],
+                       help="every known architecture, its state here and its interpreter")
+    s.set_defaults(func=cmd_arches)
+    s = sub.add_parser("cat-config", parents=[common], help="print the policy files in order")
+    s.set_defaults(func=cmd_cat_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    # Another policy or table than the daemon's can only mean: work on it here.
+    if hasattr(args, "local") and (args.config != POLICY_PATH or args.binfmt_dir != BINFMT_PATH):
+        args.local = True
+    try:
+        code: int = args.func(args)
+        return code
+    except NotMounted as e:
+        print(f"multiarchctl: {e}", file=sys.stderr)
+        return EXIT_NOT_CONVERGED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

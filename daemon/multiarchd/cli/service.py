@@ -1,0 +1,32 @@
+"""Wiring the service from its real parts: GLib's loop, watchdog's inotify, systemd's notify,
+the kernel table and the probes (imported only when the service runs)."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+from ..catalog import load_catalog
+from ..host.facts import host_arch
+from ..host.native import native
+from ..host.probing import verify
+from ..kernel.table import DEFAULT_PATH, BinfmtTable
+from ..model.options import Options
+from ..reconciler.reconciler import Reconciler
+from ..reconciler.run import Config
+from ..service.glib_loop import GLibLoop
+from ..service.inotify import Watcher
+from ..service.protocols import Log
+from ..service.service import Service
+from ..service.systemd_glue import notify, watchdog_interval
+from ..service.verifier import Verifier
+
+
+def build_service(config: Config, options: Options, log: Log) -> Service:
+    catalog = load_catalog()
+    reconciler = Reconciler(config, options, BinfmtTable(config.binfmt_dir),
+                            standard_place=config.binfmt_dir == DEFAULT_PATH)
+    probe = partial(verify, catalog=catalog, binfmt_dir=config.binfmt_dir)
+    return Service(reconciler, Verifier(probe, log), options, catalog, host_arch(catalog),
+                   GLibLoop(), time.monotonic, Watcher, notify, log, watchdog_interval(),
+                   native_why=lambda: native()[1])

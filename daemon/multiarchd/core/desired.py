@@ -1,0 +1,150 @@
+"""Desired state: what the policy, the catalog and this host ask the kernel to hold. Pure."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+
+from ..model.catalog import Arch, Catalog
+from ..model.flags import Flags
+from ..model.host import FileId, FileState, Host
+from ..model.policy import ArchRule, CustomRule, ForeignMode, Policy
+from ..model.problems import Place, Problem
+from ..model.registration import OWNED_PREFIX, Registration
+
+
+class Why(enum.StrEnum):
+    """Why an architecture or custom entry gets no registration (the report's state for it)."""
+
+    NATIVE = "native"  # this host runs it itself: never registered
+    DISABLED = "disabled"  # the policy turns it off
+    MISSING_EMULATOR = "missing-emulator"  # wanted, but no emulator for it is installed
+    ERROR = "error"  # a policy problem
+    UNMANAGED = "unmanaged"  # not in the policy
+
+
+@dataclass(frozen=True)
+class Want:
+    """One architecture or custom entry, and the entry it should (or should not) have."""
+
+    label: str  # architecture name, or the custom entry's name
+    kind: str  # "arch" or "custom"
+    entry: str  # the owned entry name, multiarch-<label>
+    registration: Registration | None  # None: the entry must be absent
+    verdict: Why | None = None  # why there is no registration
+    interpreter: str | None = None  # the one it uses, or would use
+    interpreter_id: FileId | None = None  # which file that path is now
+    emulator: str | None = None
+    message: str = ""
+    frozen: bool = False  # leave whatever the kernel has under this name untouched
+    explicit: bool = False  # named in the policy, not only through `all`
+
+
+@dataclass(frozen=True)
+class Desired:
+    wants: tuple[Want, ...]
+    foreign: ForeignMode
+    problems: tuple[Problem, ...]
+
+    _by_entry: dict[str, Want] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_entry", {w.entry: w for w in self.wants})
+
+    def want(self, entry: str) -> Want | None:
+        return self._by_entry.get(entry)
+
+
+def _check_file(host: Host, path: str, place: Place | None, kind: str,
+                name: str) -> Problem | None:
+    state = host.file(path)
+    if state is FileState.OK:
+        return None
+    where = place or Place("policy")
+    if state is FileState.MISSING:
+        return Problem(where, f"interpreter {path} does not exist; install the emulator or fix "
+                       "the path", (kind, name))
+    return Problem(where, f"interpreter {path} is not an executable file; chmod +x it or fix "
+                   "the path", (kind, name))
+
+
+def _pick(arch: Arch, rule: ArchRule, policy: Policy, catalog: Catalog,
+          host: Host) -> tuple[str, str] | None:
+    """(emulator, interpreter) by preference order: the first installed one wins."""
+    for name in rule.emulators or policy.emulators:
+        emu = catalog.emulators[name]
+        if not emu.runs(arch.name, host.arch):
+            continue
+        for path in emu.candidates(arch.name):
+            if host.file(path) is FileState.OK:
+                return name, path
+    return None
+
+
+def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
+               problems: list[Problem]) -> Want:
+    entry = OWNED_PREFIX + arch.name
+    rule = policy.rule_for(arch.name)
+    explicit = arch.name in policy.arches
+    base = Want(arch.name, "arch", entry, None, explicit=explicit)
+    if host.native is not None and arch.name in host.native:
+        return replace(base, verdict=Why.NATIVE, message=f"runs natively on this {host.arch} "
+                       "host (its probe ran with an empty binfmt_misc table)")
+    if host.native is None and catalog.family_of(arch.name) == catalog.family_of(host.arch):
+        return replace(base, verdict=Why.NATIVE,
+                       message=f"runs natively on this {host.arch} host (same family)")
+    if policy.spoiled("arch", arch.name):
+        return replace(base, verdict=Why.ERROR, frozen=True,
+                       message="policy error (see above): its entry is left as it is")
+    default_rule = ArchRule(arch=arch.name, place=Place(""))
+    picked = _pick(arch, rule or default_rule, policy, catalog, host)
+    emulator, interpreter = picked if picked else (None, None)
+    if rule is not None and rule.interpreter:
+        emulator, interpreter = "explicit", rule.interpreter
+    base = replace(base, emulator=emulator, interpreter=interpreter)
+    if rule is None:
+        return replace(base, verdict=Why.UNMANAGED, message="not in the policy")
+    if not rule.enabled:
+        return replace(base, verdict=Why.DISABLED, message="turned off in the policy")
+    if rule.interpreter:
+        problem = _check_file(host, rule.interpreter, rule.interpreter_place, "arch", arch.name)
+        if problem:
+            problems.append(problem)
+            return replace(base, verdict=Why.ERROR, frozen=True, message=problem.message)
+    if interpreter is None:
+        tried = ", ".join(rule.emulators or policy.emulators)
+        return replace(base, verdict=Why.MISSING_EMULATOR,
+                       message=f"no emulator installed for {arch.name} (tried {tried}); "
+                               f"install one, e.g. qemu-user-static")
+    # An explicit interpreter takes the customary flags of the emulator discovery found, if any.
+    customary = catalog.emulators[picked[0] if picked else "qemu"].flags
+    emu_flags = catalog.emulators[emulator].flags if emulator in catalog.emulators else customary
+    flags = rule.flags or policy.flags or emu_flags
+    reg = Registration(entry, interpreter, flags, arch.magic, arch.mask)
+    return replace(base, registration=reg, interpreter_id=host.ids.get(interpreter))
+
+
+def _custom_want(rule: CustomRule, host: Host, problems: list[Problem]) -> Want:
+    entry = OWNED_PREFIX + rule.name
+    base = Want(rule.name, "custom", entry, None, interpreter=rule.interpreter,
+                emulator="custom", explicit=True)
+    if not rule.enabled:
+        return replace(base, verdict=Why.DISABLED, message="turned off in the policy")
+    problem = _check_file(host, rule.interpreter, rule.interpreter_place, "custom", rule.name)
+    if problem:
+        problems.append(problem)
+        return replace(base, verdict=Why.ERROR, frozen=True, message=problem.message)
+    reg = Registration(entry, rule.interpreter, rule.flags or Flags(), rule.magic, rule.mask,
+                       rule.offset, rule.extension)
+    return replace(base, registration=reg, interpreter_id=host.ids.get(rule.interpreter))
+
+
+def desired(policy: Policy, catalog: Catalog, host: Host) -> Desired:
+    problems = list(policy.problems)
+    wants = [_arch_want(a, policy, catalog, host, problems) for a in catalog.arches.values()]
+    spoiled_custom = {p.scope[1] for p in policy.problems if p.scope and p.scope[0] == "custom"}
+    wants += [_custom_want(c, host, problems) for c in policy.custom]
+    wants += [Want(name, "custom", OWNED_PREFIX + name, None, verdict=Why.ERROR, frozen=True,
+                   explicit=True, message="policy error (see above): its entry is left as it is")
+              for name in sorted(spoiled_custom) if name not in {c.name for c in policy.custom}]
+    return Desired(wants=tuple(wants), foreign=policy.foreign, problems=tuple(problems))

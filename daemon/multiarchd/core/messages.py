@@ -1,0 +1,103 @@
+"""The journal message catalog: each kind of message with its stable MESSAGE_ID and priority,
+and the records a run's changes and problems make. Pure: the journal adapter only sends them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..model.problems import Problem
+from ..model.registration import OWNED_PREFIX
+from .plan import Kind, Outcome
+
+# syslog priorities
+ERR, WARNING, NOTICE, INFO = 3, 4, 5, 6
+
+
+class Event(enum.Enum):
+    """(MESSAGE_ID, priority). The ids are part of the interface: never change one."""
+
+    REGISTERED = ("844b6d04d94941f7b2a515279639672d", INFO)
+    REMOVED = ("461143a45d8444a5b10de540356ce774", INFO)
+    REPLACED = ("ea2cf4f3bffa45e48e7f85e337227b13", INFO)
+    ENABLED = ("539a05cec1c7459eb3128594f7872afe", INFO)
+    DISABLED = ("8524e53fa758437a804f3d756bb98187", NOTICE)  # a foreign entry, by policy
+    DRIFT_REPAIRED = ("a25fab571cd54e55b698bfd4e6821b49", NOTICE)
+    POLICY_REJECTED = ("75be2dc902df4bd4abfb5c97f1e61252", ERR)
+    POLICY_ACCEPTED = ("066a20ec5a9e47cb826ae31cccc48343", NOTICE)
+    CONFLICT = ("2b04d812759b4cd6967c4ce8fb412964", WARNING)
+    KERNEL_REFUSED = ("f9344c7ca30e4e5dba4d9147a9aa3448", ERR)
+    STARTED = ("012a22170be147fdabb2f82b6d03a7ea", INFO)
+    STOPPED = ("3d6e9e65ea6141f69980d527b668be48", INFO)
+    PROBE_FAILED = ("f920bc0b448c4f11a10d01879acd0c02", ERR)
+    BUS_CONNECTED = ("b3387bd1619845fabfb745f6b0f522d0", INFO)
+    BUS_LOST = ("1ce62246c37a45d9b97822aae32294cc", WARNING)
+
+    @property
+    def message_id(self) -> str:
+        return self.value[0]
+
+    @property
+    def priority(self) -> int:
+        return self.value[1]
+
+
+@dataclass(frozen=True)
+class Record:
+    event: Event
+    message: str
+    fields: dict[str, str] = field(default_factory=dict)  # MULTIARCH_* journal fields
+
+
+_BY_KIND = {Kind.REGISTER: Event.REGISTERED, Kind.REMOVE: Event.REMOVED,
+            Kind.REPLACE: Event.REPLACED, Kind.ENABLE: Event.ENABLED,
+            Kind.DISABLE: Event.DISABLED}
+_PAST = {Kind.REGISTER: "registered", Kind.REMOVE: "removed", Kind.REPLACE: "replaced",
+         Kind.ENABLE: "enabled", Kind.DISABLE: "disabled"}
+
+
+def _arch_of(entry: str) -> str:
+    return entry.removeprefix(OWNED_PREFIX)
+
+
+def change_records(outcomes: Iterable[Outcome], drift: frozenset[str] = frozenset()
+                   ) -> list[Record]:
+    """One record per action: what changed, or what the kernel refused."""
+    records = []
+    for o in outcomes:
+        a = o.action
+        fields = {"MULTIARCH_ARCH": _arch_of(a.entry), "MULTIARCH_ENTRY": a.entry,
+                  "MULTIARCH_ACTION": a.kind.value}
+        if not o.ok:
+            records.append(Record(Event.KERNEL_REFUSED,
+                                  f"{o.error}; will retry on the next run", fields))
+        elif a.entry in drift:
+            records.append(Record(Event.DRIFT_REPAIRED,
+                                  f"repaired {a.entry} ({a.kind.value}): {a.reason}", fields))
+        else:
+            records.append(Record(_BY_KIND[a.kind], f"{_PAST[a.kind]} {a.entry}: {a.reason}",
+                                  fields))
+    return records
+
+
+def problem_records(problems: Iterable[Problem], rejected: bool) -> list[Record]:
+    records = []
+    for p in problems:
+        fields = {"MULTIARCH_POLICY_FILE": p.place.file}
+        if p.scope:
+            fields["MULTIARCH_ARCH" if p.scope[0] == "arch" else "MULTIARCH_ENTRY"] = p.scope[1]
+        records.append(Record(Event.POLICY_REJECTED, str(p), fields))
+    if rejected:
+        records.append(Record(Event.POLICY_REJECTED, "policy rejected; every registration is "
+                              "left as it was until the file is fixed"))
+    return records
+
+
+def conflict_record(entry: str, writes: int, window: float) -> Record:
+    return Record(Event.CONFLICT,
+                  f"conflict on {entry}: another writer keeps undoing it ({writes} repairs in "
+                  f"{window:g} s); backing off, will repair again when it stops",
+                  {"MULTIARCH_ARCH": _arch_of(entry), "MULTIARCH_ENTRY": entry,
+                   "MULTIARCH_ACTION": "backoff"})

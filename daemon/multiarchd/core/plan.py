@@ -1,0 +1,136 @@
+"""plan(desired, observed) -> the ordered actions that make the kernel match. Pure.
+
+Ownership: entries named multiarch-* are ours to create, replace and remove. Any other entry is
+only touched when `foreign_entries` says so, and only when it overlaps one of ours.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..model.host import FileId
+from ..model.policy import ForeignMode
+from ..model.registration import Registration, owned
+from ..model.table import Entry, Observed
+from .desired import Desired
+
+
+class Kind(enum.StrEnum):
+    REMOVE = "remove"
+    DISABLE = "disable"
+    REPLACE = "replace"
+    REGISTER = "register"
+    ENABLE = "enable"
+
+
+_ORDER = list(Kind)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: Kind
+    entry: str
+    reason: str
+    registration: Registration | None = None  # for register and replace
+
+    def __str__(self) -> str:
+        return f"{self.kind.value:<8} {self.entry}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.actions)
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, self.actions)) if self.actions else "nothing to do"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one action when it was applied."""
+
+    action: Action
+    error: str | None = None  # the kernel's refusal, in words
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _differences(have: Registration, want: Registration) -> str:
+    changed = []
+    if have.interpreter != want.interpreter:
+        changed.append(f"interpreter {have.interpreter} -> {want.interpreter}")
+    if have.flags != want.flags:
+        changed.append(f"flags {have.flags or '-'} -> {want.flags or '-'}")
+    if (have.magic, have.mask, have.offset, have.extension) != \
+            (want.magic, want.mask, want.offset, want.extension):
+        changed.append(f"match {have.describe_match()} -> {want.describe_match()}")
+    return ", ".join(changed)
+
+
+def _describe(reg: Registration, label: str) -> str:
+    return f"{label} via {reg.interpreter}, flags {reg.flags or '-'}"
+
+
+def _foreign_actions(desired: Desired, observed: Observed) -> list[Action]:
+    if desired.foreign is ForeignMode.KEEP:
+        return []
+    ours = [w for w in desired.wants if w.registration is not None]
+    actions = []
+    for entry in observed.entries:
+        if owned(entry.name):
+            continue
+        hit = next((w for w in ours if w.registration and
+                    w.registration.overlaps(entry.registration)), None)
+        if hit is None:
+            continue
+        reason = f"overlaps {hit.entry} (foreign_entries: {desired.foreign.value})"
+        if desired.foreign is ForeignMode.REMOVE:
+            actions.append(Action(Kind.REMOVE, entry.name, reason))
+        elif entry.enabled:
+            actions.append(Action(Kind.DISABLE, entry.name, reason))
+    return actions
+
+
+def _owned_action(entry: Entry, desired: Desired, held: Mapping[str, FileId]) -> Action | None:
+    want = desired.want(entry.name)
+    if want is None:
+        return Action(Kind.REMOVE, entry.name, "not in the policy")
+    if want.frozen:
+        return None
+    if want.registration is None:
+        return Action(Kind.REMOVE, entry.name, f"{want.label} is {want.verdict}: {want.message}")
+    if entry.registration != want.registration:
+        return Action(Kind.REPLACE, entry.name, _differences(entry.registration, want.registration),
+                      want.registration)
+    opened = held.get(entry.name)
+    if "F" in want.registration.flags and opened and opened != want.interpreter_id:
+        return Action(Kind.REPLACE, entry.name, f"{want.registration.interpreter} was replaced on "
+                      "disk; F keeps the old file open until re-registered", want.registration)
+    if not entry.enabled:
+        return Action(Kind.ENABLE, entry.name, "was disabled by someone else")
+    return None
+
+
+def plan(desired: Desired, observed: Observed, held: Mapping[str, FileId] | None = None) -> Plan:
+    """`held`: for entries registered with F, which interpreter file the kernel holds open
+    (known to whoever registered them; the kernel does not tell)."""
+    actions = _foreign_actions(desired, observed)
+    for entry in observed.entries:
+        if owned(entry.name):
+            action = _owned_action(entry, desired, held or {})
+            if action is not None:
+                actions.append(action)
+    present = {e.name for e in observed.entries}
+    for want in desired.wants:
+        if want.registration is not None and want.entry not in present:
+            actions.append(Action(Kind.REGISTER, want.entry,
+                                  _describe(want.registration, want.label), want.registration))
+    actions.sort(key=lambda a: (_ORDER.index(a.kind), a.entry))
+    return Plan(tuple(actions))

@@ -1,0 +1,186 @@
+"""The per-architecture report: what the kernel holds against what the policy wants. Pure."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from ..model.problems import Problem
+from ..model.registration import owned
+from ..model.table import Entry, Observed
+from .desired import Desired, Want
+from .plan import Outcome
+from .probes import Verdict
+
+
+class State(enum.StrEnum):
+    """One architecture's (or custom entry's) state, as status, D-Bus and the journal say it."""
+
+    NATIVE = "native"  # this host runs it itself: never registered
+    ACTIVE = "active"  # registered, enabled, and first in line for its binaries
+    DISABLED = "disabled"  # the policy turns it off
+    MISSING_EMULATOR = "missing-emulator"  # wanted, but no emulator for it is installed
+    VERIFIED = "verified"  # active, and its probe program ran through the entry
+    ERROR = "error"  # a policy problem, a kernel refusal or a failed probe
+    SHADOWED = "shadowed"  # registered, but a later foreign entry takes its binaries
+    CONFLICT = "conflict"  # another writer keeps undoing it; repairs are backed off
+    PENDING = "pending"  # not applied yet (dry run, or status of an unapplied table)
+    UNMANAGED = "unmanaged"  # not in the policy
+
+# States that mean "the system is not as the policy wants" when the policy names the arch.
+_BAD = {State.ERROR, State.SHADOWED, State.PENDING, State.MISSING_EMULATOR, State.CONFLICT}
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    kind: str  # "arch" or "custom"
+    state: State
+    entry: str
+    interpreter: str
+    emulator: str
+    flags: str
+    message: str
+    explicit: bool
+
+
+@dataclass(frozen=True)
+class Foreign:
+    """An entry multiarchd does not own."""
+
+    name: str
+    enabled: bool
+    interpreter: str
+    overlaps: tuple[str, ...]  # owned entries that match the same binaries
+    wins: bool  # it is the one the kernel uses for them (registered later)
+
+
+@dataclass(frozen=True)
+class Report:
+    statuses: tuple[Status, ...]
+    foreign: tuple[Foreign, ...]
+    problems: tuple[Problem, ...]
+    outcomes: tuple[Outcome, ...] = ()
+    binfmt_enabled: bool = True
+
+    @property
+    def rejected(self) -> bool:
+        """The policy was rejected as a whole: nothing was judged."""
+        return bool(self.problems) and not self.statuses
+
+    @property
+    def failures(self) -> tuple[Outcome, ...]:
+        return tuple(o for o in self.outcomes if not o.ok)
+
+    def exit_code(self) -> int:
+        """0 as the policy wants, 1 not (or a kernel refusal), 2 the policy has problems."""
+        if self.problems:
+            return 2
+        bad = any(s.state in _BAD and (s.explicit or s.state is not State.MISSING_EMULATOR)
+                  for s in self.statuses)
+        return 1 if bad or self.failures or not self.binfmt_enabled else 0
+
+    def count(self, state: State) -> int:
+        return sum(1 for s in self.statuses if s.state is state)
+
+    def summary(self) -> str:
+        parts = [f"{self.count(State.ACTIVE) + self.count(State.VERIFIED)} active"]
+        if self.count(State.VERIFIED):
+            parts[0] += f" ({self.count(State.VERIFIED)} verified)"
+        parts += [f"{self.count(s)} {s.value}" for s in
+                  (State.PENDING, State.SHADOWED, State.CONFLICT, State.MISSING_EMULATOR,
+                   State.ERROR)
+                  if self.count(s)]
+        if self.failures:
+            parts.append(f"{len(self.failures)} kernel refusal(s)")
+        return ", ".join(parts)
+
+
+def _shadowing(entry: Entry, observed: Observed) -> tuple[list[Entry], list[Entry]]:
+    """Enabled foreign entries overlapping `entry`: (registered later, registered earlier)."""
+    later: list[Entry] = []
+    earlier: list[Entry] = []
+    for other in observed.entries:
+        if owned(other.name) or not other.enabled:
+            continue
+        if entry.registration.overlaps(other.registration):
+            (later if other.order > entry.order else earlier).append(other)
+    return later, earlier
+
+
+def _status(want: Want, observed: Observed, failure: str | None) -> Status:
+    reg = want.registration
+    status = Status(
+        name=want.label, kind=want.kind, state=State(want.verdict) if want.verdict else State.PENDING, entry=want.entry,
+        interpreter=want.interpreter or "", emulator=want.emulator or "",
+        flags=str(reg.flags) if reg else "", message=want.message, explicit=want.explicit,
+    )
+    entry = observed.get(want.entry)
+    if reg is None:
+        if entry is None or want.frozen:
+            return status
+        # The policy wants it gone but the kernel still holds it.
+        if failure:
+            return replace(status, state=State.ERROR, message=failure)
+        return replace(status, state=State.PENDING,
+                       message=f"still registered; to be removed ({want.verdict}: {want.message})")
+    if entry is None or entry.registration != reg or not entry.enabled:
+        if failure:
+            return replace(status, state=State.ERROR, message=failure)
+        return replace(status, message="not applied yet")
+    later, earlier = _shadowing(entry, observed)
+    if later:
+        names = ", ".join(e.name for e in later)
+        return replace(status, state=State.SHADOWED,
+                       message=f"shadowed by {names}, registered later: the kernel hands these "
+                               "binaries to it (set foreign_entries: disable to take them back)")
+    message = ""
+    if earlier:
+        message = (f"overlaps foreign {', '.join(e.name for e in earlier)}; this entry was "
+                   "registered later and wins")
+    return replace(status, state=State.ACTIVE, message=message)
+
+
+def _conflict(status: Status) -> Status:
+    return replace(status, state=State.CONFLICT,
+                   message="another writer keeps undoing this entry; multiarchd backs off and "
+                           "repairs it again when that stops")
+
+
+def build_report(desired: Desired, observed: Observed, outcomes: tuple[Outcome, ...] = (),
+                 conflicts: frozenset[str] = frozenset()) -> Report:
+    failed = {o.action.entry: o.error for o in outcomes if o.error}
+    statuses = tuple(_conflict(s) if s.entry in conflicts else s for s in
+                     (_status(w, observed, failed.get(w.entry)) for w in desired.wants))
+    registrations = {w.entry: w.registration for w in desired.wants if w.registration}
+    foreign = []
+    for entry in observed.entries:
+        if owned(entry.name):
+            continue
+        hits = tuple(name for name, reg in registrations.items()
+                     if reg.overlaps(entry.registration))
+        wins = entry.enabled and any(
+            (o := observed.get(n)) is not None and o.order < entry.order for n in hits)
+        foreign.append(Foreign(entry.name, entry.enabled, entry.registration.interpreter,
+                               hits, wins))
+    return Report(statuses, tuple(foreign), desired.problems, outcomes, observed.enabled)
+
+
+def overall(report: Report) -> str:
+    """The daemon-level state: converged, degraded or policy-error."""
+    if report.rejected:
+        return "policy-error"
+    return "converged" if report.exit_code() == 0 else "degraded"
+
+
+def with_verdicts(report: Report, verdicts: Mapping[str, Verdict]) -> Report:
+    """Active architectures whose probe ran become verified; a failed probe is an error."""
+    def judged(s: Status) -> Status:
+        v = verdicts.get(s.name) if s.kind == "arch" else None
+        if v is None or s.state not in (State.ACTIVE, State.VERIFIED) or v.result == "untested":
+            return s
+        if v.ok:
+            return replace(s, state=State.VERIFIED, message=s.message or "probe ran")
+        return replace(s, state=State.ERROR, message=f"probe failed: {v.message}")
+    return replace(report, statuses=tuple(judged(s) for s in report.statuses))

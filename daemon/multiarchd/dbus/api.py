@@ -1,0 +1,157 @@
+"""io.github.multiarchd1: names, the introspection XML, record types and named errors, in one
+place. Records convert to and from the core's data here, so that a client rebuilds exactly what
+the daemon had (and renders it as a local run would). Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..core.plan import Action, Kind, Outcome, Plan
+from ..core.report import Foreign, Report, State, Status
+from ..model import errors
+from ..model.problems import Place, Problem
+from ..model.registration import Registration
+
+BUS_NAME = "io.github.multiarchd1"
+OBJECT_PATH = "/io/github/multiarchd1"
+INTERFACE = "io.github.multiarchd1.Manager"
+ERROR = "io.github.multiarchd1.Error"
+
+ARCH_RECORD = "(ssssssssb)"  # name, kind, state, interpreter, emulator, flags, entry, message, explicit
+FOREIGN_RECORD = "(sbsasb)"  # name, enabled, interpreter, overlapped owned entries, it wins
+PROBLEM_RECORD = "(suus)"  # file, line, column, message
+ACTION_RECORD = "(ssss)"  # action, entry, reason, register line ('' when none)
+APPLIED_RECORD = "(sssss)"  # action, entry, reason, register line, kernel refusal ('' when none)
+CHANGE_RECORD = "(sss)"  # action, entry, reason
+TEST_RECORD = "(sss)"  # architecture, result (ok, failed, untested), message
+
+# Each domain failure has its D-Bus error name, on purpose; anything else is a bug and says so.
+DOMAIN_ERRORS = (errors.PolicyRejected, errors.UnknownArchitecture, errors.NotMounted)
+
+
+def error_name(kind: type[Exception]) -> str:
+    return f"{ERROR}.{kind.__name__}"
+
+
+class Unreachable(Exception):
+    """No daemon answers on the bus (or D-Bus support is not installed)."""
+
+
+class RemoteError(Exception):
+    """The daemon answered with a D-Bus error: its name and its words."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+XML = f"""
+<node>
+  <interface name='{INTERFACE}'>
+    <property name='Version' type='s' access='read'>
+      <annotation name='org.freedesktop.DBus.Property.EmitsChangedSignal' value='const'/>
+    </property>
+    <property name='HostArchitecture' type='s' access='read'>
+      <annotation name='org.freedesktop.DBus.Property.EmitsChangedSignal' value='const'/>
+    </property>
+    <!-- starting, waiting, converged, degraded, policy-error -->
+    <property name='State' type='s' access='read'/>
+    <property name='PolicyPath' type='s' access='read'/>
+    <!-- microseconds since the epoch of the last run, 0 before the first -->
+    <property name='LastReconcile' type='t' access='read'/>
+    <!-- name, kind (arch or custom), state, interpreter, emulator, flags, entry, message,
+         explicit (named in the policy, not only through `all`) -->
+    <property name='Architectures' type='a{ARCH_RECORD}' access='read'/>
+    <!-- entries of other tools: name, enabled, interpreter, owned entries it overlaps,
+         whether the kernel hands it their binaries -->
+    <property name='ForeignEntries' type='a{FOREIGN_RECORD}' access='read'/>
+    <!-- the policy's problems: file, line, column, message -->
+    <property name='Problems' type='a{PROBLEM_RECORD}' access='read'/>
+    <!-- binfmt_misc's global switch (its status file) -->
+    <property name='BinfmtEnabled' type='b' access='read'/>
+    <method name='Reconcile'>
+      <arg direction='out' type='s' name='state'/>
+      <arg direction='out' type='a{APPLIED_RECORD}' name='applied'/>
+    </method>
+    <method name='Reload'/>
+    <method name='Plan'>
+      <arg direction='out' type='a{ACTION_RECORD}' name='actions'/>
+      <arg direction='out' type='a{PROBLEM_RECORD}' name='problems'/>
+    </method>
+    <method name='Test'>
+      <arg direction='in' type='as' name='architectures'/>
+      <arg direction='out' type='a{TEST_RECORD}' name='results'/>
+    </method>
+    <signal name='Reconciled'>
+      <arg type='a{CHANGE_RECORD}' name='changes'/>
+      <arg type='s' name='state'/>
+    </signal>
+  </interface>
+</node>
+"""
+
+ArchRecord = tuple[str, str, str, str, str, str, str, str, bool]
+ForeignRecord = tuple[str, bool, str, list[str], bool]
+ProblemRecord = tuple[str, int, int, str]
+ActionRecord = tuple[str, str, str, str]
+AppliedRecord = tuple[str, str, str, str, str]
+
+
+def arch_record(s: Status) -> ArchRecord:
+    return (s.name, s.kind, s.state.value, s.interpreter, s.emulator, s.flags, s.entry,
+            s.message, s.explicit)
+
+
+def status_from(r: ArchRecord) -> Status:
+    name, kind, state, interpreter, emulator, flags, entry, message, explicit = r
+    return Status(name, kind, State(state), entry, interpreter, emulator, flags, message,
+                  bool(explicit))
+
+
+def foreign_record(f: Foreign) -> ForeignRecord:
+    return (f.name, f.enabled, f.interpreter, list(f.overlaps), f.wins)
+
+
+def foreign_from(r: ForeignRecord) -> Foreign:
+    name, enabled, interpreter, overlaps, wins = r
+    return Foreign(name, bool(enabled), interpreter, tuple(overlaps), bool(wins))
+
+
+def problem_record(p: Problem) -> ProblemRecord:
+    return (p.place.file, p.place.line, p.place.column, p.message)
+
+
+def problem_from(r: ProblemRecord) -> Problem:
+    file, line, column, message = r
+    return Problem(Place(file, int(line), int(column)), message)
+
+
+def action_record(a: Action) -> ActionRecord:
+    return (a.kind.value, a.entry, a.reason,
+            a.registration.register_line() if a.registration else "")
+
+
+def action_from(r: tuple[str, ...]) -> Action:
+    kind, entry, reason, line = r[:4]
+    return Action(Kind(kind), entry, reason, Registration.from_line(line) if line else None)
+
+
+def applied_record(o: Outcome) -> AppliedRecord:
+    return (*action_record(o.action), o.error or "")
+
+
+def outcome_from(r: AppliedRecord) -> Outcome:
+    return Outcome(action_from(r), r[4] or None)
+
+
+def change_records(plan: Plan) -> list[tuple[str, str, str]]:
+    return [(a.kind.value, a.entry, a.reason) for a in plan.actions]
+
+
+def report_from(statuses: list[ArchRecord], foreign: list[ForeignRecord],
+                problems: list[ProblemRecord], binfmt_enabled: bool,
+                applied: Sequence[AppliedRecord] = ()) -> Report:
+    return Report(tuple(status_from(r) for r in statuses),
+                  tuple(foreign_from(r) for r in foreign),
+                  tuple(problem_from(r) for r in problems),
+                  tuple(outcome_from(r) for r in applied), bool(binfmt_enabled))

@@ -1,0 +1,232 @@
+"""io.github.multiarchd1 through pydbus: the published face, the daemon's link to the bus, and
+multiarchctl's client. The only module importing pydbus (and, with the main loop, gi).
+
+The face is thin: every method and property forwards in one line to the service, a plain object
+that knows nothing about D-Bus. Objects are published before the name is requested, as pydbus
+wants.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+from gi.repository import Gio, GLib
+from pydbus import SystemBus
+from pydbus.bus import connect
+from pydbus.generic import signal
+
+from .. import __version__
+from ..core.messages import Event, Record
+from ..core import plan as core_plan
+from ..core.plan import Outcome
+from ..core.probes import Verdict
+from ..core.report import Report
+from ..model.problems import Problem
+from . import api
+from .api import RemoteError, Unreachable
+
+T = TypeVar("T")
+
+# pydbus turns an exception into a D-Bus error named after its class, when that has dots.
+_NAMED = {kind: type(api.error_name(kind), (Exception,), {}) for kind in api.DOMAIN_ERRORS}
+_NAMED_TYPES = tuple(_NAMED.values())
+
+
+def _answer(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except api.DOMAIN_ERRORS as e:
+        raise _NAMED[type(e)](str(e)) from None
+
+
+class _QuietDomainErrors(logging.Filter):
+    """pydbus logs every exception with a traceback; ours are answers, not bugs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], _NAMED_TYPES))
+
+
+logging.getLogger("pydbus.registration").addFilter(_QuietDomainErrors())
+
+
+class Service(Protocol):
+    """What the face needs from the service."""
+
+    host_arch: str
+    state: str
+    last_reconcile: float
+
+    @property
+    def policy_path(self) -> str: ...
+    @property
+    def report(self) -> Report | None: ...
+    def reconcile_now(self) -> tuple[str, tuple[Outcome, ...]]: ...
+    def reload(self) -> None: ...
+    def plan_now(self) -> tuple[core_plan.Plan, tuple[Problem, ...]]: ...
+    def test(self, arches: list[str]) -> list[Verdict]: ...
+
+
+_EMPTY = Report((), (), ())
+
+
+class ManagerFace:
+    __doc__ = api.XML
+
+    PropertiesChanged = signal()
+    Reconciled = signal()
+
+    def __init__(self, service: Service) -> None:
+        self._service = service
+        self._last: dict[str, Any] = {}
+
+    @property
+    def _report(self) -> Report:
+        return self._service.report or _EMPTY
+
+    @property
+    def Version(self) -> str:
+        return __version__
+
+    @property
+    def HostArchitecture(self) -> str:
+        return self._service.host_arch
+
+    @property
+    def State(self) -> str:
+        return self._service.state
+
+    @property
+    def PolicyPath(self) -> str:
+        return self._service.policy_path
+
+    @property
+    def LastReconcile(self) -> int:
+        return int(self._service.last_reconcile * 1_000_000)
+
+    @property
+    def Architectures(self) -> list[api.ArchRecord]:
+        return [api.arch_record(s) for s in self._report.statuses]
+
+    @property
+    def ForeignEntries(self) -> list[api.ForeignRecord]:
+        return [api.foreign_record(f) for f in self._report.foreign]
+
+    @property
+    def Problems(self) -> list[api.ProblemRecord]:
+        return [api.problem_record(p) for p in self._report.problems]
+
+    @property
+    def BinfmtEnabled(self) -> bool:
+        return self._report.binfmt_enabled
+
+    def Reconcile(self) -> tuple[str, list[api.AppliedRecord]]:
+        state, outcomes = _answer(self._service.reconcile_now)
+        return state, [api.applied_record(o) for o in outcomes]
+
+    def Reload(self) -> None:
+        _answer(self._service.reload)
+
+    def Plan(self) -> tuple[list[api.ActionRecord], list[api.ProblemRecord]]:
+        plan, problems = _answer(self._service.plan_now)
+        return [api.action_record(a) for a in plan.actions], [api.problem_record(p)
+                                                              for p in problems]
+
+    def Test(self, architectures: list[str]) -> list[tuple[str, str, str]]:
+        return [(v.arch, v.result, v.message)
+                for v in _answer(lambda: self._service.test(architectures))]
+
+    def changed(self, plan: core_plan.Plan | None) -> None:
+        """After a run: PropertiesChanged for what differs, Reconciled if the table changed."""
+        now = {"State": self.State, "LastReconcile": self.LastReconcile,
+               "Architectures": self.Architectures, "PolicyPath": self.PolicyPath,
+               "ForeignEntries": self.ForeignEntries, "Problems": self.Problems,
+               "BinfmtEnabled": self.BinfmtEnabled}
+        diff = {k: v for k, v in now.items() if self._last.get(k) != v}
+        self._last = now
+        if diff:
+            self.PropertiesChanged(api.INTERFACE, diff, [])
+        if plan:
+            self.Reconciled(api.change_records(plan), self.State)
+
+
+class BusLink:
+    """The daemon's connection to the system bus; reconnects when the bus comes back."""
+
+    def __init__(self, face: ManagerFace, emit: Callable[[Record], None],
+                 on_owned: Callable[[], None]) -> None:
+        self.face = face
+        self.emit = emit
+        self.on_owned = on_owned
+        self.bus: Any = None
+        self.publication: Any = None
+        self._retry_delay = 1.0
+
+    def connect(self) -> bool:
+        try:
+            address = Gio.dbus_address_get_for_bus_sync(Gio.BusType.SYSTEM, None)
+            bus = connect(address)
+            bus.con.set_exit_on_close(False)
+            self.publication = bus.publish(api.BUS_NAME, (api.OBJECT_PATH, self.face))
+        except (GLib.Error, RuntimeError) as e:
+            self.emit(Record(Event.BUS_LOST, f"D-Bus: cannot publish {api.BUS_NAME}: {e}; "
+                             f"retrying in {self._retry_delay:g} s, reconciling meanwhile"))
+            GLib.timeout_add(int(self._retry_delay * 1000), self._retry)
+            self._retry_delay = min(self._retry_delay * 2, 30.0)
+            return False
+        self.bus = bus
+        self._retry_delay = 1.0
+        bus.con.connect("closed", self._closed)
+        self.emit(Record(Event.BUS_CONNECTED,
+                         f"D-Bus: {api.BUS_NAME} published at {api.OBJECT_PATH}"))
+        self.on_owned()
+        return True
+
+    def _retry(self) -> bool:
+        self.connect()
+        return False
+
+    def _closed(self, _con: Any, _remote: bool, error: Any) -> None:
+        self.bus = self.publication = None
+        self.emit(Record(Event.BUS_LOST, f"D-Bus: lost the connection to the system bus "
+                         f"({error.message if error else 'closed'}); still reconciling, "
+                         "reconnecting"))
+        GLib.timeout_add(int(self._retry_delay * 1000), self._retry)
+
+
+# -- the client side, for multiarchctl ------------------------------------------------------------
+_NO_DAEMON = ("org.freedesktop.DBus.Error.ServiceUnknown",
+              "org.freedesktop.DBus.Error.NameHasNoOwner",
+              "org.freedesktop.DBus.Error.FileNotFound",
+              "org.freedesktop.DBus.Error.NoServer")
+
+
+def _remote_error(e: GLib.Error) -> Exception:
+    remote = Gio.DBusError.get_remote_error(e)
+    Gio.DBusError.strip_remote_error(e)  # in place: leaves the server's own words
+    if remote is None or remote in _NO_DAEMON:
+        return Unreachable(e.message)
+    return RemoteError(remote, e.message)
+
+
+class Client:
+    """multiarchctl's view of the daemon."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        try:
+            self.proxy = SystemBus().get(api.BUS_NAME, api.OBJECT_PATH, timeout=timeout)
+        except GLib.Error as e:
+            raise _remote_error(e) from e
+
+    def get(self, name: str) -> Any:
+        try:
+            return getattr(self.proxy, name)
+        except GLib.Error as e:
+            raise _remote_error(e) from e
+
+    def call(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self.proxy, method)(*args)
+        except GLib.Error as e:
+            raise _remote_error(e) from e

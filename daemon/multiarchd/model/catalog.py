@@ -1,0 +1,74 @@
+"""The architecture and emulator catalog as data (catalog/ loads it from its table)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .errors import UnknownArchitecture
+from .flags import Flags
+from .problems import did_you_mean
+
+ELF_HEADER_LEN = 64
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    bits: int
+    endian: str
+    machine: int
+    family: str
+    aliases: tuple[str, ...]
+    magic: bytes
+    mask: bytes
+
+    def matches(self, header: bytes) -> bool:
+        """Whether binfmt_misc would hand a file starting with `header` to this entry."""
+        if len(header) < len(self.magic):
+            return False
+        return all((h & k) == (m & k) for h, m, k in zip(header, self.magic, self.mask))
+
+
+@dataclass(frozen=True)
+class Emulator:
+    name: str
+    arches: frozenset[str] | None  # None: every catalog arch
+    hosts: frozenset[str] | None  # None: any host
+    paths: tuple[str, ...]
+    flags: Flags
+
+    def runs(self, arch: str, host: str) -> bool:
+        return (self.arches is None or arch in self.arches) and (
+            self.hosts is None or host in self.hosts
+        )
+
+    def candidates(self, arch: str) -> tuple[str, ...]:
+        return tuple(p.format(arch=arch) for p in self.paths)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    arches: dict[str, Arch]
+    emulators: dict[str, Emulator]
+    aliases: dict[str, str]  # alias or canonical name -> canonical name
+
+    def canonical(self, name: str) -> str | None:
+        return self.aliases.get(name)
+
+    def match(self, header: bytes) -> list[Arch]:
+        return [a for a in self.arches.values() if a.matches(header)]
+
+    def family_of(self, arch: str) -> str:
+        return self.arches[arch].family
+
+    def resolve(self, names: Iterable[str]) -> list[str]:
+        """Canonical names for what the user typed; UnknownArchitecture names the first bad one."""
+        out = []
+        for name in names:
+            arch = self.canonical(name)
+            if arch is None:
+                raise UnknownArchitecture(f"unknown architecture {name!r}"
+                                          f"{did_you_mean(name, self.aliases)}")
+            out.append(arch)
+        return out

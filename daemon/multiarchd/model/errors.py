@@ -1,0 +1,15 @@
+"""Domain failures the daemon answers with (the D-Bus interface maps each to a named error)."""
+
+from __future__ import annotations
+
+
+class PolicyRejected(Exception):
+    """The policy has problems that stop it from being applied; the message lists them."""
+
+
+class UnknownArchitecture(Exception):
+    """A name that is neither a catalog architecture nor an alias of one."""
+
+
+class NotMounted(Exception):
+    """binfmt_misc is not mounted where multiarchd looks for it."""

@@ -1,0 +1,31 @@
+"""What is true of this machine, as plain data: its architecture and its interpreter files
+(host/ finds them out)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class FileState(enum.StrEnum):
+    OK = "ok"
+    MISSING = "missing"
+    NOT_EXECUTABLE = "not-executable"
+
+
+# Which file a path is right now (device, inode): a package upgrade replaces it by rename.
+FileId = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Host:
+    arch: str  # catalog name of this machine's architecture
+    files: Mapping[str, FileState] = field(default_factory=dict)
+    ids: Mapping[str, FileId] = field(default_factory=dict)
+    # Architectures whose probe ran with an empty binfmt_misc table; None: not known here, and
+    # the catalog's family table decides.
+    native: frozenset[str] | None = None
+
+    def file(self, path: str) -> FileState:
+        return self.files.get(path, FileState.MISSING)

@@ -1,0 +1,99 @@
+"""One binfmt_misc registration (the content of an entry), its register line, and the kernel's
+limits on names and magic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .flags import Flags
+
+OWNED_PREFIX = "multiarch-"
+MAX_NAME = 255  # the kernel's limit on an entry name
+MAX_MAGIC = 128 * 2  # magic bytes, and the limit on offset + magic length
+MAX_REGISTER = 1920  # the kernel's limit on one write to `register`
+RESERVED_NAMES = frozenset({"register", "status", ".", ".."})
+
+# Bytes that may stand unescaped in the magic and mask fields: printable ASCII except the
+# delimiter and the backslash. Everything else is written as \xHH, which the kernel unescapes.
+_LITERAL = frozenset(range(0x21, 0x7F)) - {ord(":"), ord("\\")}
+
+
+def owned(name: str) -> bool:
+    return name.startswith(OWNED_PREFIX)
+
+
+def _escape(data: bytes) -> str:
+    return "".join(chr(b) if b in _LITERAL else f"\\x{b:02x}" for b in data)
+
+
+def _unescape(text: str) -> bytes:
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        if text.startswith("\\x", i):
+            out.append(int(text[i + 2:i + 4], 16))
+            i += 4
+        else:
+            out.append(ord(text[i]))
+            i += 1
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The content of an entry. Two registrations are equal when the kernel would behave the same."""
+
+    name: str
+    interpreter: str
+    flags: Flags
+    magic: bytes = b""
+    mask: bytes | None = None
+    offset: int = 0
+    extension: str | None = None  # set for an E (extension) entry, without the dot
+
+    @property
+    def kind(self) -> str:
+        return "E" if self.extension is not None else "M"
+
+    def register_line(self) -> str:
+        """The line written to `register`: `:name:type:offset:magic:mask:interpreter:flags`."""
+        if self.extension is not None:
+            fields = [self.name, "E", "", self.extension, "", self.interpreter, str(self.flags)]
+        else:
+            mask = _escape(self.mask) if self.mask is not None else ""
+            fields = [
+                self.name, "M", str(self.offset), _escape(self.magic), mask,
+                self.interpreter, str(self.flags),
+            ]
+        return ":" + ":".join(fields)
+
+    @classmethod
+    def from_line(cls, line: str) -> Registration:
+        """The registration a register line (as register_line() writes it) describes."""
+        _, name, kind, offset, magic, mask, interpreter, flags = line.split(line[0])
+        if kind == "E":
+            return cls(name, interpreter, Flags.parse(flags), extension=magic)
+        return cls(name, interpreter, Flags.parse(flags), _unescape(magic),
+                   _unescape(mask) if mask else None, int(offset or 0))
+
+    def overlaps(self, other: Registration) -> bool:
+        """Whether some file would match both entries (so the later-registered one wins)."""
+        if self.extension is not None or other.extension is not None:
+            return self.extension == other.extension
+        a = {self.offset + i: (m, k) for i, (m, k) in enumerate(self._pairs())}
+        for i, (m2, k2) in enumerate(other._pairs()):
+            pos = other.offset + i
+            if pos in a:
+                m1, k1 = a[pos]
+                if (m1 ^ m2) & k1 & k2:
+                    return False
+        return True
+
+    def _pairs(self) -> list[tuple[int, int]]:
+        mask = self.mask if self.mask is not None else b"\xff" * len(self.magic)
+        return list(zip(self.magic, mask))
+
+    def describe_match(self) -> str:
+        if self.extension is not None:
+            return f"extension .{self.extension}"
+        return f"magic {self.magic.hex()} at offset {self.offset}"

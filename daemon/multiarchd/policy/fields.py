@@ -1,0 +1,181 @@
+"""Checking single values of the policy (flags, emulators, paths, names, magic), each problem
+with its place: the pieces validate.py builds whole sections from. Pure."""
+
+from __future__ import annotations
+
+from ..model.catalog import Catalog
+from ..model.flags import KERNEL_ORDER, MEANING, Flags
+from ..model.problems import Place, Problem, did_you_mean
+from ..model.registration import MAX_MAGIC, MAX_NAME, OWNED_PREFIX
+from .escapes import decode_bytes
+from .nodes import MapNode, Node, Scalar, SeqNode
+
+# What a problem spoils: None for the whole policy, else ("arch" | "custom", name).
+Scope = tuple[str, str] | None
+
+
+def kind_of(node: Node) -> str:
+    if isinstance(node, MapNode):
+        return "a map"
+    if isinstance(node, SeqNode):
+        return "a list"
+    v = node.value
+    return "nothing" if v is None else f"{type(v).__name__} {v!r}"
+
+
+class Fields:
+    """Checks one value at a time; each problem is recorded with its place and scope."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+        self.problems: list[Problem] = []
+        self.file = ""
+
+    # -- reporting -----------------------------------------------------------------------------
+    def problem(self, place: Place, message: str, scope: Scope = None) -> None:
+        self.problems.append(Problem(place, message, scope))
+
+    def at(self, node: Node) -> Place:
+        return Place(self.file, node.mark.line, node.mark.column)
+
+    def _map(self, node: Node, what: str, scope: Scope) -> MapNode | None:
+        if isinstance(node, MapNode):
+            return node
+        if isinstance(node, Scalar) and node.value is None:
+            return MapNode((), node.mark)
+        self.problem(self.at(node), f"{what} must be a map, not {kind_of(node)}", scope)
+        return None
+
+    def _keys(self, node: MapNode, allowed: tuple[str, ...], what: str,
+              scope: Scope) -> dict[str, tuple[Scalar, Node]]:
+        out: dict[str, tuple[Scalar, Node]] = {}
+        for key, value in node.items:
+            name = str(key.value)
+            if name not in allowed:
+                self.problem(self.at(key), f"unknown key {name!r} in {what}"
+                             f"{did_you_mean(name, allowed)}", scope)
+                continue
+            out[name] = (key, value)
+        return out
+
+    # -- values --------------------------------------------------------------------------------
+    def _flags(self, node: Node, scope: Scope) -> Flags | None:
+        letters: list[tuple[str, Node]] = []
+        if isinstance(node, SeqNode):
+            letters = [(str(n.value) if isinstance(n, Scalar) else "?", n) for n in node.items]
+        elif isinstance(node, Scalar) and isinstance(node.value, str):
+            letters = [(c, node) for c in node.value]
+        else:
+            self.problem(self.at(node), f"flags must be a list such as [F, P], not {kind_of(node)}",
+                         scope)
+            return None
+        for letter, where in letters:
+            if letter not in KERNEL_ORDER or len(letter) != 1:
+                allowed = ", ".join(f"{k} ({v})" for k, v in MEANING.items())
+                self.problem(self.at(where), f"unknown flag {letter!r}; allowed: {allowed}", scope)
+                return None
+        return Flags.parse("".join(letter for letter, _ in letters))
+
+    def _emulators(self, node: Node, scope: Scope) -> tuple[str, ...] | None:
+        if not isinstance(node, SeqNode):
+            self.problem(self.at(node), f"emulators must be a list such as [fex, qemu], not "
+                         f"{kind_of(node)}", scope)
+            return None
+        names = []
+        for item in node.items:
+            name = item.value if isinstance(item, Scalar) else None
+            if not isinstance(name, str) or name not in self.catalog.emulators:
+                self.problem(self.at(item), f"unknown emulator {name!r}"
+                             f"{did_you_mean(str(name), self.catalog.emulators)}", scope)
+                return None
+            names.append(name)
+        return tuple(names)
+
+    def _bool(self, node: Node, what: str, scope: Scope) -> bool | None:
+        if isinstance(node, Scalar) and isinstance(node.value, bool):
+            return node.value
+        self.problem(self.at(node), f"{what} must be true or false, not {kind_of(node)}", scope)
+        return None
+
+    def _interpreter(self, node: Node, scope: Scope) -> str | None:
+        if not (isinstance(node, Scalar) and isinstance(node.value, str) and node.value):
+            self.problem(self.at(node), f"interpreter must be an absolute path, not "
+                         f"{kind_of(node)}", scope)
+            return None
+        path = node.value
+        if not path.startswith("/"):
+            self.problem(self.at(node), f"interpreter {path!r} is a relative path; the kernel "
+                         "needs an absolute one such as /usr/bin/qemu-aarch64-static", scope)
+        elif ":" in path or "\n" in path:
+            self.problem(self.at(node), f"interpreter {path!r} contains ':' or a newline, which "
+                         "binfmt_misc cannot register; use a path (or symlink) without them",
+                         scope)
+        else:
+            return path
+        return None
+
+    def _string(self, node: Node, what: str, scope: Scope) -> str | None:
+        if isinstance(node, Scalar) and isinstance(node.value, (str, int)) and \
+                not isinstance(node.value, bool):
+            return str(node.value)
+        self.problem(self.at(node), f"{what} must be a string, not {kind_of(node)}", scope)
+        return None
+
+    def _check_name(self, name: str, node: Node, scope: Scope) -> None:
+        limit = MAX_NAME - len(OWNED_PREFIX)
+        if name in ("", ".", "..", "register", "status"):
+            self.problem(self.at(node), f"custom name {name!r} is reserved by binfmt_misc; "
+                         "choose another", scope)
+        elif "/" in name or ":" in name or "\n" in name:
+            self.problem(self.at(node), f"custom name {name!r} contains '/', ':' or a newline; "
+                         "use letters, digits, '-', '_' and '.'", scope)
+        elif self.catalog.canonical(name) is not None:
+            self.problem(self.at(node), f"custom name {name!r} is an architecture's name; its "
+                         "entry would collide with multiarchd's own for that architecture", scope)
+        elif len(name) > limit:
+            self.problem(self.at(node), f"custom name is {len(name)} characters; the kernel "
+                         f"allows {limit} after the {OWNED_PREFIX!r} prefix", scope)
+
+    def _extension(self, node: Node, scope: Scope) -> str | None:
+        ext = self._string(node, "extension", scope)
+        if ext is None:
+            return None
+        ext = ext.removeprefix(".")
+        if not ext or "/" in ext or ":" in ext or "\n" in ext:
+            self.problem(self.at(node), f"extension {ext!r} must be a non-empty file name "
+                         "ending without '/', ':' or a newline, such as 'exe'", scope)
+            return None
+        return ext
+
+    def _magic(self, keys: dict[str, tuple[Scalar, Node]],
+               scope: Scope) -> tuple[bytes, bytes | None, int]:
+        magic_node = keys["magic"][1]
+        magic, mask, offset = b"", None, 0
+        text = self._string(magic_node, "magic", scope)
+        try:
+            magic = decode_bytes(text) if text is not None else b""
+        except ValueError as e:
+            self.problem(self.at(magic_node), f"magic: {e}", scope)
+        if text is not None and not magic:
+            self.problem(self.at(magic_node), "magic must not be empty", scope)
+        if "mask" in keys:
+            mask_node = keys["mask"][1]
+            mtext = self._string(mask_node, "mask", scope)
+            try:
+                mask = decode_bytes(mtext) if mtext is not None else None
+            except ValueError as e:
+                self.problem(self.at(mask_node), f"mask: {e}", scope)
+            if mask is not None and magic and len(mask) != len(magic):
+                self.problem(self.at(mask_node), f"mask is {len(mask)} bytes but magic is "
+                             f"{len(magic)}; the kernel needs them the same length", scope)
+        if "offset" in keys:
+            node = keys["offset"][1]
+            if isinstance(node, Scalar) and type(node.value) is int and node.value >= 0:
+                offset = node.value
+            else:
+                self.problem(self.at(node), f"offset must be a whole number >= 0, not "
+                             f"{kind_of(node)}", scope)
+        if offset + len(magic) > MAX_MAGIC:
+            self.problem(self.at(magic_node), f"offset {offset} plus {len(magic)} magic bytes "
+                         f"reaches past byte {MAX_MAGIC}, the most binfmt_misc reads", scope)
+        return magic, mask, offset

@@ -1,0 +1,208 @@
+"""Validating and merging the policy: the sections of `arches.yaml` and its drop-ins, checked
+and merged into one Policy. Pure: files.py reads the files.
+
+Every problem names its place. A problem in `defaults`, `foreign_entries` or the file's shape
+rejects the whole policy (nothing is applied); a problem in one architecture or custom entry
+spoils only that one, which is then left in the kernel exactly as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..model.catalog import Catalog
+from ..model.flags import Flags
+from ..model.policy import (ALL, ARCH_KEYS, CUSTOM_KEYS, DEFAULT_EMULATORS, DEFAULTS_KEYS,
+                            TOP_KEYS, ArchRule, CustomRule, ForeignMode, Policy)
+from ..model.problems import Place, did_you_mean
+from . import yamlnodes
+from .fields import Fields, Scope, kind_of
+from .nodes import MapNode, Node, Scalar, SeqNode, YamlError
+
+
+class Merger(Fields):
+    """Validates each file and merges them: later files override earlier ones key by key."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        super().__init__(catalog)
+        self.flags: Flags | None = None
+        self.emulators: tuple[str, ...] = DEFAULT_EMULATORS
+        self.foreign = ForeignMode.KEEP
+        self.arch_fields: dict[str, dict[str, Any]] = {}
+        self.custom: dict[str, CustomRule] = {}
+        self.verify = True
+
+    # -- sections ------------------------------------------------------------------------------
+    def add_file(self, path: str, text: str) -> None:
+        self.file = path
+        try:
+            root = yamlnodes.parse(text)
+        except YamlError as e:
+            self.problem(Place(path, e.mark.line, e.mark.column),
+                         f"{e.message}; fix the YAML syntax")
+            return
+        if root is None:
+            return  # an empty file adds nothing
+        top = self._map(root, "the policy file", None)
+        if top is None:
+            return
+        keys = self._keys(top, TOP_KEYS, "the policy file", None)
+        if "defaults" in keys:
+            self._defaults(keys["defaults"][1])
+        if "foreign_entries" in keys:
+            node = keys["foreign_entries"][1]
+            value = node.value if isinstance(node, Scalar) else None
+            modes = [m.value for m in ForeignMode]
+            if value in modes:
+                self.foreign = ForeignMode(value)
+            else:
+                self.problem(self.at(node), f"foreign_entries must be one of "
+                             f"{', '.join(modes)}, not {kind_of(node)}"
+                             f"{did_you_mean(str(value), modes)}")
+        if "verify" in keys:
+            verify = self._bool(keys["verify"][1], "verify", None)
+            if verify is not None:
+                self.verify = verify
+        if "arches" in keys:
+            self._arches(keys["arches"][1])
+        if "custom" in keys:
+            self._custom(keys["custom"][1])
+
+    def _defaults(self, node: Node) -> None:
+        section = self._map(node, "defaults", None)
+        if section is None:
+            return
+        keys = self._keys(section, DEFAULTS_KEYS, "defaults", None)
+        if "flags" in keys:
+            flags = self._flags(keys["flags"][1], None)
+            if flags is not None:
+                self.flags = flags
+        if "emulators" in keys:
+            emulators = self._emulators(keys["emulators"][1], None)
+            if emulators is not None:
+                self.emulators = emulators
+
+    def _arches(self, node: Node) -> None:
+        if isinstance(node, Scalar) and node.value == ALL:
+            self.arch_fields.setdefault(ALL, {"place": self.at(node)})
+            return
+        section = self._map(node, "arches (`all` or a map of architectures)", None)
+        if section is None:
+            return
+        seen: dict[str, Scalar] = {}
+        for key, value in section.items:
+            raw = str(key.value)
+            arch = ALL if raw == ALL else self.catalog.canonical(raw)
+            if arch is None:
+                self.problem(self.at(key), f"unknown architecture {raw!r}"
+                             f"{did_you_mean(raw, self.catalog.aliases)}", ("arch", raw))
+                continue
+            scope = ("arch", arch)
+            if arch in seen:
+                first = seen[arch]
+                self.problem(self.at(key), f"architecture {arch!r} is given twice: as "
+                             f"{first.value!r} at line {first.mark.line} and as {raw!r} here; "
+                             "keep one", scope)
+                continue
+            seen[arch] = key
+            fields = self._arch_rule(value, raw, scope)
+            if fields is not None:
+                merged = self.arch_fields.setdefault(arch, {})
+                merged.update(fields)
+                merged["place"] = self.at(key)
+
+    def _arch_rule(self, node: Node, raw: str, scope: Scope) -> dict[str, Any] | None:
+        if isinstance(node, Scalar) and isinstance(node.value, bool):
+            return {"enabled": node.value}  # `s390x: false` is short for {enabled: false}
+        section = self._map(node, f"arches.{raw}", scope)
+        if section is None:
+            return None
+        before = len(self.problems)
+        keys = self._keys(section, ARCH_KEYS, f"arches.{raw}", scope)
+        fields: dict[str, Any] = {}
+        if "enabled" in keys:
+            fields["enabled"] = self._bool(keys["enabled"][1], f"arches.{raw}.enabled", scope)
+        if "flags" in keys:
+            fields["flags"] = self._flags(keys["flags"][1], scope)
+        if "emulators" in keys:
+            fields["emulators"] = self._emulators(keys["emulators"][1], scope)
+        if "interpreter" in keys:
+            node = keys["interpreter"][1]
+            fields["interpreter"] = self._interpreter(node, scope)
+            fields["interpreter_place"] = self.at(node)
+        return fields if len(self.problems) == before else None
+
+    def _custom(self, node: Node) -> None:
+        if not isinstance(node, SeqNode):
+            self.problem(self.at(node), f"custom must be a list of entries, not {kind_of(node)}")
+            return
+        for index, item in enumerate(node.items, 1):
+            rule = self._custom_rule(item, index)
+            if rule is not None:
+                self.custom[rule.name] = rule
+
+    def _custom_rule(self, node: Node, index: int) -> CustomRule | None:
+        name_node = None
+        if isinstance(node, MapNode):
+            name_node = next((v for k, v in node.items if k.value == "name"), None)
+        label = (str(name_node.value) if isinstance(name_node, Scalar) else f"#{index}")
+        scope = ("custom", label)
+        what = f"custom entry {label!r}"
+        section = self._map(node, what, scope)
+        if section is None:
+            return None
+        before = len(self.problems)
+        keys = self._keys(section, CUSTOM_KEYS, what, scope)
+        for required in ("name", "interpreter"):
+            if required not in keys:
+                self.problem(self.at(section), f"{what} needs a {required!r}", scope)
+        name = self._string(keys["name"][1], "name", scope) if "name" in keys else None
+        if name is not None:
+            self._check_name(name, keys["name"][1], scope)
+        interpreter = None
+        if "interpreter" in keys:
+            interpreter = self._interpreter(keys["interpreter"][1], scope)
+        flags = self._flags(keys["flags"][1], scope) if "flags" in keys else None
+        enabled = self._bool(keys["enabled"][1], "enabled", scope) if "enabled" in keys else True
+        has_ext, has_magic = "extension" in keys, "magic" in keys
+        if has_ext == has_magic:
+            self.problem(self.at(section), f"{what} needs exactly one of 'extension' (match by "
+                         "file name) or 'magic' (match by content)", scope)
+        extension = None
+        magic, mask, offset = b"", None, 0
+        if has_ext:
+            extension = self._extension(keys["extension"][1], scope)
+            for key in ("mask", "offset"):
+                if key in keys:
+                    self.problem(self.at(keys[key][0]), f"{key!r} goes with 'magic', not with "
+                                 "'extension'", scope)
+        elif has_magic:
+            magic, mask, offset = self._magic(keys, scope)
+        if len(self.problems) != before or name is None or interpreter is None:
+            return None
+        assert enabled is not None
+        return CustomRule(
+            name=name, place=self.at(section), interpreter=interpreter,
+            interpreter_place=self.at(keys["interpreter"][1]), flags=flags, enabled=enabled,
+            magic=magic, mask=mask, offset=offset, extension=extension,
+        )
+
+    # -- result --------------------------------------------------------------------------------
+    def result(self, files: tuple[str, ...]) -> Policy:
+        arches: dict[str, ArchRule] = {}
+        all_rule = None
+        for arch, f in self.arch_fields.items():
+            rule = ArchRule(
+                arch=arch, place=f["place"], enabled=f.get("enabled", True),
+                flags=f.get("flags"), emulators=f.get("emulators"),
+                interpreter=f.get("interpreter"), interpreter_place=f.get("interpreter_place"),
+            )
+            if arch == ALL:
+                all_rule = rule
+            else:
+                arches[arch] = rule
+        return Policy(
+            files=files, flags=self.flags, emulators=self.emulators, all_arches=all_rule,
+            arches=arches, foreign=self.foreign, custom=tuple(self.custom.values()),
+            verify=self.verify, problems=tuple(self.problems),
+        )

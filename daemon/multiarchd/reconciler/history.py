@@ -1,0 +1,80 @@
+"""What a long-running daemon remembers between runs, that neither the policy nor the kernel says.
+
+- which interpreter file the kernel holds open for each F entry it registered;
+- what it last had right, so that a later difference with an unchanged policy is drift;
+- how often it repaired each entry lately, so that it backs off from a writer that fights it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..core.desired import Desired
+from ..core.plan import Kind, Outcome
+from ..model.host import FileId
+from ..model.registration import Registration, owned
+from ..model.table import Observed
+
+
+@dataclass
+class History:
+    repair_limit: int = 10  # drift repairs of one entry per window before backing off
+    window: float = 60.0  # seconds
+    held: dict[str, FileId] = field(default_factory=dict)
+    right: dict[str, Registration] = field(default_factory=dict)
+    quelled: set[str] = field(default_factory=set)  # foreign entries we disabled or removed
+    repairs: dict[str, deque[float]] = field(default_factory=dict)
+
+    def drift(self, desired: Desired, observed: Observed) -> frozenset[str]:
+        """Entries that were right, are still wanted the same, and are not right now; and
+        foreign entries we had disabled or removed that are back."""
+        found = set()
+        for want in desired.wants:
+            if want.registration is None or self.right.get(want.entry) != want.registration:
+                continue
+            entry = observed.get(want.entry)
+            if entry is None or not entry.enabled or entry.registration != want.registration:
+                found.add(want.entry)
+        found.update(e.name for e in observed.entries if e.name in self.quelled and e.enabled)
+        return frozenset(found)
+
+    def _recent(self, entry: str, now: float) -> deque[float]:
+        times = self.repairs.setdefault(entry, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        return times
+
+    def blocked(self, entries: frozenset[str], now: float) -> frozenset[str]:
+        return frozenset(e for e in entries if len(self._recent(e, now)) >= self.repair_limit)
+
+    def next_release(self, now: float) -> float | None:
+        """Seconds until some backed-off entry may be repaired again."""
+        waits = [times[0] + self.window - now for e, times in self.repairs.items()
+                 if len(self._recent(e, now)) >= self.repair_limit]
+        return max(0.0, min(waits)) if waits else None
+
+    def record(self, desired: Desired, after: Observed, outcomes: tuple[Outcome, ...],
+               drift: frozenset[str], now: float) -> None:
+        wants = {w.entry: w for w in desired.wants}
+        for o in outcomes:
+            name, kind = o.action.entry, o.action.kind
+            if name in drift:
+                self._recent(name, now).append(now)
+            if not o.ok:
+                continue
+            opened = wants[name].interpreter_id if name in wants else None
+            if kind in (Kind.REGISTER, Kind.REPLACE) and opened:
+                self.held[name] = opened
+            elif kind is Kind.REMOVE:
+                self.held.pop(name, None)
+            if not owned(name):
+                self.quelled.add(name)
+        for want in desired.wants:
+            entry = after.get(want.entry)
+            if want.registration and entry and entry.enabled and \
+                    entry.registration == want.registration:
+                self.right[want.entry] = want.registration
+            elif want.registration != self.right.get(want.entry) and not want.frozen:
+                self.right.pop(want.entry, None)  # the policy changed it: not drift any more
+

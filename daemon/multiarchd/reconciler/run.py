@@ -1,0 +1,97 @@
+"""One run: read desired and observed state, plan, apply, read back, report.
+
+Reconciliation is level-based: a run is told only to look again, never what changed. It re-reads
+the policy, the host and the kernel table every time and converges; a run with nothing to do
+writes nothing. `multiarchd --once`, `multiarchctl` and the service all run this.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ..catalog import load_catalog
+from ..core.desired import Desired, desired
+from ..core.plan import Plan, plan
+from ..core.report import Report, build_report
+from ..host.facts import candidate_paths, probe_host
+from ..kernel.apply import apply
+from ..kernel.table import DEFAULT_PATH as DEFAULT_BINFMT
+from ..kernel.table import BinfmtTable
+from ..model.catalog import Catalog
+from ..model.errors import NotMounted
+from ..model.policy import Policy
+from ..model.table import Observed
+from ..policy.files import load_policy
+from .history import History
+
+
+@dataclass(frozen=True)
+class Config:
+    policy_path: str
+    binfmt_dir: str
+
+
+@dataclass(frozen=True)
+class Result:
+    policy: Policy
+    desired: Desired | None  # None when the policy was rejected
+    plan: Plan
+    report: Report
+    drift: frozenset[str] = frozenset()  # entries repaired (or due) because someone changed them
+    conflicts: frozenset[str] = frozenset()  # entries left alone: their repairs are backed off
+
+    @property
+    def rejected(self) -> bool:
+        return self.desired is None
+
+
+def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed | None = None,
+             history: History | None = None) -> tuple[Policy, Desired | None, Observed, Plan]:
+    """Everything up to the plan, writing nothing."""
+    catalog = catalog or load_catalog()
+    policy = load_policy(config.policy_path, catalog)
+    table = BinfmtTable(config.binfmt_dir)
+    if observed is None:
+        if not table.mounted():
+            raise NotMounted(f"binfmt_misc is not mounted at {config.binfmt_dir}; mount it with "
+                             f"`mount -t binfmt_misc binfmt_misc {config.binfmt_dir}`")
+        observed = table.read()
+    if policy.rejected:
+        return policy, None, observed, Plan(())
+    host = probe_host(catalog, candidate_paths(policy, catalog))
+    want = desired(policy, catalog, host)
+    return policy, want, observed, plan(want, observed, history.held if history else None)
+
+
+def ensure_mounted(config: Config) -> bool:
+    """Mount binfmt_misc at the standard place when nothing is mounted there. Never unmounts."""
+    table = BinfmtTable(config.binfmt_dir)
+    if not table.mounted() and config.binfmt_dir == DEFAULT_BINFMT:
+        table.mount()
+    return table.mounted()
+
+
+def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | None = None,
+                   history: History | None = None, mount: bool = True,
+                   now: float | None = None) -> Result:
+    if mount and not dry_run:
+        ensure_mounted(config)
+    policy, want, observed, todo = evaluate(config, catalog, history=history)
+    if want is None:
+        return Result(policy, None, todo, Report((), (), policy.problems, (), observed.enabled))
+    drift = history.drift(want, observed) if history else frozenset()
+    now = time.monotonic() if now is None else now
+    conflicts = history.blocked(drift, now) if history else frozenset()
+    if conflicts:
+        todo = Plan(tuple(a for a in todo.actions if a.entry not in conflicts))
+    if dry_run or not todo:
+        return Result(policy, want, todo, build_report(want, observed, (), conflicts), drift,
+                      conflicts)
+    table = BinfmtTable(config.binfmt_dir)
+    outcomes = apply(todo, table)
+    after = table.read()
+    if history:
+        history.record(want, after, outcomes, drift, now)
+    return Result(policy, want, todo, build_report(want, after, outcomes, conflicts), drift,
+                  conflicts)

@@ -1,0 +1,57 @@
+"""Filesystem watches through watchdog (inotify): the Watcher protocol for real. The only module
+importing watchdog.
+
+watchdog delivers events on its own threads; `on_event` must be safe to call from any thread.
+Its inotify observer blocks on the kernel and wakes only for events: nothing here polls.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers.inotify import InotifyObserver
+
+from .watches import Watch
+
+
+class _Handler(FileSystemEventHandler):  # type: ignore[misc]
+    def __init__(self, watch: Watch, on_event: Callable[[str], None]) -> None:
+        self.watch = watch
+        self.on_event = on_event
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        paths = [event.src_path, getattr(event, "dest_path", "")]
+        if any(p and self.watch.wants(os.fsdecode(p)) for p in paths):
+            self.on_event(os.fsdecode(event.src_path))
+
+
+class Watcher:
+    """Keeps a set of watches; `update` adds and drops watches to match a new set."""
+
+    def __init__(self, on_event: Callable[[str], None]) -> None:
+        self.on_event = on_event
+        self.observer = InotifyObserver()
+        self.current: dict[Watch, object] = {}
+        self.failed: dict[Watch, str] = {}
+
+    def start(self) -> None:
+        self.observer.start()
+
+    def update(self, watches: set[Watch]) -> None:
+        for gone in set(self.current) - watches:
+            self.observer.unschedule(self.current.pop(gone))
+        self.failed = {}
+        for new in watches - set(self.current):
+            try:
+                self.current[new] = self.observer.schedule(
+                    _Handler(new, self.on_event), new.directory, recursive=new.recursive)
+            except OSError as e:
+                self.failed[new] = e.strerror or str(e)
+
+    def stop(self) -> None:
+        self.observer.stop()
+        self.observer.join(timeout=5)

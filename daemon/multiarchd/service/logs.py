@@ -1,0 +1,40 @@
+"""Where records go: journald (systemd_glue.JournalLog) when stderr is the journal stream or
+when asked, else one plain line each on stderr. systemd-python is imported only for journald."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from ..core.messages import Record
+from .protocols import Log
+
+IDENTIFIER = "multiarchd"
+
+
+def stderr_is_journal() -> bool:
+    """Whether stderr is the journal stream systemd gave us (JOURNAL_STREAM=dev:ino)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        dev, ino = (int(x) for x in stream.split(":"))
+        st = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError):
+        return False
+    return (st.st_dev, st.st_ino) == (dev, ino)
+
+
+class StderrLog:
+    def __init__(self, identifier: str = IDENTIFIER) -> None:
+        self.identifier = identifier
+
+    def emit(self, record: Record) -> None:
+        print(f"{self.identifier}: {record.message}", file=sys.stderr, flush=True)
+
+
+def open_log(target: str = "auto", identifier: str = IDENTIFIER) -> Log:
+    """`journal`: structured records to journald; `stderr`: their text; `auto`: journald when
+    stderr is the journal stream."""
+    if target == "journal" or (target == "auto" and stderr_is_journal()):
+        from .systemd_glue import JournalLog
+        return JournalLog(identifier)
+    return StderrLog(identifier)

@@ -1,0 +1,49 @@
+"""What the service needs from the world, as small protocols: the adapters (glib_loop, inotify,
+systemd_glue) implement them for real, and the unit tests with fakes and a virtual clock."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from typing import Protocol
+
+from ..core.messages import Record
+from .watches import Watch
+
+Clock = Callable[[], float]  # monotonic seconds
+
+
+class Timers(Protocol):
+    def call_later(self, seconds: float, fn: Callable[[], None]) -> int:
+        """Run fn once after `seconds`; a handle for cancel()."""
+    def cancel(self, handle: int) -> None: ...
+
+
+class Loop(Timers, Protocol):
+    """The main loop: every callback runs on its one thread, so runs never overlap."""
+
+    def every(self, seconds: float, fn: Callable[[], None]) -> int: ...
+    def call_soon_threadsafe(self, fn: Callable[[], None]) -> None: ...
+    def on_signal(self, signum: signal.Signals, fn: Callable[[], None]) -> None: ...
+    def on_mount_change(self, fn: Callable[[], None]) -> None:
+        """fn whenever this process's mount table changes (from now on)."""
+    def run(self) -> None: ...
+    def quit(self) -> None: ...
+
+
+class Watcher(Protocol):
+    """Filesystem watches; events reach the callback given at construction, on any thread."""
+
+    def start(self) -> None: ...
+    def update(self, watches: set[Watch]) -> None: ...
+    def stop(self) -> None: ...
+
+
+class Notifier(Protocol):
+    """sd_notify."""
+
+    def __call__(self, *assignments: str) -> None: ...
+
+
+class Log(Protocol):
+    def emit(self, record: Record) -> None: ...

@@ -1,0 +1,209 @@
+"""The long-running service: the reconciler, woken by triggers that carry no data.
+
+Watchers (policy directory, binfmt_misc table, interpreter files), SIGHUP, D-Bus calls and the
+reconciler's own requeue only poke the trigger; pokes coalesce into one run, and runs never
+overlap (they all happen on the loop's thread). What happens in a run is the reconciler's; this
+module tells the world about it: journal records, sd_notify, listeners (the D-Bus face).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+from .. import __version__
+from ..core.messages import Event, Record, change_records, conflict_record, problem_records
+from ..core.plan import Outcome, Plan
+from ..core.probes import Verdict
+from ..core.report import Report, State, Status, overall
+from ..model.catalog import Catalog
+from ..model.errors import NotMounted, PolicyRejected
+from ..model.options import Options
+from ..model.problems import Problem
+from ..reconciler.reconciler import Reconciler, Step
+from ..reconciler.run import Result
+from .protocols import Clock, Log, Loop, Notifier, Watcher
+from .trigger import Trigger
+from .verifier import Verifier
+from .watches import policy_dir, watches_for
+
+Listener = Callable[[Result, bool], None]  # after each run: its result, whether it changed the table
+
+
+class Service:
+    def __init__(self, reconciler: Reconciler, verifier: Verifier, options: Options,
+                 catalog: Catalog, host_arch: str, loop: Loop, clock: Clock,
+                 watcher_factory: Callable[[Callable[[str], None]], Watcher], notify: Notifier,
+                 log: Log, watchdog: float | None = None,
+                 native_why: Callable[[], str] = lambda: "") -> None:
+        self.reconciler = reconciler
+        self.config = reconciler.config
+        self.verifier = verifier
+        self.options = options
+        self.catalog = catalog
+        self.host_arch = host_arch
+        self.loop = loop
+        self.clock = clock
+        self.notify = notify
+        self.log = log
+        self.watchdog = watchdog  # seconds between WATCHDOG=1, or None
+        self.native_why = native_why  # why native architectures cannot be found by running
+        self.watcher = watcher_factory(self._on_file_event)
+        self.trigger = Trigger(loop, clock, self._triggered, options.max_delay)
+        self.listeners: list[Listener] = []
+        self.state = "starting"
+        self.last: Result | None = None
+        self.last_reconcile = 0.0  # wall-clock time of the last run
+        self._ready = False
+        self._why = ""  # why the last run could not happen
+        self._problems: tuple[str, ...] = ()
+        self._conflicts: frozenset[str] = frozenset()
+        self._watching_mounts = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.log.emit(Record(Event.STARTED, f"multiarchd {__version__} starting; policy "
+                             f"{self.config.policy_path}, table {self.config.binfmt_dir}"))
+        self.watcher.start()
+        self.loop.on_signal(signal.SIGHUP, self.reload)
+        self.loop.on_signal(signal.SIGTERM, self.stop)
+        self.loop.on_signal(signal.SIGINT, self.stop)
+        why = self.native_why()
+        if why:
+            self.log.emit(Record(Event.STARTED, f"cannot tell native architectures by running "
+                                 f"probes here ({why}); the catalog's family table decides"))
+        if self.watchdog:
+            self.loop.every(self.watchdog, lambda: self.notify("WATCHDOG=1"))
+        self.run_now()
+
+    def ready(self) -> None:
+        """Tell systemd we are up: after the first run (and, with D-Bus, after the bus name).
+        Only once: a reconnect to the bus later is not a new start."""
+        if not self._ready:
+            self._ready = True
+            self.notify("READY=1", f"STATUS={self.status_line()}")
+
+    def reload(self) -> None:
+        now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        self.notify("RELOADING=1", f"MONOTONIC_USEC={now_usec}")
+        self.run_now()
+        self.notify("READY=1", f"STATUS={self.status_line()}")
+
+    def stop(self) -> None:
+        self.notify("STOPPING=1")
+        self.log.emit(Record(Event.STOPPED, "multiarchd stopping; registrations stay in place"))
+        self.watcher.stop()
+        self.loop.quit()
+
+    # -- what the D-Bus face (or anyone) asks ---------------------------------------------------
+    @property
+    def policy_path(self) -> str:
+        return self.config.policy_path
+
+    @property
+    def report(self) -> Report | None:
+        return self.last.report if self.last else None
+
+    def statuses(self) -> tuple[Status, ...]:
+        return self.last.report.statuses if self.last else ()
+
+    def reconcile_now(self) -> tuple[str, tuple[Outcome, ...]]:
+        """Apply now: the state after it, and what was done. A rejected policy is an error."""
+        result = self.run_now()
+        if result is None:
+            raise NotMounted(self._why)
+        if result.rejected:
+            raise PolicyRejected("\n".join(str(p) for p in result.report.problems))
+        return self.state, result.report.outcomes
+
+    def plan_now(self) -> tuple[Plan, tuple[Problem, ...]]:
+        return self.reconciler.plan()
+
+    def test(self, names: list[str]) -> list[Verdict]:
+        """Run the probes of these (default: every registered) architectures now."""
+        registered = {w.entry for w in self.last.desired.wants if w.registration} \
+            if self.last and self.last.desired else set()
+        arches = self.catalog.resolve(names) if names else [
+            s.name for s in self.statuses()
+            if s.kind == "arch" and s.state in (State.ACTIVE, State.VERIFIED, State.ERROR)
+            and s.entry in registered]
+        verdicts, judged = self.verifier.test(arches, self.last)
+        self.last = judged or self.last
+        return verdicts
+
+    # -- triggers -------------------------------------------------------------------------------
+    def poke(self, quiet: float | None = None) -> None:
+        """Something may have changed: run soon (bursts coalesce)."""
+        self.trigger.poke(self.options.debounce if quiet is None else quiet)
+
+    def _on_file_event(self, path: str) -> None:
+        """From a watcher thread: a policy file needs the editor's quiet time, others do not."""
+        quiet = self.options.debounce if path.startswith(policy_dir(self.config)) \
+            else self.options.table_debounce
+        self.loop.call_soon_threadsafe(lambda: self.poke(quiet))
+
+    def _triggered(self) -> None:
+        self.run_now()
+
+    # -- one run --------------------------------------------------------------------------------
+    def run_now(self) -> Result | None:
+        step = self.reconciler.run()
+        self.trigger.requeue(step.requeue_after)
+        if step.result is None:
+            self._no_run(step)
+            return None
+        self.last = step.result  # what the verifier asks about is this run's registrations
+        result = self.verifier.judge(step.result)
+        self.last, self.last_reconcile = result, time.time()
+        self._tell(result)
+        self.watcher.update(watches_for(self.config, result, self.catalog))
+        changed = bool(result.report.outcomes)
+        for listener in self.listeners:
+            listener(result, changed)
+        return result
+
+    def _no_run(self, step: Step) -> None:
+        self._why = step.why
+        if step.waiting:
+            if self.state != "waiting":
+                self.log.emit(Record(Event.KERNEL_REFUSED, f"{step.why}; waiting for it to "
+                                     "appear"))
+                self.notify(f"STATUS=waiting: {step.why}")
+            self.state = "waiting"
+            if not self._watching_mounts:
+                self._watching_mounts = True
+                self.loop.on_mount_change(self.poke)
+            return
+        self.log.emit(Record(Event.KERNEL_REFUSED, f"{step.why}; will retry"))
+        self.state = "degraded"
+        self.notify(f"STATUS=degraded: {step.why}")
+
+    def _tell(self, result: Result) -> None:
+        for record in change_records(result.report.outcomes, result.drift):
+            self.log.emit(record)
+        problems = tuple(str(p) for p in result.report.problems)
+        if problems != self._problems:  # say it once per distinct policy, not every run
+            if problems:
+                for record in problem_records(result.report.problems, result.rejected):
+                    self.log.emit(record)
+            elif self._problems:
+                self.log.emit(Record(Event.POLICY_ACCEPTED, "policy accepted; applying it"))
+            self._problems = problems
+        for entry in sorted(result.conflicts - self._conflicts):
+            times = self.reconciler.history.repairs.get(entry, ())
+            self.log.emit(conflict_record(entry, len(times), self.options.repair_window))
+        self._conflicts = result.conflicts
+        state = overall(result.report)
+        if state != self.state or result.report.outcomes:
+            self.notify(f"STATUS={self._status_line(result)}")
+        self.state = state
+
+    def status_line(self) -> str:
+        return self._status_line(self.last) if self.last else self.state
+
+    def _status_line(self, result: Result) -> str:
+        if result.rejected:
+            return f"policy error, keeping the last good registrations: {result.report.problems[0]}"
+        return f"{overall(result.report)}: {result.report.summary()}"
+
