@@ -7,7 +7,7 @@
                     is removed or registered;
   idle            : CPU time, context switches (all threads) and RSS over a quiet period.
 
-Usage: .venv/bin/python bench/daemon.py [--trials 200] [--idle 60]
+Usage: .venv/bin/python -m bench.daemon [--trials 200] [--idle 60]
 """
 
 from __future__ import annotations
@@ -18,15 +18,12 @@ import os
 import select
 import statistics
 import struct
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-TOP = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TOP / "tests"))
-from daemonproc import DaemonProcess  # noqa: E402
-from privatens import PrivateBinfmt  # noqa: E402
+from tests.support.binfmt import PrivateBinfmt
+from tests.support.daemon import start_daemon
 
 IN_MODIFY, IN_DELETE = 0x2, 0x200
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -91,11 +88,7 @@ def main() -> None:
     policy = tmp / "etc" / "arches.yaml"
     policy.parent.mkdir()
     policy.write_text("arches: all\n")
-    ns = PrivateBinfmt()
-    d = DaemonProcess([Path(sys.executable).parent / "multiarchd", "--config", policy,
-                       "--binfmt-dir", ns.path, "--no-dbus", "--repair-limit", "1000000"], tmp)
-    try:
-        d.wait_notify("READY=1")
+    with PrivateBinfmt() as ns, start_daemon(tmp, policy, ns, "--repair-limit", "1000000") as d:
         events = Inotify(ns.path)
         print(f"multiarchd on the default 33-entry table, {args.trials} trials each")
 
@@ -133,9 +126,6 @@ def main() -> None:
         print(f"  idle {args.idle:g} s         CPU {1000 * (cpu1 - cpu0):.0f} ms, "
               f"{sw1 - sw0} context switches over {threads} threads, RSS {rss / 1024:.1f} MiB")
         print("  anchor: safety timer every 300 s, no watchdog set: expected wake-ups 0")
-    finally:
-        d.stop()
-        ns.close()
 
 
 if __name__ == "__main__":

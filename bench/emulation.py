@@ -8,7 +8,7 @@ as arm64, s390x, riscv64 and ppc64el busybox run through the entries `multiarchd
 registers in a private binfmt_misc instance, plus the cost of one exec of `busybox true`.
 Every figure is a median, and every ratio is against the native run of this same script.
 
-Usage: .venv/bin/python bench/emulation.py [--megabytes 32] [--repeat 3] [--execs 200]
+Usage: .venv/bin/python -m bench.emulation [--megabytes 32] [--repeat 3] [--execs 200]
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-TOP = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TOP / "tests"))
-from privatens import PrivateBinfmt  # noqa: E402
+from tests.support.binfmt import PrivateBinfmt
+from tests.support.paths import DEFAULT_POLICY
 
 CACHE = Path(os.environ.get("MULTIARCH_DEV_CACHE", "/var/cache/multiarchd-dev")) / "busybox"
 # (busybox directory, label, environment for the run)
@@ -86,7 +85,7 @@ def main() -> None:
     ns = PrivateBinfmt()
     try:
         once = subprocess.run([str(Path(sys.executable).parent / "multiarchd"), "--once",
-                               "--config", str(TOP / "config/arches.yaml"), "--binfmt-dir",
+                               "--config", str(DEFAULT_POLICY), "--binfmt-dir",
                                ns.path], capture_output=True, text=True)
         assert once.returncode == 0, once.stderr
         jobs = {

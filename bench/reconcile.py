@@ -8,7 +8,7 @@ Prints, in one run, against anchors measured in the same run:
      binfmt.d file. Both run inside the private namespace through the same nsenter.
 Every trial starts from a fresh, empty private binfmt_misc instance (not timed).
 
-Usage: .venv/bin/python bench/reconcile.py [--trials N]
+Usage: .venv/bin/python -m bench.reconcile [--trials N]
 """
 
 from __future__ import annotations
@@ -22,14 +22,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-TOP = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TOP / "tests"))
-from privatens import PrivateBinfmt  # noqa: E402
+from multiarchd.model.table import Observed
+from multiarchd.reconciler.run import Config, evaluate, reconcile_once
 
-from multiarchd.model.table import Observed  # noqa: E402
-from multiarchd.reconciler.run import Config, evaluate, reconcile_once  # noqa: E402
+from tests.support.binfmt import PrivateBinfmt
+from tests.support.paths import DEFAULT_POLICY
 
-POLICY = str(TOP / "config" / "arches.yaml")
+POLICY = str(DEFAULT_POLICY)
 SYSTEMD_BINFMT = "/lib/systemd/systemd-binfmt"
 
 

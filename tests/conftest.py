@@ -1,35 +1,57 @@
-"""Shared fixtures: a private binfmt_misc instance, the foreign busybox binaries, policy files."""
+"""Shared fixtures: a private binfmt_misc instance, bus and journal, the foreign busybox binaries,
+policy files, a way to start the daemon, the .deb; and the markers that say what a test needs."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from daemonproc import DaemonProcess
-from privatens import PrivateBinfmt
+from tests.support.binfmt import PrivateBinfmt
+from tests.support.bus import PrivateBus
+from tests.support.commands import DaemonStarter, PolicyWriter
+from tests.support.daemon import DaemonProcess, start_daemon as start
+from tests.support.journal import PrivateJournal
+from tests.support.paths import BUSYBOX_CACHE, FOREIGN, REPO
 
-BUSYBOX_CACHE = Path(os.environ.get("MULTIARCH_DEV_CACHE", "/var/cache/multiarchd-dev")) / "busybox"
-# Debian architecture -> what that busybox's `uname -m` prints under emulation.
-FOREIGN = {"arm64": "aarch64", "armhf": "armv7l", "s390x": "s390x", "ppc64el": "ppc64le",
-           "mips64el": "mips64"}
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_POLICY = REPO / "config" / "arches.yaml"
+# Fixtures that need real parts: a test using one is marked for them (pytest -m fast leaves it).
+_KERNEL = {"binfmt", "start_daemon", "busybox"}
+_SYSTEMD = {"journal", "deb", "container"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & _SYSTEMD or item.get_closest_marker("systemd"):
+            item.add_marker(pytest.mark.systemd)
+        elif used & _KERNEL or item.get_closest_marker("kernel"):
+            item.add_marker(pytest.mark.kernel)
+        elif not item.get_closest_marker("root"):
+            item.add_marker(pytest.mark.fast)
 
 
 @pytest.fixture
 def binfmt() -> Iterator[PrivateBinfmt]:
     """A fresh, empty binfmt_misc instance of our own; the host's table is never touched."""
-    ns = PrivateBinfmt()
-    try:
+    with PrivateBinfmt() as ns:
         yield ns
-    finally:
-        ns.close()
+
+
+@pytest.fixture
+def bus() -> Iterator[PrivateBus]:
+    """A private system bus with the shipped multiarchd policy."""
+    with PrivateBus() as b:
+        yield b
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[PrivateJournal]:
+    with PrivateJournal(tmp_path) as j:
+        yield j
 
 
 @pytest.fixture(scope="session")
@@ -42,7 +64,7 @@ def busybox() -> dict[str, Path]:
 
 
 @pytest.fixture
-def policy(tmp_path: Path) -> Callable[[str], Path]:
+def policy(tmp_path: Path) -> PolicyWriter:
     """Write arches.yaml (and drop-ins as 'arches.d/NAME.yaml') into a fresh directory."""
     def write(text: str, name: str = "arches.yaml") -> Path:
         path = tmp_path / "etc" / name
@@ -52,46 +74,15 @@ def policy(tmp_path: Path) -> Callable[[str], Path]:
     return write
 
 
-def run(cmd: str, *args: str | Path, binfmt: PrivateBinfmt | None = None,
-        config: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run one of the installed commands as a user would, with --binfmt-dir pointed at ours."""
-    argv: list[str | Path] = [BIN / cmd, *args]
-    if config is not None:
-        argv += ["--config", config]
-    if binfmt is not None:
-        argv += ["--binfmt-dir", binfmt.path]
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=120)
-
-
-def state_of(table: str, name: str) -> str | None:
-    """The STATE column of NAME's row in a status table."""
-    for line in table.splitlines():
-        fields = line.split()
-        if fields[:1] == [name]:
-            return fields[1]
-    return None
-
-
 @pytest.fixture
-def start_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
-    """Start `multiarchd` (no D-Bus) on a policy and a private table; wait for READY=1."""
-    started: list[DaemonProcess] = []
-
-    def start(config: Path, binfmt: PrivateBinfmt | None, *extra: str | Path,
-              env: dict[str, str] | None = None, prefix: tuple[str, ...] = (),
-              ready: bool = True) -> DaemonProcess:
-        argv: list[str | Path] = [BIN / "multiarchd", "--config", config, "--no-dbus", *extra]
-        if binfmt is not None:
-            argv += ["--binfmt-dir", binfmt.path]
-        d = DaemonProcess(argv, tmp_path, env, prefix)
-        started.append(d)
-        if ready:
-            d.wait_notify("READY=1")
-        return d
-
-    yield start
-    for d in started:
-        d.stop()
+def start_daemon(tmp_path: Path) -> Iterator[DaemonStarter]:
+    """start_daemon(config, binfmt, *extra, bus=, journal=, inside=, env=, prefix=, ready=):
+    a running multiarchd (see tests.support.daemon), stopped after the test."""
+    with ExitStack() as stack:
+        def starter(config: Path, binfmt: PrivateBinfmt | None = None, *extra: str | Path,
+                    **how: Any) -> DaemonProcess:
+            return stack.enter_context(start(tmp_path, config, binfmt, *extra, **how))
+        yield starter
 
 
 @pytest.fixture(scope="session")

@@ -4,16 +4,19 @@ cat-config; text for people, --json for scripts, exit codes 0/1/2."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import subprocess
 from pathlib import Path
 
-from conftest import DEFAULT_POLICY, run, state_of
-from privatens import PrivateBinfmt
+import pytest
 
-Write = Callable[..., Path]
+from tests.support.binfmt import PrivateBinfmt
+from tests.support.commands import PolicyWriter, run, state_of
+from tests.support.paths import DEFAULT_POLICY
 
 
-def ctl(*args: str | Path, binfmt: PrivateBinfmt | None = None, config: Path = DEFAULT_POLICY):  # type: ignore[no-untyped-def]
+
+def ctl(*args: str | Path, binfmt: PrivateBinfmt | None = None,
+        config: Path = DEFAULT_POLICY) -> subprocess.CompletedProcess[str]:
     return run("multiarchctl", *args, binfmt=binfmt, config=config)
 
 
@@ -46,7 +49,8 @@ def test_status_local_tells_pending_then_active(binfmt: PrivateBinfmt) -> None:
     assert s390x["interpreter"] == "/usr/bin/qemu-s390x-static" and s390x["flags"] == "PF"
 
 
-def test_status_and_apply_without_daemon_point_at_local(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_status_and_apply_without_daemon_point_at_local(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
     monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
     for verb in ("status", "apply"):
         r = run("multiarchctl", verb)
@@ -58,7 +62,7 @@ def test_status_and_apply_without_daemon_point_at_local(monkeypatch, tmp_path: P
     assert r.returncode == 1 and "multiarchd is not running" in r.stderr
 
 
-def test_check_config(policy: Write) -> None:
+def test_check_config(policy: PolicyWriter) -> None:
     main = policy("arches: {arm64: {}}\n")
     good = ctl("check-config", config=main)
     assert good.returncode == 0 and good.stdout.strip().endswith(": ok")
@@ -86,7 +90,7 @@ def test_arches_lists_the_whole_catalog(binfmt: PrivateBinfmt) -> None:
     assert arm["interpreter"] == "/usr/bin/qemu-arm-static"
 
 
-def test_cat_config_prints_files_in_merge_order(policy: Write) -> None:
+def test_cat_config_prints_files_in_merge_order(policy: PolicyWriter) -> None:
     policy("arches: {s390x: {}}\n", "arches.d/20-b.yaml")
     policy("arches: {arm: {}}\n", "arches.d/10-a.yaml")
     main = policy("arches: all\n")

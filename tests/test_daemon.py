@@ -7,15 +7,12 @@ import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
-from conftest import BIN, DEFAULT_POLICY
-from daemonproc import DaemonProcess
-from privatens import PrivateBinfmt
+from tests.support.binfmt import USERNS, PrivateBinfmt
+from tests.support.commands import DaemonStarter, PolicyWriter
+from tests.support.paths import BIN, DEFAULT_POLICY
 
-Start = Callable[..., DaemonProcess]
-Write = Callable[..., Path]
 ALL_BUT_S390X = "arches:\n  all: {}\n  s390x: {enabled: false}\n"
 
 
@@ -27,7 +24,7 @@ def save_by_rename(path: Path, text: str) -> None:
 
 
 def test_ready_after_the_first_complete_reconcile(
-        binfmt: PrivateBinfmt, start_daemon: Start) -> None:
+        binfmt: PrivateBinfmt, start_daemon: DaemonStarter) -> None:
     d = start_daemon(DEFAULT_POLICY, binfmt)
     # READY=1 came (the fixture waited for it): by then the table was complete.
     assert len(binfmt.names()) == 33
@@ -37,7 +34,7 @@ def test_ready_after_the_first_complete_reconcile(
 
 
 def test_policy_edits_of_every_kind_are_applied(
-        binfmt: PrivateBinfmt, policy: Write, start_daemon: Start) -> None:
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter) -> None:
     path = policy("arches: all\n")
     d = start_daemon(path, binfmt)
     assert "multiarch-s390x" in binfmt.names()
@@ -63,7 +60,7 @@ def test_policy_edits_of_every_kind_are_applied(
     assert len(binfmt.names()) == 33
 
 
-def test_drift_of_every_kind_is_healed(binfmt: PrivateBinfmt, start_daemon: Start,
+def test_drift_of_every_kind_is_healed(binfmt: PrivateBinfmt, start_daemon: DaemonStarter,
                                        busybox: dict[str, Path]) -> None:
     d = start_daemon(DEFAULT_POLICY, binfmt)
     good = binfmt.snapshot()
@@ -89,8 +86,8 @@ def test_drift_of_every_kind_is_healed(binfmt: PrivateBinfmt, start_daemon: Star
     assert binfmt.exec(str(busybox["s390x"]), "uname", "-m").stdout.strip() == "s390x"
 
 
-def test_foreign_entries_are_not_touched(binfmt: PrivateBinfmt, start_daemon: Start,
-                                         policy: Write) -> None:
+def test_foreign_entries_are_not_touched(binfmt: PrivateBinfmt, start_daemon: DaemonStarter,
+                                         policy: PolicyWriter) -> None:
     d = start_daemon(policy("arches: {s390x: {}}\n"), binfmt)
     since = d.mark()
     binfmt.write("register", ":qemu-s390x:M::\\x7fELF\\x02\\x02\\x01::/bin/true:")
@@ -102,7 +99,7 @@ def test_foreign_entries_are_not_touched(binfmt: PrivateBinfmt, start_daemon: St
 
 
 def test_fighting_writer_is_bounded_and_recovery_is_automatic(
-        binfmt: PrivateBinfmt, start_daemon: Start, policy: Write) -> None:
+        binfmt: PrivateBinfmt, start_daemon: DaemonStarter, policy: PolicyWriter) -> None:
     limit, window = 3, 2.0
     d = start_daemon(policy("arches: {s390x: {}}\n"), binfmt, "--repair-limit", str(limit),
                      "--repair-window", str(window))
@@ -124,7 +121,7 @@ def test_fighting_writer_is_bounded_and_recovery_is_automatic(
 
 
 def test_bad_edit_leaves_the_table_byte_identical_then_good_edit_applies(
-        binfmt: PrivateBinfmt, policy: Write, start_daemon: Start) -> None:
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter) -> None:
     path = policy("arches: all\n")
     d = start_daemon(path, binfmt)
     table = binfmt.snapshot()
@@ -141,7 +138,7 @@ def test_bad_edit_leaves_the_table_byte_identical_then_good_edit_applies(
 
 
 def test_deleted_policy_is_an_error_not_an_order_to_remove(
-        binfmt: PrivateBinfmt, policy: Write, start_daemon: Start) -> None:
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter) -> None:
     path = policy("arches: all\n")
     d = start_daemon(path, binfmt)
     table = binfmt.snapshot()
@@ -155,8 +152,8 @@ def test_deleted_policy_is_an_error_not_an_order_to_remove(
     d.wait_until(lambda: binfmt.names() == [], "every owned entry removed")
 
 
-def test_burst_of_saves_gives_one_run(binfmt: PrivateBinfmt, policy: Write,
-                                      start_daemon: Start) -> None:
+def test_burst_of_saves_gives_one_run(binfmt: PrivateBinfmt, policy: PolicyWriter,
+                                      start_daemon: DaemonStarter) -> None:
     path = policy("arches: all\n")
     d = start_daemon(path, binfmt)
     since = d.mark()
@@ -170,7 +167,7 @@ def test_burst_of_saves_gives_one_run(binfmt: PrivateBinfmt, policy: Write,
 
 
 def test_replaced_interpreter_is_registered_again(
-        binfmt: PrivateBinfmt, policy: Write, start_daemon: Start, tmp_path: Path,
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter, tmp_path: Path,
         busybox: dict[str, Path]) -> None:
     emu = tmp_path / "emu" / "qemu-s390x-static"
     emu.parent.mkdir()
@@ -185,7 +182,7 @@ def test_replaced_interpreter_is_registered_again(
 
 
 def test_emulator_appearing_is_noticed_by_the_safety_timer(
-        binfmt: PrivateBinfmt, policy: Write, start_daemon: Start, tmp_path: Path) -> None:
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter, tmp_path: Path) -> None:
     emu = tmp_path / "later" / "qemu-s390x-static"  # its directory does not exist yet
     d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n"), binfmt,
                      "--safety-interval", "1")
@@ -196,7 +193,7 @@ def test_emulator_appearing_is_noticed_by_the_safety_timer(
     d.wait_log("registered multiarch-s390x", since)
 
 
-def test_sighup_reloads_with_notifications(binfmt: PrivateBinfmt, start_daemon: Start) -> None:
+def test_sighup_reloads_with_notifications(binfmt: PrivateBinfmt, start_daemon: DaemonStarter) -> None:
     d = start_daemon(DEFAULT_POLICY, binfmt)
     since = d.mark()
     d.reload()
@@ -205,7 +202,7 @@ def test_sighup_reloads_with_notifications(binfmt: PrivateBinfmt, start_daemon: 
 
 
 def test_sigterm_stops_cleanly_and_leaves_registrations(
-        binfmt: PrivateBinfmt, start_daemon: Start) -> None:
+        binfmt: PrivateBinfmt, start_daemon: DaemonStarter) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         d = start_daemon(DEFAULT_POLICY, binfmt)
         since = d.mark()
@@ -215,28 +212,28 @@ def test_sigterm_stops_cleanly_and_leaves_registrations(
         assert len(binfmt.names()) == 33
 
 
-def test_watchdog_is_pinged_at_half_the_timeout(binfmt: PrivateBinfmt, policy: Write,
-                                                start_daemon: Start) -> None:
+def test_watchdog_is_pinged_at_half_the_timeout(binfmt: PrivateBinfmt, policy: PolicyWriter,
+                                                start_daemon: DaemonStarter) -> None:
     d = start_daemon(policy("arches: {}\n"), binfmt, env={"WATCHDOG_USEC": "400000"})
     since = d.mark()
     d.wait_notify("WATCHDOG=1", since, timeout=5)
 
 
-def test_mounts_binfmt_misc_when_nothing_has(policy: Write, start_daemon: Start) -> None:
+def test_mounts_binfmt_misc_when_nothing_has(policy: PolicyWriter, start_daemon: DaemonStarter) -> None:
     # In a fresh user and mount namespace nothing is mounted at the standard path.
     d = start_daemon(policy("arches: {s390x: {}}\n"), None, prefix=(
-        "unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"))
+        "unshare", *USERNS))
     table = f"/proc/{d.proc.pid}/root/proc/sys/fs/binfmt_misc"
     assert os.stat(table).st_dev != os.stat("/proc/sys/fs").st_dev
     assert "multiarch-s390x" in os.listdir(table)
 
 
 def test_waits_for_binfmt_misc_and_applies_when_it_appears(
-        policy: Write, start_daemon: Start, tmp_path: Path) -> None:
+        policy: PolicyWriter, start_daemon: DaemonStarter, tmp_path: Path) -> None:
     where = tmp_path / "bm"
     where.mkdir()
     d = start_daemon(policy("arches: {s390x: {}}\n"), None, "--binfmt-dir", where, prefix=(
-        "unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"))
+        "unshare", *USERNS))
     d.wait_log(f"binfmt_misc is not mounted at {where}")
     since = d.mark()
     subprocess.run(["nsenter", "-t", str(d.proc.pid), "--user", "--mount", "mount", "-t",
@@ -253,7 +250,7 @@ def test_once_still_works_beside(binfmt: PrivateBinfmt) -> None:
 
 
 def test_configmap_style_update_is_applied(binfmt: PrivateBinfmt, tmp_path: Path,
-                                           start_daemon: Start) -> None:
+                                           start_daemon: DaemonStarter) -> None:
     """The kubelet updates a mounted ConfigMap by swapping a `..data` symlink to a new directory;
     arches.yaml itself is a symlink through it and never changes."""
     etc = tmp_path / "configmap"

@@ -8,42 +8,26 @@ import select
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import BIN
-from daemonproc import DaemonProcess
-from privatebus import PrivateBus
-from privatens import PrivateBinfmt
+from tests.support.binfmt import PrivateBinfmt
+from tests.support.bus import PrivateBus
+from tests.support.commands import DaemonStarter, PolicyWriter
+from tests.support.daemon import DaemonProcess
+from tests.support.paths import BIN
 
 NAME, PATH, IFACE = "io.github.multiarchd1", "/io/github/multiarchd1", "io.github.multiarchd1.Manager"
-Write = Callable[..., Path]
 
 
 @pytest.fixture
-def bus() -> Iterator[PrivateBus]:
-    b = PrivateBus()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
-@pytest.fixture
-def served(bus: PrivateBus, binfmt: PrivateBinfmt,
-           policy: Write) -> Iterator[tuple[DaemonProcess, Path]]:
+def served(bus: PrivateBus, binfmt: PrivateBinfmt, policy: PolicyWriter,
+           start_daemon: DaemonStarter) -> tuple[DaemonProcess, Path]:
     """multiarchd with D-Bus on the private bus, once READY=1 (which waits for the name)."""
     path = policy("arches:\n  all: {}\n")
-    argv = ["--config", str(path), "--binfmt-dir", binfmt.path]
-    d = DaemonProcess([BIN / "multiarchd", *argv], path.parent, env=bus.env)
-    try:
-        d.wait_notify("READY=1")
-        yield d, path
-    finally:
-        d.stop()
+    return start_daemon(path, binfmt, bus=bus), path
 
 
 def prop(bus: PrivateBus, name: str, user: str | None = None) -> Any:
@@ -135,15 +119,16 @@ def test_properties_changed_and_reconciled_arrive_after_a_policy_edit(
     _, path = served
     monitor = subprocess.Popen(["busctl", "--system", "--json=short", "monitor", NAME],
                                stdout=subprocess.PIPE, text=True, env=dict(os.environ, **bus.env))
-    assert monitor.stdout is not None
+    stdout = monitor.stdout
+    assert stdout is not None
     try:
         seen: dict[str, Any] = {}
 
         def read_until(member: str) -> Any:
             while member not in seen:
-                ready, _, _ = select.select([monitor.stdout], [], [], 15)
+                ready, _, _ = select.select([stdout], [], [], 15)
                 assert ready, f"no {member} signal; saw {list(seen)}"
-                msg = json.loads(monitor.stdout.readline())  # type: ignore[union-attr]
+                msg = json.loads(stdout.readline())
                 if msg.get("type") == "signal":
                     seen[msg["member"]] = msg["payload"]["data"]
             return seen[member]
@@ -159,7 +144,7 @@ def test_properties_changed_and_reconciled_arrive_after_a_policy_edit(
     finally:
         monitor.kill()
         monitor.wait()
-        monitor.stdout.close()
+        stdout.close()
 
 
 def test_survives_clients_that_disconnect_mid_call(bus: PrivateBus,

@@ -8,8 +8,12 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import BIN, BUSYBOX_CACHE
-from fullns import run_in_full_userns
+import pytest
+
+from tests.support.fullns import run_in_full_userns
+from tests.support.paths import BIN, BUSYBOX_CACHE
+
+pytestmark = pytest.mark.kernel
 
 TARBALL = BUSYBOX_CACHE.parent / "bookworm-arm64-minbase.tgz"
 

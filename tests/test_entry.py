@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from multiarchd.kernel.entryfile import parse_entry
-from multiarchd.model.registration import Registration
 from multiarchd.model.flags import Flags
+from multiarchd.model.registration import Registration
 
 
 @pytest.mark.parametrize("given,normal", [

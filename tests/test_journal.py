@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import subprocess
 
-import pytest
 
-from conftest import BIN, DEFAULT_POLICY
-from daemonproc import DaemonProcess
 from multiarchd.core.messages import Event
-from privatejournal import PrivateJournal
-from privatens import PrivateBinfmt
 
-Write = Callable[..., Path]
+from tests.support.binfmt import PrivateBinfmt
+from tests.support.commands import DaemonStarter, PolicyWriter
+from tests.support.journal import PrivateJournal
+from tests.support.paths import BIN, DEFAULT_POLICY
 
-
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[PrivateJournal]:
-    j = PrivateJournal(tmp_path)
-    try:
-        yield j
-    finally:
-        j.close()
 
 
 def ours(journal: PrivateJournal) -> list[dict[str, str]]:
@@ -48,42 +36,38 @@ def test_once_writes_one_structured_record_per_change(
 
 
 def test_daemon_records_drift_policy_errors_and_conflicts_and_no_noise(
-        journal: PrivateJournal, binfmt: PrivateBinfmt, policy: Write, tmp_path: Path) -> None:
+        journal: PrivateJournal, binfmt: PrivateBinfmt, policy: PolicyWriter,
+        start_daemon: DaemonStarter) -> None:
     path = policy("arches: {s390x: {}, arm: {}}\n")
-    argv = [BIN / "multiarchd", "--config", path, "--binfmt-dir", binfmt.path, "--no-dbus",
-            "--repair-limit", "1", "--repair-window", "600"]
-    d = DaemonProcess(argv, tmp_path, prefix=journal.enter(), log_target="journal")
-    try:
-        d.wait_notify("READY=1")
-        before = len(ours(journal))
-        d.reload()  # a converged run: nothing at info level
-        assert len(ours(journal)) == before
+    d = start_daemon(path, binfmt, "--repair-limit", "1", "--repair-window", "600",
+                     journal=journal)
+    before = len(ours(journal))
+    d.reload()  # a converged run: nothing at info level
+    assert len(ours(journal)) == before
 
-        since = d.mark()
-        binfmt.write("multiarch-arm", "0")
-        d.wait_notify("STATUS=", since)
-        d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.DRIFT_REPAIRED.message_id
-                                 for r in ours(journal)), "drift record")
-        drift = next(r for r in ours(journal) if r["MESSAGE_ID"] == Event.DRIFT_REPAIRED.message_id)
-        assert (drift["MULTIARCH_ENTRY"], drift["MULTIARCH_ACTION"]) == ("multiarch-arm", "enable")
+    since = d.mark()
+    binfmt.write("multiarch-arm", "0")
+    d.wait_notify("STATUS=", since)
+    d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.DRIFT_REPAIRED.message_id
+                             for r in ours(journal)), "drift record")
+    drift = next(r for r in ours(journal) if r["MESSAGE_ID"] == Event.DRIFT_REPAIRED.message_id)
+    assert (drift["MULTIARCH_ENTRY"], drift["MULTIARCH_ACTION"]) == ("multiarch-arm", "enable")
 
-        binfmt.write("multiarch-arm", "0")  # again: over the limit of 1, so a conflict
-        d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.CONFLICT.message_id
-                                 for r in ours(journal)), "conflict record")
+    binfmt.write("multiarch-arm", "0")  # again: over the limit of 1, so a conflict
+    d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.CONFLICT.message_id
+                             for r in ours(journal)), "conflict record")
 
-        path.write_text("arches: {s390x: {flags: [Q]}}\n")
-        d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.POLICY_REJECTED.message_id
-                                 for r in ours(journal)), "policy record")
-        rejected = next(r for r in ours(journal)
-                        if r["MESSAGE_ID"] == Event.POLICY_REJECTED.message_id)
-        assert rejected["MESSAGE"].startswith(f"{path}:1:26: unknown flag 'Q'")
-        assert rejected["MULTIARCH_ARCH"] == "s390x" and rejected["PRIORITY"] == "3"
-    finally:
-        d.stop()
+    path.write_text("arches: {s390x: {flags: [Q]}}\n")
+    d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.POLICY_REJECTED.message_id
+                             for r in ours(journal)), "policy record")
+    rejected = next(r for r in ours(journal)
+                    if r["MESSAGE_ID"] == Event.POLICY_REJECTED.message_id)
+    assert rejected["MESSAGE"].startswith(f"{path}:1:26: unknown flag 'Q'")
+    assert rejected["MULTIARCH_ARCH"] == "s390x" and rejected["PRIORITY"] == "3"
 
 
 def test_auto_target_follows_journal_stream(journal: PrivateJournal, binfmt: PrivateBinfmt,
-                                            policy: Write) -> None:
+                                            policy: PolicyWriter) -> None:
     config = policy("arches: {s390x: {}}\n")
     # systemd-cat connects stderr to journald's stream; JOURNAL_STREAM names it, as systemd does.
     script = ('JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec "$@"')

@@ -10,9 +10,10 @@ import pytest
 
 from multiarchd.kernel.refusals import KernelError
 from multiarchd.kernel.table import BinfmtTable
-from multiarchd.model.registration import Registration
 from multiarchd.model.flags import Flags
-from privatens import PrivateBinfmt
+from multiarchd.model.registration import Registration
+
+from tests.support.binfmt import PrivateBinfmt
 
 
 def test_instance_is_private_and_starts_empty(binfmt: PrivateBinfmt) -> None:

@@ -6,15 +6,15 @@ entries are these, foreign programs run (or not), and the output says this.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from conftest import DEFAULT_POLICY, FOREIGN, run, state_of
-from privatens import PrivateBinfmt
+from tests.support.binfmt import PrivateBinfmt
+from tests.support.commands import PolicyWriter, run, state_of
+from tests.support.paths import DEFAULT_POLICY, FOREIGN
 
-Write = Callable[..., Path]
 # What Debian's qemu-user-static registers for arm64 (binfmt.d/qemu-aarch64.conf).
 QEMU_AARCH64 = (":qemu-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00"
                 "\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00:\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00"
@@ -22,7 +22,7 @@ QEMU_AARCH64 = (":qemu-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00\\x00\
                 "/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OPF")
 
 
-def once(binfmt: PrivateBinfmt, config: Path, *extra: str):  # type: ignore[no-untyped-def]
+def once(binfmt: PrivateBinfmt, config: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return run("multiarchd", "--once", *extra, binfmt=binfmt, config=config)
 
 
@@ -52,7 +52,7 @@ def test_second_run_changes_nothing(binfmt: PrivateBinfmt) -> None:
 
 
 def test_turning_s390x_off_removes_exactly_that_entry(
-        binfmt: PrivateBinfmt, policy: Write, busybox: dict[str, Path]) -> None:
+        binfmt: PrivateBinfmt, policy: PolicyWriter, busybox: dict[str, Path]) -> None:
     assert once(binfmt, DEFAULT_POLICY).returncode == 0
     before = binfmt.snapshot()
     r = once(binfmt, policy("arches:\n  all: {}\n  s390x: {enabled: false}\n"))
@@ -87,7 +87,7 @@ def test_foreign_entry_registered_later_shadows_ours(binfmt: PrivateBinfmt) -> N
 
 @pytest.mark.parametrize("mode", ["disable", "remove"])
 def test_foreign_entries_policy_acts_only_on_overlapping_entries(
-        binfmt: PrivateBinfmt, policy: Write, mode: str) -> None:
+        binfmt: PrivateBinfmt, policy: PolicyWriter, mode: str) -> None:
     binfmt.write("register", QEMU_AARCH64)
     binfmt.write("register", ":other:E::xyz::/bin/true:")
     r = once(binfmt, policy(f"arches: {{aarch64: {{}}}}\nforeign_entries: {mode}\n"))
@@ -133,7 +133,7 @@ BAD_EDITS = [
 
 @pytest.mark.parametrize("text,words", BAD_EDITS, ids=[w for _, w in BAD_EDITS])
 def test_bad_edit_leaves_the_table_byte_identical(
-        binfmt: PrivateBinfmt, policy: Write, text: str, words: str) -> None:
+        binfmt: PrivateBinfmt, policy: PolicyWriter, text: str, words: str) -> None:
     assert once(binfmt, DEFAULT_POLICY).returncode == 0
     table = binfmt.snapshot()
     path = policy(text)
@@ -143,7 +143,7 @@ def test_bad_edit_leaves_the_table_byte_identical(
     assert binfmt.snapshot() == table
 
 
-def test_one_bad_arch_does_not_stop_the_good_ones(binfmt: PrivateBinfmt, policy: Write) -> None:
+def test_one_bad_arch_does_not_stop_the_good_ones(binfmt: PrivateBinfmt, policy: PolicyWriter) -> None:
     path = policy("arches:\n  aarch64: {}\n  s390x: {flgs: [F]}\n  arm65: {}\n  riscv64: {}\n")
     r = once(binfmt, path)
     assert r.returncode == 2
@@ -154,7 +154,7 @@ def test_one_bad_arch_does_not_stop_the_good_ones(binfmt: PrivateBinfmt, policy:
 
 
 def test_kernel_refusal_is_reported_per_entry_and_the_rest_applies(
-        binfmt: PrivateBinfmt, policy: Write) -> None:
+        binfmt: PrivateBinfmt, policy: PolicyWriter) -> None:
     # 256 unprintable magic and mask bytes make a register line longer than the kernel's 1920.
     magic = "\\x01" * 256
     path = policy(f"arches: {{s390x: {{}}}}\ncustom:\n  - name: huge\n    magic: '{magic}'\n"

@@ -3,6 +3,7 @@ Kubernetes DaemonSet; and the docs a person expects: man pages, bash completion,
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import shlex
@@ -17,8 +18,10 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import REPO, run
 from multiarchd.catalog import load_catalog
+
+from tests.support.commands import run
+from tests.support.paths import REPO
 
 PY = Path(sys.executable)
 
@@ -72,7 +75,9 @@ def test_containerfile_copies_what_exists_and_starts_a_valid_command() -> None:
         *sources, _dest = line.split()
         for src in sources:
             assert (REPO / src).exists(), src
-    entry = json.loads(re.search(r"^ENTRYPOINT (.+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    found = re.search(r"^ENTRYPOINT (.+)$", text, re.M)
+    assert found, text
+    entry = json.loads(found.group(1))
     assert entry[0] == "multiarchd"
     r = run("multiarchd", *entry[1:], "--version")
     assert r.returncode == 0, r.stderr
@@ -114,7 +119,8 @@ def test_man_pages_name_every_option() -> None:
         for flag in action.option_strings:
             if flag.startswith("--") and flag not in ("--help", "--version"):
                 assert flag in pages["multiarchd"], flag
-    verbs = ctl.parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    [verbs] = [a.choices for a in ctl.parser()._actions
+               if isinstance(a, argparse._SubParsersAction)]
     for verb in verbs:
         assert f".B {verb}" in pages["multiarchctl"], verb
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from multiarchd.model.table import Entry, Observed
+from typing import Any
+
 from multiarchd.catalog import load_catalog
 from multiarchd.core.desired import Desired, Want, Why, desired
-from multiarchd.model.registration import Registration
+from multiarchd.core.plan import Kind, plan
+from multiarchd.core.report import State, build_report
 from multiarchd.model.flags import Flags
 from multiarchd.model.host import FileState, Host
-from multiarchd.core.plan import Kind, plan
 from multiarchd.model.policy import ForeignMode, Policy
-from multiarchd.core.report import State, build_report
+from multiarchd.model.registration import Registration
+from multiarchd.model.table import Entry, Observed
 
 CATALOG = load_catalog()
 QEMU = "/usr/bin/qemu-{}-static"
@@ -29,10 +31,10 @@ def entry(r: Registration, enabled: bool = True, order: int = 1) -> Entry:
     return Entry(r, enabled, order)
 
 
-def want(arches: dict[str, dict[str, object]], foreign: ForeignMode = ForeignMode.KEEP) -> Desired:
+def want(arches: dict[str, dict[str, Any]], foreign: ForeignMode = ForeignMode.KEEP) -> Desired:
     from multiarchd.model.policy import ArchRule
     from multiarchd.model.problems import Place
-    rules = {a: ArchRule(arch=a, place=Place("t"), **kw) for a, kw in arches.items()}  # type: ignore[arg-type]
+    rules = {a: ArchRule(arch=a, place=Place("t"), **kw) for a, kw in arches.items()}
     return desired(Policy(files=("t",), flags=FP, arches=rules, foreign=foreign), CATALOG, HOST)
 
 

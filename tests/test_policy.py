@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from multiarchd.catalog import load_catalog
 from multiarchd.core.desired import Why, desired
+from multiarchd.host.facts import candidate_paths, probe_host
 from multiarchd.model.flags import Flags
 from multiarchd.model.host import FileState, Host
-from multiarchd.host.facts import candidate_paths, probe_host
 from multiarchd.model.policy import ForeignMode, Policy
 from multiarchd.policy.files import load_policy
 
+from tests.support.commands import PolicyWriter
+
 CATALOG = load_catalog()
-Write = Callable[..., Path]
 
 
-def load(write: Write, text: str) -> Policy:
+def load(write: PolicyWriter, text: str) -> Policy:
     return load_policy(str(write(text)), CATALOG)
 
 
-def test_design_example_parses(policy: Write) -> None:
+def test_design_example_parses(policy: PolicyWriter) -> None:
     p = load(policy, """
 defaults:
   flags: [F, P]
@@ -60,7 +60,7 @@ custom:
     assert myformat.magic == b"\x7fMYF" and myformat.mask == b"\xff" * 4
 
 
-def test_dropins_merge_after_the_main_file_in_name_order(policy: Write) -> None:
+def test_dropins_merge_after_the_main_file_in_name_order(policy: PolicyWriter) -> None:
     policy("arches: {s390x: {}, riscv64: {flags: [F]}}\n")
     policy("arches: {s390x: {enabled: false}}\n", "arches.d/50-no-s390x.yaml")
     policy("arches: {riscv64: {flags: [P]}}\nforeign_entries: remove\n", "arches.d/90-late.yaml")
@@ -72,14 +72,15 @@ def test_dropins_merge_after_the_main_file_in_name_order(policy: Write) -> None:
     assert p.foreign is ForeignMode.REMOVE
 
 
-def test_all_with_exceptions(policy: Write) -> None:
+def test_all_with_exceptions(policy: PolicyWriter) -> None:
     p = load(policy, "arches:\n  all: {}\n  s390x: false\n")
     assert p.all_arches is not None
     assert p.rule_for("ppc64le") is p.all_arches
-    assert not p.rule_for("s390x").enabled  # type: ignore[union-attr]
+    s390x = p.rule_for("s390x")
+    assert s390x is not None and not s390x.enabled
 
 
-def test_empty_arches_asks_for_nothing(policy: Write) -> None:
+def test_empty_arches_asks_for_nothing(policy: PolicyWriter) -> None:
     p = load(policy, "arches: {}\n")
     assert p.problems == () and p.all_arches is None and not p.arches
 
@@ -128,7 +129,7 @@ BAD += [
 
 @pytest.mark.parametrize("text,where,words,scope", BAD, ids=[b[2][:40] for b in BAD])
 def test_bad_input_is_named_by_file_line_column(
-        policy: Write, text: str, where: str, words: str, scope: tuple[str, str] | None) -> None:
+        policy: PolicyWriter, text: str, where: str, words: str, scope: tuple[str, str] | None) -> None:
     p = load(policy, text)
     assert p.problems, "no problem reported"
     first = p.problems[0]
@@ -149,7 +150,7 @@ def test_missing_main_file_is_a_problem_not_an_empty_policy(tmp_path: Path) -> N
 @pytest.mark.parametrize("mode,state,words", [(0o755, None, ""),
                                                (0o644, "not-executable", "not an executable"),
                                                (None, "missing", "does not exist")])
-def test_explicit_interpreter_must_exist_and_run(policy: Write, tmp_path: Path, mode: int | None,
+def test_explicit_interpreter_must_exist_and_run(policy: PolicyWriter, tmp_path: Path, mode: int | None,
                                                  state: str | None, words: str) -> None:
     interp = tmp_path / "qemu-arm"
     if mode is not None:
@@ -170,7 +171,7 @@ def test_explicit_interpreter_must_exist_and_run(policy: Write, tmp_path: Path, 
     assert s390x.registration is not None, "one bad arch must not stop the others"
 
 
-def test_host_family_is_native_even_when_asked_for(policy: Write) -> None:
+def test_host_family_is_native_even_when_asked_for(policy: PolicyWriter) -> None:
     p = load(policy, "arches: {x86_64: {}, i386: {}, aarch64: {}}\n")
     d = desired(p, CATALOG, Host("x86_64", {"/usr/bin/qemu-aarch64-static": FileState.OK,
                                             "/usr/bin/qemu-i386-static": FileState.OK}))
@@ -178,13 +179,14 @@ def test_host_family_is_native_even_when_asked_for(policy: Write) -> None:
     assert states == {"x86_64": Why.NATIVE, "i386": Why.NATIVE, "aarch64": None}
 
 
-def test_emulator_preference_and_missing_emulator(policy: Write) -> None:
+def test_emulator_preference_and_missing_emulator(policy: PolicyWriter) -> None:
     p = load(policy, "defaults: {emulators: [box64, qemu]}\narches: {x86_64: {}, s390x: {}}\n")
     files = {"/usr/local/bin/box64": FileState.OK, "/usr/bin/qemu-x86_64-static": FileState.OK}
     d = desired(p, CATALOG, Host("aarch64", files))
     want = {w.label: w for w in d.wants}
     assert (want["x86_64"].emulator, want["x86_64"].interpreter) == ("box64",
                                                                      "/usr/local/bin/box64")
-    assert want["x86_64"].registration.flags == Flags()  # type: ignore[union-attr]
+    x86_64 = want["x86_64"].registration
+    assert x86_64 is not None and x86_64.flags == Flags()
     assert want["s390x"].verdict is Why.MISSING_EMULATOR
     assert "install one" in want["s390x"].message

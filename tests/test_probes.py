@@ -7,21 +7,20 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import BIN, DEFAULT_POLICY, run, state_of
-from daemonproc import DaemonProcess
 from multiarchd.catalog import load_catalog
 from multiarchd.core.probes import PROBE_STATUS, build
-from privatebus import PrivateBus
-from privatens import PrivateBinfmt
+
+from tests.support.binfmt import PrivateBinfmt
+from tests.support.bus import PrivateBus
+from tests.support.commands import DaemonStarter, PolicyWriter, run, state_of
+from tests.support.paths import BIN, DEFAULT_POLICY
 
 CATALOG = load_catalog()
 ARCHES = sorted(CATALOG.arches)
-Write = Callable[..., Path]
 
 
 @pytest.fixture(scope="module")
@@ -121,28 +120,10 @@ def test_native_detection_by_execution(probes: dict[str, Path]) -> None:
     assert rows["s390x"]["state"] != "native"
 
 
-@pytest.fixture
-def inside_daemon(tmp_path: Path) -> Callable[..., DaemonProcess]:
-    started: list[DaemonProcess] = []
-
-    def start(binfmt: PrivateBinfmt, config: Path, env: dict[str, str] | None = None,
-              *extra: str) -> DaemonProcess:
-        enter = ("nsenter", "-t", str(binfmt.proc.pid), "--user", "--mount", "--")
-        argv: list[str | Path] = [BIN / "multiarchd", "--config", config, *extra]
-        d = DaemonProcess(argv, tmp_path, env=env, prefix=enter)
-        started.append(d)
-        d.wait_notify("READY=1")
-        return d
-    yield start  # type: ignore[misc]
-    for d in started:
-        d.stop()
-
-
 def test_daemon_verifies_after_a_change_and_says_verified(
-        binfmt: PrivateBinfmt, policy: Write, inside_daemon: Callable[..., DaemonProcess]
-) -> None:
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter) -> None:
     path = policy("arches: {s390x: {}, arm64: {}}\n")
-    d = inside_daemon(binfmt, path, None, "--no-dbus")
+    d = start_daemon(path, binfmt, inside=True)
     status = next(m for m in d.messages if m.startswith("STATUS="))
     assert status == "STATUS=converged: 2 active (2 verified)"
     since = d.mark()
@@ -150,33 +131,29 @@ def test_daemon_verifies_after_a_change_and_says_verified(
     d.wait_notify("STATUS=converged: 3 active (3 verified)", since)
 
 
-def test_verification_can_be_turned_off(binfmt: PrivateBinfmt, policy: Write,
-                                        inside_daemon: Callable[..., DaemonProcess]) -> None:
+def test_verification_can_be_turned_off(binfmt: PrivateBinfmt, policy: PolicyWriter,
+                                        start_daemon: DaemonStarter) -> None:
     path = policy("verify: false\narches: {s390x: {}}\n")
-    d = inside_daemon(binfmt, path, None, "--no-dbus")
+    d = start_daemon(path, binfmt, inside=True)
     assert "STATUS=converged: 1 active" in d.messages
 
 
 def test_dbus_test_method_and_verified_state(
-        binfmt: PrivateBinfmt, policy: Write, inside_daemon: Callable[..., DaemonProcess]
-) -> None:
-    bus = PrivateBus()
-    try:
-        path = policy("arches: {s390x: {}, arm64: {}}\n")
-        inside_daemon(binfmt, path, bus.env)
-        r = bus.busctl("--json=short", "call", "io.github.multiarchd1", "/io/github/multiarchd1",
-                       "io.github.multiarchd1.Manager", "Test", "as", "0")
-        assert r.returncode == 0, r.stderr
-        [results] = json.loads(r.stdout)["data"]
-        assert sorted(results) == [["aarch64", "ok", "probe ran"], ["s390x", "ok", "probe ran"]]
-        status = subprocess.run([str(BIN / "multiarchctl"), "status"], capture_output=True,
-                                text=True, env=dict(os.environ, **bus.env))
-        assert state_of(status.stdout, "s390x") == "verified"
-    finally:
-        bus.close()
+        binfmt: PrivateBinfmt, policy: PolicyWriter, bus: PrivateBus,
+        start_daemon: DaemonStarter) -> None:
+    path = policy("arches: {s390x: {}, arm64: {}}\n")
+    start_daemon(path, binfmt, inside=True, bus=bus)
+    r = bus.busctl("--json=short", "call", "io.github.multiarchd1", "/io/github/multiarchd1",
+                   "io.github.multiarchd1.Manager", "Test", "as", "0")
+    assert r.returncode == 0, r.stderr
+    [results] = json.loads(r.stdout)["data"]
+    assert sorted(results) == [["aarch64", "ok", "probe ran"], ["s390x", "ok", "probe ran"]]
+    status = subprocess.run([str(BIN / "multiarchctl"), "status"], capture_output=True,
+                            text=True, env=dict(os.environ, **bus.env))
+    assert state_of(status.stdout, "s390x") == "verified"
 
 
-def test_busybox_applets_by_name_need_p(binfmt: PrivateBinfmt, policy: Write,
+def test_busybox_applets_by_name_need_p(binfmt: PrivateBinfmt, policy: PolicyWriter,
                                         busybox: dict[str, Path], tmp_path: Path) -> None:
     applets = tmp_path / "applets"
     applets.mkdir()

@@ -12,9 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO
+import pytest
+
 from multiarchd.core.messages import Event
-from nspawn import BootedContainer
+
+from tests.support.nspawn import BootedContainer
+from tests.support.paths import REPO
+
+pytestmark = pytest.mark.systemd
 
 HOST_BINFMT = "/proc/sys/fs/binfmt_misc"
 BUSCTL_STATE = ["busctl", "get-property", "io.github.multiarchd1", "/io/github/multiarchd1",
@@ -30,7 +35,9 @@ def host_table() -> dict[str, str]:
 def exposure(unit: Path) -> float:
     out = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(unit)],
                          capture_output=True, text=True).stdout
-    return float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    found = re.search(r"Overall exposure level for \S+: ([\d.]+)", out)
+    assert found, out
+    return float(found.group(1))
 
 
 def test_unit_is_hardened() -> None:
@@ -53,7 +60,7 @@ def wait_record(c: BootedContainer, after: str, match: Callable[[dict[str, Any]]
         while True:
             ready, _, _ = select.select([follow.stdout], [], [], timeout)
             assert ready, "no such journal record"
-            record = json.loads(follow.stdout.readline())
+            record: dict[str, Any] = json.loads(follow.stdout.readline())
             if match(record):
                 return record
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from .errors import UnknownArchitecture
 from .flags import Flags
@@ -16,7 +17,7 @@ ELF_HEADER_LEN = 64
 class Arch:
     name: str
     bits: int
-    endian: str
+    endian: Literal["little", "big"]
     machine: int
     family: str
     aliases: tuple[str, ...]

@@ -1,4 +1,5 @@
-"""The policy files: which ones there are, reading them, and handing their text to validate.py."""
+"""The policy files: which ones there are, reading them and parsing their YAML, and handing the
+documents to validate.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import os
 from ..model.catalog import Catalog
 from ..model.policy import Policy
 from ..model.problems import Place
+from .nodes import YamlError
 from .validate import Merger
+from .yamlnodes import parse
 
 
 def policy_files(main: str) -> list[str]:
@@ -32,5 +35,10 @@ def load_policy(main: str, catalog: Catalog, only: str | None = None) -> Policy:
         except (OSError, UnicodeDecodeError) as e:
             merger.problem(Place(path), f"cannot read the policy file: {e}")
             continue
-        merger.add_file(path, text)
+        try:
+            root = parse(text)
+        except YamlError as e:
+            merger.add_file(path, e)
+            continue
+        merger.add_file(path, root)
     return merger.result(tuple(files))

@@ -1,5 +1,5 @@
 """Validating and merging the policy: the sections of `arches.yaml` and its drop-ins, checked
-and merged into one Policy. Pure: files.py reads the files.
+and merged into one Policy. Pure: files.py reads the files and parses their YAML.
 
 Every problem names its place. A problem in `defaults`, `foreign_entries` or the file's shape
 rejects the whole policy (nothing is applied); a problem in one architecture or custom entry
@@ -15,7 +15,6 @@ from ..model.flags import Flags
 from ..model.policy import (ALL, ARCH_KEYS, CUSTOM_KEYS, DEFAULT_EMULATORS, DEFAULTS_KEYS,
                             TOP_KEYS, ArchRule, CustomRule, ForeignMode, Policy)
 from ..model.problems import Place, did_you_mean
-from . import yamlnodes
 from .fields import Fields, Scope, kind_of
 from .nodes import MapNode, Node, Scalar, SeqNode, YamlError
 
@@ -33,13 +32,12 @@ class Merger(Fields):
         self.verify = True
 
     # -- sections ------------------------------------------------------------------------------
-    def add_file(self, path: str, text: str) -> None:
+    def add_file(self, path: str, root: Node | YamlError | None) -> None:
+        """One file's document (None when empty, or its YAML error), merged over the others."""
         self.file = path
-        try:
-            root = yamlnodes.parse(text)
-        except YamlError as e:
-            self.problem(Place(path, e.mark.line, e.mark.column),
-                         f"{e.message}; fix the YAML syntax")
+        if isinstance(root, YamlError):
+            self.problem(Place(path, root.mark.line, root.mark.column),
+                         f"{root.message}; fix the YAML syntax")
             return
         if root is None:
             return  # an empty file adds nothing

@@ -9,8 +9,11 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from types import TracebackType
 
-SHIPPED_POLICY_DIR = Path(__file__).resolve().parent.parent / "config" / "dbus"
+from .paths import REPO
+
+SHIPPED_POLICY_DIR = REPO / "config" / "dbus"
 
 # The same rules as Debian's /usr/share/dbus-1/system.conf, minus forking and service activation.
 _CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -88,3 +91,10 @@ class PrivateBus:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self) -> PrivateBus:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

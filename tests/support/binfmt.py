@@ -1,36 +1,31 @@
 """A private binfmt_misc instance: a user and mount namespace with binfmt_misc mounted in it.
 
-Linux 6.7+ gives every user namespace that mounts binfmt_misc its own instance. A helper process
-holds the namespace open; the test reaches the instance through /proc/PID/root and runs programs
+Linux 6.7+ gives every user namespace that mounts binfmt_misc its own instance. A holder process
+keeps the namespace open; the test reaches the instance through /proc/PID/root and runs programs
 inside the namespace with nsenter, so their exec uses our table, not the host's.
 """
 
 from __future__ import annotations
 
 import os
-import select
 import subprocess
+from types import TracebackType
+
+from .holder import NamespaceHolder
 
 HOST_BINFMT = "/proc/sys/fs/binfmt_misc"
-_HOLD = ("mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && echo ready && "
-         "exec sleep infinity")
+USERNS = ("--user", "--map-root-user", "--mount", "--propagation", "private")
 
 
 class PrivateBinfmt:
-    def __init__(self, timeout: float = 10.0) -> None:
-        self.proc = subprocess.Popen(
-            ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
-             "sh", "-c", _HOLD],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        line = self.proc.stdout.readline() if ready else ""
-        if line.strip() != "ready":
-            self.close()
+    def __init__(self) -> None:
+        try:
+            self.holder = NamespaceHolder(USERNS, f"mount -t binfmt_misc binfmt_misc {HOST_BINFMT}")
+        except RuntimeError:
             raise RuntimeError("could not mount a private binfmt_misc instance "
-                               "(needs Linux 6.7+ and unprivileged user namespaces)")
-        self.path = f"/proc/{self.proc.pid}/root{HOST_BINFMT}"
+                               "(needs Linux 6.7+ and unprivileged user namespaces)") from None
+        self.pid = self.holder.pid
+        self.path = f"/proc/{self.pid}/root{HOST_BINFMT}"
         # Never write to the host's table: this must be a different superblock.
         host = HOST_BINFMT if os.path.isdir(HOST_BINFMT) else os.path.dirname(HOST_BINFMT)
         assert os.stat(self.path).st_dev != os.stat(host).st_dev, "not a private instance"
@@ -55,18 +50,20 @@ class PrivateBinfmt:
         finally:
             os.close(fd)
 
+    def enter(self, *argv: str) -> list[str]:
+        """argv run inside the namespace, where exec goes through this table."""
+        return self.holder.enter(*argv, user=True)
+
     def exec(self, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        """Run a program inside the namespace, where exec goes through this table."""
-        return subprocess.run(
-            ["nsenter", "-t", str(self.proc.pid), "--user", "--mount", "--", *argv],
-            capture_output=True, text=True, timeout=timeout,
-        )
+        return subprocess.run(self.enter(*argv), capture_output=True, text=True, timeout=timeout)
 
     def close(self) -> None:
         # Ending the namespace's last process frees the instance; nothing is ever unmounted.
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream:
-                stream.close()
+        self.holder.close()
+
+    def __enter__(self) -> PrivateBinfmt:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

@@ -1,4 +1,6 @@
-"""A running `multiarchd` for tests: its stderr log and its sd_notify messages, read as they come.
+"""A running `multiarchd` for tests and benchmarks: its stderr log and its sd_notify messages,
+read as they come, and start_daemon(), the one way to start it (on a private table, inside its
+namespace or not, with or without a private bus and journal).
 
 Waiting is on those events with a bounded timeout, never a fixed sleep: every change the daemon
 makes is logged, every run that changes state sends STATUS=, and reloads send RELOADING=/READY=.
@@ -10,11 +12,17 @@ import os
 import re
 import select
 import signal
-import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+from .binfmt import PrivateBinfmt
+from .bus import PrivateBus
+from .journal import PrivateJournal
+from .notify import NotifyListener
+from .paths import BIN
 
 TIMEOUT = 15.0
 
@@ -22,10 +30,8 @@ TIMEOUT = 15.0
 class DaemonProcess:
     def __init__(self, argv: Sequence[str | Path], tmp: Path, env: dict[str, str] | None = None,
                  prefix: Sequence[str] = (), log_target: str = "stderr") -> None:
-        self.notify_path = tmp / f"notify-{time.monotonic_ns()}.sock"
-        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify.bind(str(self.notify_path))
-        full_env = dict(os.environ, NOTIFY_SOCKET=str(self.notify_path), **(env or {}))
+        self.notify = NotifyListener(tmp)
+        full_env = dict(os.environ, NOTIFY_SOCKET=str(self.notify.path), **(env or {}))
         full_env.pop("JOURNAL_STREAM", None)
         self.proc = subprocess.Popen([*prefix, *map(str, argv), "--log-target", log_target],
                                      stderr=subprocess.PIPE, env=full_env)
@@ -33,19 +39,22 @@ class DaemonProcess:
         self._stderr = self.proc.stderr
         self._partial = b""
         self.lines: list[str] = []
-        self.messages: list[str] = []  # sd_notify assignments, one per item
+
+    @property
+    def messages(self) -> list[str]:
+        """sd_notify assignments, one per item."""
+        return self.notify.messages
 
     # -- reading --------------------------------------------------------------------------------
     def _pump(self, timeout: float) -> bool:
         """Read whatever arrives within timeout; False if nothing did."""
-        fds = [self.notify]
+        fds: list[int] = [self.notify.fileno()]
         if not self._stderr.closed:
-            fds.append(self._stderr)  # type: ignore[arg-type]
+            fds.append(self._stderr.fileno())
         ready, _, _ = select.select(fds, [], [], timeout)
         for r in ready:
-            if r is self.notify:
-                data = self.notify.recv(65536).decode()
-                self.messages.extend(data.split("\n"))
+            if r == self.notify.fileno():
+                self.notify.receive()
             else:
                 chunk = os.read(self._stderr.fileno(), 65536)
                 if not chunk:
@@ -118,5 +127,32 @@ class DaemonProcess:
         while not self._stderr.closed and self._pump(0.5):
             pass
         self.notify.close()
-        self.notify_path.unlink(missing_ok=True)
         return self.proc.returncode
+
+
+@contextmanager
+def start_daemon(tmp: Path, config: Path, binfmt: PrivateBinfmt | None = None,
+                 *extra: str | Path, bus: PrivateBus | None = None,
+                 journal: PrivateJournal | None = None, inside: bool = False,
+                 env: dict[str, str] | None = None, prefix: Sequence[str] = (),
+                 ready: bool = True) -> Iterator[DaemonProcess]:
+    """`multiarchd --config CONFIG` on `binfmt` (its --binfmt-dir, or with inside=True run in
+    its namespace, where exec goes through it: what probes need), publishing on `bus` (else
+    --no-dbus), logging to `journal` (else stderr); by default once READY=1 has come."""
+    argv: list[str | Path] = [BIN / "multiarchd", "--config", config, *extra]
+    if bus is None:
+        argv.append("--no-dbus")
+    if binfmt is not None and inside:
+        prefix = (*prefix, *binfmt.enter())
+    elif binfmt is not None:
+        argv += ["--binfmt-dir", binfmt.path]
+    if journal is not None:
+        prefix = (*prefix, *journal.enter())
+    d = DaemonProcess(argv, tmp, dict(env or {}, **(bus.env if bus else {})), prefix,
+                      "journal" if journal else "stderr")
+    try:
+        if ready:
+            d.wait_notify("READY=1")
+        yield d
+    finally:
+        d.stop()

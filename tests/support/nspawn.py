@@ -10,13 +10,13 @@ the cgroups nspawn leaves behind, also when the test fails.
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
+from types import TracebackType
+
+from .notify import NotifyListener
 
 CGROUP_LEFTOVERS = [f"/sys/fs/cgroup/{tree}/{name}" for tree in ("unified", "systemd")
                     for name in ("payload", "supervisor")]
@@ -57,26 +57,16 @@ class BootedContainer:
         # A plain Debian host starts the services its packages install; build images often
         # carry a policy-rc.d that says no.
         (self.merged / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
-        notify = self.base / "notify.sock"
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.bind(str(notify))
+        with NotifyListener(self.base, "nspawn") as notify:
             self.proc = subprocess.Popen(
                 ["systemd-nspawn", "-D", str(self.merged), "-M", self.name,
                  "--private-users=0:65536", "--private-users-ownership=off", "--register=no",
                  "--keep-unit", "--private-network", "--console=passive", "--notify-ready=yes",
                  "-b"],
-                env=dict(os.environ, NOTIFY_SOCKET=str(notify)),
+                env=dict(os.environ, NOTIFY_SOCKET=str(notify.path)),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            deadline = time.monotonic() + timeout
-            ready = False
-            while not ready:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([sock], [], [], left)[0]:
-                    raise AssertionError("the container did not boot")
-                for line in sock.recv(65536).decode().split("\n"):
-                    if line.startswith("X_NSPAWN_LEADER_PID="):
-                        self.leader = int(line.split("=", 1)[1])
-                    ready = ready or line == "READY=1"
+            notify.wait_for("READY=1", timeout)
+            self.leader = int(notify.value("X_NSPAWN_LEADER_PID") or 0)
         assert self.leader, "nspawn did not say which process is the container's init"
 
     # -- inside ---------------------------------------------------------------------------------
@@ -120,3 +110,10 @@ class BootedContainer:
         self.mounted.clear()
         _remove_cgroups()
         shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.name}", ignore_errors=True)
+
+    def __enter__(self) -> BootedContainer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
