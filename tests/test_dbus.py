@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from multiarchd import __version__
+
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.bus import PrivateBus
 from tests.support.commands import DaemonStarter, PolicyWriter
@@ -46,7 +48,7 @@ def test_name_is_owned_before_ready_and_every_property_reads(
     d, path = served
     assert d.lines.index(f"multiarchd: D-Bus: {NAME} published at {PATH}") >= 0
     assert prop(bus, "State") == "converged"
-    assert prop(bus, "Version") == "0.1.0"
+    assert prop(bus, "Version") == __version__
     assert prop(bus, "HostArchitecture") == "x86_64"
     assert prop(bus, "PolicyPath") == str(path)
     assert prop(bus, "LastReconcile") > 1_600_000_000_000_000

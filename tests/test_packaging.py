@@ -18,6 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from multiarchd import __version__
 from multiarchd.catalog import load_catalog
 
 from tests.support.commands import run
@@ -42,7 +43,7 @@ def test_wheel_and_sdist_install_working_commands(dist: Path, tmp_path: Path) ->
     inside = tarfile.open(sdist).getnames()
     for needed in ("units/multiarchd.service", "config/arches.yaml", "man/multiarchd.8",
                    "config/dbus/io.github.multiarchd1.conf", "LICENSE"):
-        assert f"multiarchd-0.1.0/{needed}" in inside, needed
+        assert f"multiarchd-{__version__}/{needed}" in inside, needed
     for artifact in (wheel, sdist):
         venv = tmp_path / artifact.suffix.strip(".")
         # Debian's interpreter and libraries (PyGObject, systemd-python) as the dependencies.
@@ -52,7 +53,7 @@ def test_wheel_and_sdist_install_working_commands(dist: Path, tmp_path: Path) ->
                         str(artifact)], check=True, capture_output=True, timeout=300)
         version = subprocess.run([str(venv / "bin/multiarchd"), "--version"],
                                  capture_output=True, text=True)
-        assert version.stdout.strip() == "multiarchd 0.1.0"
+        assert version.stdout.strip() == f"multiarchd {__version__}"
         arches = subprocess.run([str(venv / "bin/multiarchctl"), "arches", "--json"],
                                 capture_output=True, text=True)
         assert len(json.loads(arches.stdout)["architectures"]) == 35
@@ -60,9 +61,12 @@ def test_wheel_and_sdist_install_working_commands(dist: Path, tmp_path: Path) ->
 
 def test_rpm_spec_parses_and_installs_files_that_exist() -> None:
     spec = REPO / "packaging" / "rpm" / "multiarchd.spec"
-    parsed = subprocess.run(["rpmspec", "-P", str(spec)], capture_output=True, text=True)
+    unset = subprocess.run(["rpmspec", "-P", str(spec)], capture_output=True, text=True)
+    assert unset.returncode != 0 and "define upstream_version" in unset.stderr
+    parsed = subprocess.run(["rpmspec", "-P", "--define", f"upstream_version {__version__}",
+                             str(spec)], capture_output=True, text=True)
     assert parsed.returncode == 0, parsed.stderr
-    assert "Version:        0.1.0" in parsed.stdout
+    assert f"Version:        {__version__}" in parsed.stdout
     sources = re.findall(r"^install -Dpm \d+ (\S+) ", spec.read_text(), re.M)
     assert len(sources) == 9
     for src in sources:
@@ -192,3 +196,19 @@ def test_deb_declares_what_debian_provides(deb: Path) -> None:
     conffiles = subprocess.run(["dpkg-deb", "-I", str(deb), "conffiles"], capture_output=True,
                                text=True).stdout
     assert conffiles.split() == ["/etc/multiarch/arches.yaml"]
+
+
+def test_every_copy_of_the_version_is_the_package_version() -> None:
+    """The version is written once (multiarchd/__init__.py); what must repeat it is checked."""
+    changelog = (REPO / "packaging/debian/changelog").read_text().splitlines()[0]
+    assert changelog.startswith(f"multiarchd ({__version__}-")
+    manifest = (REPO / "packaging/kubernetes/multiarchd.yaml").read_text()
+    assert re.findall(r"image: \S+:(\S+)", manifest) == [__version__]
+    assert not re.search(r'^version = "', (REPO / "pyproject.toml").read_text(), re.M)
+    literal = re.compile(re.escape(__version__))
+    for path in REPO.rglob("*"):
+        if path.is_file() and ".git" not in path.parts and ".venv" not in path.parts \
+                and path.suffix in (".py", ".toml", ".spec", ".service", ".1", ".5", ".8", ".md") \
+                and path.name not in ("__init__.py",) and "tests" not in path.parts:
+            text = path.read_text(errors="replace")
+            assert not literal.search(text.replace(f"- {__version__}-1", "")), path

@@ -56,13 +56,12 @@ class Local:
             raise PolicyRejected("\n".join(str(p) for p in policy.problems))
         return todo, want.problems, overall(build_report(want, observed))
 
-    def managed(self) -> list[str]:
-        """The architectures the policy has registered (what `test` probes by default)."""
-        _, want, _, _ = evaluate(self.config, self.catalog)
-        return [w.label for w in want.wants if w.kind == "arch" and w.registration] if want else []
-
     def test(self, names: list[str]) -> list[Verdict]:
-        arches = self.catalog.resolve(names) if names else self.managed()
+        if names:
+            arches = self.catalog.resolve(names)
+        else:
+            _, want, _, _ = evaluate(self.config, self.catalog)
+            arches = want.registered_arches() if want else []
         return verify(arches, self.catalog, self.config.binfmt_dir)
 
 

@@ -54,6 +54,10 @@ class Desired:
     def want(self, entry: str) -> Want | None:
         return self._by_entry.get(entry)
 
+    def registered_arches(self) -> list[str]:
+        """Architectures the policy has an entry for (what `test` probes by default)."""
+        return [w.label for w in self.wants if w.kind == "arch" and w.registration]
+
 
 def _check_file(host: Host, path: str, place: Place | None, kind: str,
                 name: str) -> Problem | None:

@@ -204,10 +204,11 @@ _NO_DAEMON = ("org.freedesktop.DBus.Error.ServiceUnknown",
 
 def _remote_error(e: GLib.Error) -> Exception:
     remote = Gio.DBusError.get_remote_error(e)
-    Gio.DBusError.strip_remote_error(e)  # in place: leaves the server's own words
+    # The server's own words, without GDBus's "GDBus.Error:NAME: " in front.
+    message = e.message.removeprefix(f"GDBus.Error:{remote}: ")
     if remote is None or remote in _NO_DAEMON:
-        return Unreachable(e.message)
-    return RemoteError(remote, e.message)
+        return Unreachable(message)
+    return RemoteError(remote, message)
 
 
 class Client:

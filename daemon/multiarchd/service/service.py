@@ -16,7 +16,7 @@ from .. import __version__
 from ..core.messages import Event, Record, change_records, conflict_record, problem_records
 from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
-from ..core.report import Report, State, Status, overall
+from ..core.report import Report, Status, overall
 from ..model.catalog import Catalog
 from ..model.errors import NotMounted, PolicyRejected
 from ..model.options import Options
@@ -122,12 +122,9 @@ class Service:
 
     def test(self, names: list[str]) -> list[Verdict]:
         """Run the probes of these (default: every registered) architectures now."""
-        registered = {w.entry for w in self.last.desired.wants if w.registration} \
-            if self.last and self.last.desired else set()
-        arches = self.catalog.resolve(names) if names else [
-            s.name for s in self.statuses()
-            if s.kind == "arch" and s.state in (State.ACTIVE, State.VERIFIED, State.ERROR)
-            and s.entry in registered]
+        want = self.last.desired if self.last else None
+        arches = self.catalog.resolve(names) if names else \
+            want.registered_arches() if want else []
         verdicts, judged = self.verifier.test(arches, self.last)
         self.last = judged or self.last
         return verdicts

@@ -1,0 +1,156 @@
+"""The service's protocols, faked, on a virtual clock: nothing happens until the test moves time,
+so a debounce, a back-off or a race is a few lines that run in microseconds, without root."""
+
+from __future__ import annotations
+
+import heapq
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from multiarchd.core.desired import Desired
+from multiarchd.core.messages import Record
+from multiarchd.core.plan import Action, Kind, Outcome, Plan
+from multiarchd.core.report import Report
+from multiarchd.model.policy import ForeignMode, Policy
+from multiarchd.reconciler.history import History
+from multiarchd.reconciler.run import Config, Result
+from multiarchd.service.watches import Watch
+
+
+class FakeLoop:
+    """Loop, Timers and Clock at once. Callbacks run only inside advance()."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._cancelled: set[int] = set()
+        self._handles = 0
+        self.signals: dict[signal.Signals, Callable[[], None]] = {}
+        self.mount_watchers: list[Callable[[], None]] = []
+        self.running = False
+
+    def __call__(self) -> float:
+        return self.now
+
+    def call_later(self, seconds: float, fn: Callable[[], None]) -> int:
+        self._handles += 1
+        heapq.heappush(self._timers, (self.now + seconds, self._handles, fn))
+        return self._handles
+
+    def cancel(self, handle: int) -> None:
+        self._cancelled.add(handle)
+
+    def every(self, seconds: float, fn: Callable[[], None]) -> int:
+        def again() -> None:
+            fn()
+            self.call_later(seconds, again)
+        return self.call_later(seconds, again)
+
+    def call_soon_threadsafe(self, fn: Callable[[], None]) -> None:
+        self.call_later(0.0, fn)
+
+    def on_signal(self, signum: signal.Signals, fn: Callable[[], None]) -> None:
+        self.signals[signum] = fn
+
+    def on_mount_change(self, fn: Callable[[], None]) -> None:
+        self.mount_watchers.append(fn)
+
+    def run(self) -> None:
+        self.running = True
+
+    def quit(self) -> None:
+        self.running = False
+
+    def pending(self) -> list[float]:
+        """When the timers still armed will fire."""
+        return sorted(t for t, h, _ in self._timers if h not in self._cancelled)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock, running every timer that comes due, in order."""
+        until = self.now + seconds
+        while self._timers and self._timers[0][0] <= until:
+            due, handle, fn = heapq.heappop(self._timers)
+            if handle in self._cancelled:
+                continue
+            self.now = max(self.now, due)
+            fn()
+        self.now = until
+
+
+class FakeWatcher:
+    def __init__(self, on_event: Callable[[str], None]) -> None:
+        self.on_event = on_event  # call it to simulate an inotify event
+        self.started = self.stopped = False
+        self.watches: set[Watch] = set()
+
+    def start(self) -> None:
+        self.started = True
+
+    def update(self, watches: set[Watch]) -> None:
+        self.watches = watches
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
+@dataclass
+class Notes:
+    """sd_notify, written down: one item per assignment."""
+
+    sent: list[str] = field(default_factory=list)
+
+    def __call__(self, *assignments: str) -> None:
+        self.sent.extend(assignments)
+
+
+@dataclass
+class Records:
+    records: list[Record] = field(default_factory=list)
+
+    def emit(self, record: Record) -> None:
+        self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [r.message for r in self.records]
+
+
+@dataclass
+class FakeTable:
+    """binfmt_misc as far as mounting goes."""
+
+    is_mounted: bool = True
+    mounts: int = 0
+
+    def mounted(self) -> bool:
+        return self.is_mounted
+
+    def mount(self) -> None:
+        self.mounts += 1
+        self.is_mounted = True
+
+
+def result(refusals: int = 0, changes: int = 0) -> Result:
+    """A run's result with this many kernel refusals and successful changes."""
+    outcomes = tuple(Outcome(Action(Kind.REGISTER, f"multiarch-x{i}", "wanted"), "refused")
+                     for i in range(refusals))
+    outcomes += tuple(Outcome(Action(Kind.REGISTER, f"multiarch-y{i}", "wanted"))
+                      for i in range(changes))
+    return Result(Policy(files=("arches.yaml",)), Desired((), ForeignMode.KEEP, ()), Plan(()),
+                  Report((), (), (), outcomes))
+
+
+class Script:
+    """A run_once for the Reconciler that answers from a list (the last answer repeats); an
+    exception in the list is raised."""
+
+    def __init__(self, *answers: Result | Exception) -> None:
+        self.answers = list(answers)
+        self.runs = 0
+
+    def __call__(self, config: Config, history: History, now: float) -> Result:
+        self.runs += 1
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer

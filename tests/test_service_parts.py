@@ -1,0 +1,286 @@
+"""The service's rules, one part at a time, with fakes on a virtual clock: debounce, coalescing,
+the maximum delay, retry back-off, conflict back-off and release, waiting for a mount, READY and
+STATUS in order, probe bookkeeping. No root, no kernel, no sleeping: microseconds each."""
+
+from __future__ import annotations
+
+import errno
+import signal
+from pathlib import Path
+
+import pytest
+
+from multiarchd.catalog import load_catalog
+from multiarchd.core.desired import Desired, Want
+from multiarchd.core.plan import Action, Kind, Outcome, Plan
+from multiarchd.core.probes import Verdict
+from multiarchd.core.report import State, build_report
+from multiarchd.model.errors import NotMounted
+from multiarchd.model.flags import Flags
+from multiarchd.model.options import Options
+from multiarchd.model.policy import ForeignMode, Policy
+from multiarchd.model.registration import Registration
+from multiarchd.model.table import Entry, Observed
+from multiarchd.reconciler.history import History
+from multiarchd.reconciler.reconciler import Reconciler
+from multiarchd.reconciler.run import Config, Result
+from multiarchd.service.service import Service
+from multiarchd.service.trigger import Trigger
+from multiarchd.service.verifier import Verifier
+
+from tests.support.fakes import FakeLoop, FakeTable, FakeWatcher, Notes, Records, Script, result
+
+S390X = Registration("multiarch-s390x", "/usr/bin/qemu-s390x-static", Flags.parse("F"))
+WANT = Desired((Want("s390x", "arch", "multiarch-s390x", S390X),), ForeignMode.KEEP, ())
+HELD = Observed((Entry(S390X, True, 1),))
+GONE = Observed(())
+
+
+# -- the trigger ------------------------------------------------------------------------------
+def trigger(max_delay: float = 1.0) -> tuple[Trigger, FakeLoop, list[float]]:
+    loop = FakeLoop()
+    fired: list[float] = []
+    return Trigger(loop, loop, lambda: fired.append(loop.now), max_delay), loop, fired
+
+
+def test_a_poke_runs_once_events_have_been_quiet() -> None:
+    t, loop, fired = trigger()
+    t.poke(0.05)
+    loop.advance(0.049)
+    assert fired == []
+    loop.advance(0.001)
+    assert fired == [pytest.approx(0.05)]
+
+
+def test_a_burst_of_pokes_coalesces_into_one_run_after_the_last() -> None:
+    t, loop, fired = trigger()
+    for _ in range(3):
+        t.poke(0.05)
+        loop.advance(0.02)
+    loop.advance(1)
+    assert fired == [pytest.approx(0.09)]
+
+
+def test_a_steady_stream_still_runs_at_the_maximum_delay() -> None:
+    t, loop, fired = trigger(max_delay=1.0)
+    while loop.now < 2.5:
+        t.poke(0.05)
+        loop.advance(0.03)
+    assert fired[:2] == [pytest.approx(1.0, abs=0.03), pytest.approx(2.0, abs=0.06)]
+
+
+def test_a_short_quiet_does_not_cut_short_a_longer_one() -> None:
+    t, loop, fired = trigger()
+    t.poke(0.05)  # a policy edit wants the editor's quiet
+    loop.advance(0.01)
+    t.poke(0.005)  # then a table event
+    loop.advance(1)
+    assert fired == [pytest.approx(0.05)]
+
+
+def test_requeue_and_pokes_share_one_timer_and_a_run_clears_both() -> None:
+    t, loop, fired = trigger()
+    t.requeue(5.0)
+    t.poke(0.05)
+    assert loop.pending() == [pytest.approx(0.05)]
+    loop.advance(10)
+    assert fired == [pytest.approx(0.05)]  # the run covered the requeue too
+    t.requeue(5.0)
+    loop.advance(10)
+    assert fired[1:] == [pytest.approx(15.0)]
+
+
+# -- the reconciler's next step ---------------------------------------------------------------
+def reconciler(script: Script, table: FakeTable | None = None, standard_place: bool = False,
+               options: Options = Options()) -> tuple[Reconciler, FakeLoop, FakeTable]:
+    loop = FakeLoop()
+    table = table or FakeTable()
+    return (Reconciler(Config("arches.yaml", "binfmt"), options, table, clock=loop,
+                       run_once=script, standard_place=standard_place), loop, table)
+
+
+def test_kernel_refusals_are_retried_with_doubling_back_off_up_to_the_safety_timer() -> None:
+    script = Script(*[result(refusals=1)] * 8, result(), result(refusals=1))
+    r, _, _ = reconciler(script)
+    waits = [r.run().requeue_after for _ in range(10)]
+    assert waits == [5, 10, 20, 40, 80, 160, 300, 300, 300, 5]
+
+
+def test_a_failed_read_is_reported_and_retried_not_fatal() -> None:
+    r, _, _ = reconciler(Script(OSError(errno.EIO, "Input/output error")))
+    step = r.run()
+    assert step.result is None and not step.waiting
+    assert step.why == "reconcile failed: [Errno 5] Input/output error"
+    assert step.requeue_after == 5
+
+
+def test_not_mounted_means_waiting_and_only_binfmt_misc_own_place_is_mounted() -> None:
+    r, _, table = reconciler(Script(result()), FakeTable(is_mounted=False))
+    step = r.run()
+    assert step.waiting and step.result is None and table.mounts == 0
+    assert step.why == "binfmt_misc is not mounted at binfmt"
+    r, _, table = reconciler(Script(result()), FakeTable(is_mounted=False), standard_place=True)
+    assert r.run().result is not None and table.mounts == 1
+    no_mount = Options(mount=False)
+    r, _, table = reconciler(Script(result()), FakeTable(is_mounted=False), True, no_mount)
+    assert r.run().waiting and table.mounts == 0
+    r, _, _ = reconciler(Script(NotMounted("gone meanwhile")))
+    assert r.run().waiting
+
+
+def test_a_fight_backs_off_after_the_limit_and_is_released_after_the_window() -> None:
+    history = History(repair_limit=3, window=60.0)
+    history.record(WANT, HELD, (), frozenset(), now=0.0)  # it was right once
+    repaired = (Outcome(Action(Kind.REGISTER, "multiarch-s390x", "drift", S390X)),)
+    for now in (0.0, 1.0, 2.0):
+        drift = history.drift(WANT, GONE)
+        assert drift == {"multiarch-s390x"} and not history.blocked(drift, now)
+        history.record(WANT, HELD, repaired, drift, now)
+    assert history.blocked(frozenset({"multiarch-s390x"}), 3.0) == {"multiarch-s390x"}
+    assert history.next_release(3.0) == pytest.approx(57.0)
+
+    # The reconciler asks to look again just after the release, not at the safety timer.
+    r, loop, _ = reconciler(Script(result()))
+    r.history = history
+    loop.now = 3.0
+    assert r.run().requeue_after == pytest.approx(57.01)
+    assert not history.blocked(frozenset({"multiarch-s390x"}), 60.5)
+
+
+def test_a_policy_edit_is_not_drift() -> None:
+    history = History()
+    history.record(WANT, HELD, (), frozenset(), now=0.0)
+    other = Registration("multiarch-s390x", "/usr/bin/qemu-s390x-static", Flags.parse("FP"))
+    edited = Desired((Want("s390x", "arch", "multiarch-s390x", other),), ForeignMode.KEEP, ())
+    assert history.drift(edited, HELD) == frozenset()
+
+
+# -- the service ------------------------------------------------------------------------------
+class Rig:
+    """A Service with fake loop, watcher, notify and log, on a scripted reconciler."""
+
+    def __init__(self, tmp: Path, script: Script, table: FakeTable | None = None,
+                 options: Options = Options(mount=False)) -> None:
+        self.loop = FakeLoop()
+        self.notes = Notes()
+        self.log = Records()
+        self.table = table or FakeTable()
+        self.script = script
+        self.probed: list[list[str]] = []
+        config = Config(str(tmp / "etc" / "arches.yaml"), str(tmp / "binfmt"))
+        reconciler = Reconciler(config, options, self.table, clock=self.loop, run_once=script)
+        verifier = Verifier(self.probe, self.log)
+        self.service = Service(reconciler, verifier, options, load_catalog(), "x86_64",
+                               self.loop, self.loop, FakeWatcher, self.notes, self.log)
+
+    def probe(self, arches: list[str]) -> list[Verdict]:
+        self.probed.append(arches)
+        return [Verdict(a, "ok", "probe ran") for a in arches]
+
+    @property
+    def watcher(self) -> FakeWatcher:
+        assert isinstance(self.service.watcher, FakeWatcher)
+        return self.service.watcher
+
+
+def test_ready_comes_once_after_the_first_run_with_its_status(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, Script(result(changes=2)))
+    rig.service.start()
+    rig.service.ready()
+    rig.service.ready()  # a bus reconnect later is not a new start
+    assert rig.notes.sent == ["STATUS=converged: 0 active", "READY=1",
+                              "STATUS=converged: 0 active"]
+    assert rig.watcher.started and rig.watcher.watches
+
+
+def test_waits_for_a_mount_without_polling_and_runs_when_it_appears(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, Script(result()), FakeTable(is_mounted=False))
+    rig.service.start()
+    assert rig.service.state == "waiting" and rig.script.runs == 0
+    assert rig.notes.sent == [f"STATUS=waiting: binfmt_misc is not mounted at {tmp_path}/binfmt"]
+    assert len(rig.loop.mount_watchers) == 1
+    rig.loop.mount_watchers[0]()  # some unrelated mount: still waiting, said once
+    rig.loop.advance(1)
+    assert rig.service.state == "waiting" and len(rig.notes.sent) == 1
+    rig.table.is_mounted = True
+    rig.loop.mount_watchers[0]()
+    rig.loop.advance(0.05)
+    assert rig.service.state == "converged" and rig.script.runs == 1
+    assert len(rig.loop.mount_watchers) == 1
+
+
+def test_file_events_poke_with_their_own_quiet_and_coalesce(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, Script(result()))
+    rig.service.start()
+    assert rig.script.runs == 1
+    for _ in range(3):  # an editor saving in steps
+        rig.watcher.on_event(str(tmp_path / "etc" / "arches.yaml"))
+        rig.loop.advance(0.01)
+    rig.loop.advance(0.039)  # 49 ms after the last save
+    assert rig.script.runs == 1
+    rig.loop.advance(0.001)
+    assert rig.script.runs == 2
+    rig.watcher.on_event(str(tmp_path / "binfmt" / "register"))  # the table: a short quiet
+    rig.loop.advance(0.005)
+    assert rig.script.runs == 3
+
+
+def test_the_one_timer_carries_retries_and_the_safety_run(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, Script(result(refusals=1), result(refusals=1), result()))
+    rig.service.start()
+    assert rig.loop.pending() == [5.0]
+    rig.loop.advance(5)
+    assert rig.script.runs == 2 and rig.loop.pending() == [15.0]
+    rig.loop.advance(10)
+    assert rig.script.runs == 3 and rig.loop.pending() == [315.0]  # the safety timer
+
+
+def test_reload_says_reloading_then_ready(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, Script(result()))
+    rig.service.start()
+    rig.notes.sent.clear()
+    rig.loop.signals[signal.SIGHUP]()
+    assert rig.notes.sent[0] == "RELOADING=1" and rig.notes.sent[1].startswith("MONOTONIC_USEC=")
+    assert rig.notes.sent[2:] == ["READY=1", "STATUS=converged: 0 active"]
+    assert rig.script.runs == 2
+
+
+def test_sigterm_stops_watching_and_leaves_the_loop(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, Script(result()))
+    rig.service.start()
+    rig.loop.run()
+    rig.loop.signals[signal.SIGTERM]()
+    assert rig.notes.sent[-1] == "STOPPING=1"
+    assert rig.watcher.stopped and not rig.loop.running
+    assert rig.log.messages()[-1] == "multiarchd stopping; registrations stay in place"
+
+
+def test_a_failed_run_says_degraded_and_is_retried(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, Script(OSError(errno.EACCES, "Permission denied"), result()))
+    rig.service.start()
+    assert rig.service.state == "degraded"
+    assert rig.notes.sent == ["STATUS=degraded: reconcile failed: [Errno 13] Permission denied"]
+    rig.loop.advance(5)
+    assert rig.service.state == "converged"
+
+
+# -- the verifier -----------------------------------------------------------------------------
+def active(reg: Registration, verify: bool = True) -> Result:
+    want = Desired((Want("s390x", "arch", reg.name, reg),), ForeignMode.KEEP, ())
+    observed = Observed((Entry(reg, True, 1),))
+    return Result(Policy(files=("p",), verify=verify), want, Plan(()),
+                  build_report(want, observed))
+
+
+def test_probes_run_once_per_registration_and_again_when_it_changes(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, Script(result()))
+    verifier = rig.service.verifier
+    judged = verifier.judge(active(S390X))
+    assert rig.probed == [["s390x"]] and judged.report.statuses[0].state is State.VERIFIED
+    assert verifier.judge(active(S390X)).report.statuses[0].state is State.VERIFIED
+    assert rig.probed == [["s390x"]]
+    replaced = Registration(S390X.name, S390X.interpreter, Flags.parse("FP"))
+    verifier.judge(active(replaced))
+    assert rig.probed == [["s390x"], ["s390x"]]
+    verifier.judge(active(Registration(S390X.name, "/opt/q", Flags()), verify=False))
+    assert len(rig.probed) == 2
