@@ -1,4 +1,4 @@
-"""The policy as plain data: what `arches.yaml` and its drop-ins ask for (policyfile.py reads
+"""The policy as plain data: what `arches.yaml` and its drop-ins ask for (policy/ reads
 and validates them)."""
 
 from __future__ import annotations
