@@ -28,7 +28,8 @@ from multiarchd.service.service import Service
 from multiarchd.service.trigger import Trigger
 from multiarchd.service.verifier import Verifier
 
-from tests.support.fakes import FakeLoop, FakeTable, FakeWatcher, Notes, Records, Script, result
+from tests.support.fakes import (FakeBus, FakeLoop, FakeTable, FakeWatcher, Notes, Records,
+                                 Script, result)
 
 S390X = Registration("multiarch-s390x", "/usr/bin/qemu-s390x-static", Flags.parse("F"))
 WANT = Desired((Want("s390x", "arch", "multiarch-s390x", S390X),), ForeignMode.KEEP, ())
@@ -160,7 +161,7 @@ class Rig:
     """A Service with fake loop, watcher, notify and log, on a scripted reconciler."""
 
     def __init__(self, tmp: Path, script: Script, table: FakeTable | None = None,
-                 options: Options = Options(mount=False)) -> None:
+                 options: Options = Options(mount=False), bus: bool = False) -> None:
         self.loop = FakeLoop()
         self.notes = Notes()
         self.log = Records()
@@ -170,8 +171,14 @@ class Rig:
         config = Config(str(tmp / "etc" / "arches.yaml"), str(tmp / "binfmt"))
         reconciler = Reconciler(config, options, self.table, clock=self.loop, run_once=script)
         verifier = Verifier(self.probe, self.log)
+        self.buses: list[FakeBus] = []
+
+        def make_bus(service: Service) -> FakeBus:
+            self.buses.append(FakeBus(service.ready))
+            return self.buses[-1]
         self.service = Service(reconciler, verifier, options, load_catalog(), "x86_64",
-                               self.loop, self.loop, FakeWatcher, self.notes, self.log)
+                               self.loop, self.loop, FakeWatcher, self.notes, self.log,
+                               bus=make_bus if bus else None)
 
     def probe(self, arches: list[str]) -> list[Verdict]:
         self.probed.append(arches)
@@ -185,23 +192,37 @@ class Rig:
 
 def test_ready_comes_once_after_the_first_run_with_its_status(tmp_path: Path) -> None:
     rig = Rig(tmp_path, Script(result(changes=2)))
-    rig.service.start()
-    rig.service.ready()
-    rig.service.ready()  # a bus reconnect later is not a new start
+    rig.service.start()  # without D-Bus, ready at once
+    rig.service.ready()  # a later call (a bus reconnect) is not a new start
     assert rig.notes.sent == ["STATUS=converged: 0 active", "READY=1",
                               "STATUS=converged: 0 active"]
     assert rig.watcher.started and rig.watcher.watches
+
+
+def test_with_dbus_ready_waits_for_the_name_and_every_run_is_told(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, Script(result(changes=2), result()), bus=True)
+    rig.service.start()
+    [bus] = rig.buses
+    assert bus.connects == 1 and "READY=1" not in rig.notes.sent
+    bus.on_owned()
+    assert rig.notes.sent[-2:] == ["READY=1", "STATUS=converged: 0 active"]
+    rig.service.poke()
+    rig.loop.advance(1)
+    assert bus.runs == [False]  # the first run came before the bus; this one changed nothing
+    bus.on_owned()  # the bus came back: no second READY
+    assert rig.notes.sent.count("READY=1") == 1
 
 
 def test_waits_for_a_mount_without_polling_and_runs_when_it_appears(tmp_path: Path) -> None:
     rig = Rig(tmp_path, Script(result()), FakeTable(is_mounted=False))
     rig.service.start()
     assert rig.service.state == "waiting" and rig.script.runs == 0
-    assert rig.notes.sent == [f"STATUS=waiting: binfmt_misc is not mounted at {tmp_path}/binfmt"]
+    waiting = f"STATUS=waiting: binfmt_misc is not mounted at {tmp_path}/binfmt"
+    assert rig.notes.sent == [waiting, "READY=1", waiting]
     assert len(rig.loop.mount_watchers) == 1
     rig.loop.mount_watchers[0]()  # some unrelated mount: still waiting, said once
     rig.loop.advance(1)
-    assert rig.service.state == "waiting" and len(rig.notes.sent) == 1
+    assert rig.service.state == "waiting" and len(rig.notes.sent) == 3
     rig.table.is_mounted = True
     rig.loop.mount_watchers[0]()
     rig.loop.advance(0.05)
@@ -259,7 +280,7 @@ def test_a_failed_run_says_degraded_and_is_retried(tmp_path: Path) -> None:
     rig = Rig(tmp_path, Script(OSError(errno.EACCES, "Permission denied"), result()))
     rig.service.start()
     assert rig.service.state == "degraded"
-    assert rig.notes.sent == ["STATUS=degraded: reconcile failed: [Errno 13] Permission denied"]
+    assert rig.notes.sent[0] == "STATUS=degraded: reconcile failed: [Errno 13] Permission denied"
     rig.loop.advance(5)
     assert rig.service.state == "converged"
 

@@ -115,6 +115,22 @@ class Records:
         return [r.message for r in self.records]
 
 
+class FakeBus:
+    """The D-Bus link: the name is owned when the test says so."""
+
+    def __init__(self, on_owned: Callable[[], None]) -> None:
+        self.on_owned = on_owned
+        self.connects = 0
+        self.runs: list[bool] = []  # after each run: whether it changed the table
+
+    def connect(self) -> bool:
+        self.connects += 1
+        return True
+
+    def after_run(self, result: Result, changed: bool) -> None:
+        self.runs.append(changed)
+
+
 @dataclass
 class FakeTable:
     """binfmt_misc as far as mounting goes."""

@@ -73,17 +73,9 @@ def serve(args: argparse.Namespace) -> int:
     from .service import build_service
     options = Options(safety_interval=args.safety_interval, repair_limit=args.repair_limit,
                       repair_window=args.repair_window, mount=not args.no_mount)
-    service = build_service(config_from(args), options, open_log(args.log_target))
+    service = build_service(config_from(args), options, open_log(args.log_target),
+                            dbus=not args.no_dbus)
     service.start()
-    if args.no_dbus:
-        service.ready()
-    else:
-        from ..dbus.pydbus_glue import BusLink, ManagerFace  # only a D-Bus run needs pydbus
-        face = ManagerFace(service)
-        service.listeners.append(lambda result, changed: face.changed(
-            result.plan if changed else None))
-        # READY=1 waits for the bus name; the link retries (and reconciling goes on) meanwhile.
-        BusLink(face, service.log.emit, on_owned=service.ready).connect()
     service.loop.run()
     return 0
 

@@ -1,5 +1,5 @@
 """Wiring the service from its real parts: GLib's loop, watchdog's inotify, systemd's notify,
-the kernel table and the probes (imported only when the service runs)."""
+the kernel table, the probes and the D-Bus link (imported only when the service runs)."""
 
 from __future__ import annotations
 
@@ -16,17 +16,22 @@ from ..reconciler.reconciler import Reconciler
 from ..reconciler.run import Config
 from ..service.glib_loop import GLibLoop
 from ..service.inotify import Watcher
-from ..service.protocols import Log
+from ..service.protocols import Bus, Log
 from ..service.service import Service
 from ..service.systemd_glue import notify, watchdog_interval
 from ..service.verifier import Verifier
 
 
-def build_service(config: Config, options: Options, log: Log) -> Service:
+def _bus(service: Service) -> Bus:
+    from ..dbus.pydbus_glue import BusLink, ManagerFace  # only a D-Bus run needs pydbus
+    return BusLink(ManagerFace(service), service.log.emit, on_owned=service.ready)
+
+
+def build_service(config: Config, options: Options, log: Log, dbus: bool = True) -> Service:
     catalog = load_catalog()
     reconciler = Reconciler(config, options, BinfmtTable(config.binfmt_dir),
                             standard_place=config.binfmt_dir == DEFAULT_PATH)
     probe = partial(verify, catalog=catalog, binfmt_dir=config.binfmt_dir)
     return Service(reconciler, Verifier(probe, log), options, catalog, host_arch(catalog),
                    GLibLoop(), time.monotonic, Watcher, notify, log, watchdog_interval(),
-                   native_why=lambda: native()[1])
+                   native_why=lambda: native()[1], bus=_bus if dbus else None)

@@ -24,6 +24,7 @@ from ..core.plan import Outcome
 from ..core.probes import Verdict
 from ..core.report import Report
 from ..model.problems import Problem
+from ..reconciler.run import Result
 from . import api
 from .api import RemoteError, Unreachable
 
@@ -186,6 +187,9 @@ class BusLink:
     def _retry(self) -> bool:
         self.connect()
         return False
+
+    def after_run(self, result: Result, changed: bool) -> None:
+        self.face.changed(result.plan if changed else None)
 
     def _closed(self, _con: Any, _remote: bool, error: Any) -> None:
         self.bus = self.publication = None

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ..core.messages import Record
+from ..reconciler.run import Result
 from .watches import Watch
 
 Clock = Callable[[], float]  # monotonic seconds
@@ -47,3 +48,11 @@ class Notifier(Protocol):
 
 class Log(Protocol):
     def emit(self, record: Record) -> None: ...
+
+
+class Bus(Protocol):
+    """The service on D-Bus: connect() publishes it (and says when the name is owned, through
+    the callback it was made with); after_run() tells subscribers what a run did."""
+
+    def connect(self) -> object: ...
+    def after_run(self, result: Result, changed: bool) -> None: ...

@@ -23,20 +23,18 @@ from ..model.options import Options
 from ..model.problems import Problem
 from ..reconciler.reconciler import Reconciler, Step
 from ..reconciler.run import Result
-from .protocols import Clock, Log, Loop, Notifier, Watcher
+from .protocols import Bus, Clock, Log, Loop, Notifier, Watcher
 from .trigger import Trigger
 from .verifier import Verifier
 from .watches import policy_dir, watches_for
-
-Listener = Callable[[Result, bool], None]  # after each run: its result, whether it changed the table
-
 
 class Service:
     def __init__(self, reconciler: Reconciler, verifier: Verifier, options: Options,
                  catalog: Catalog, host_arch: str, loop: Loop, clock: Clock,
                  watcher_factory: Callable[[Callable[[str], None]], Watcher], notify: Notifier,
                  log: Log, watchdog: float | None = None,
-                 native_why: Callable[[], str] = lambda: "") -> None:
+                 native_why: Callable[[], str] = lambda: "",
+                 bus: Callable[[Service], Bus] | None = None) -> None:
         self.reconciler = reconciler
         self.config = reconciler.config
         self.verifier = verifier
@@ -51,7 +49,8 @@ class Service:
         self.native_why = native_why  # why native architectures cannot be found by running
         self.watcher = watcher_factory(self._on_file_event)
         self.trigger = Trigger(loop, clock, self._triggered, options.max_delay)
-        self.listeners: list[Listener] = []
+        self._make_bus = bus  # None: no D-Bus (ready as soon as the first run is done)
+        self.bus: Bus | None = None
         self.state = "starting"
         self.last: Result | None = None
         self.last_reconcile = 0.0  # wall-clock time of the last run
@@ -76,6 +75,12 @@ class Service:
         if self.watchdog:
             self.loop.every(self.watchdog, lambda: self.notify("WATCHDOG=1"))
         self.run_now()
+        if self._make_bus is None:
+            self.ready()
+        else:
+            # READY=1 waits for the bus name; the link retries (and reconciling goes on) meanwhile.
+            self.bus = self._make_bus(self)
+            self.bus.connect()
 
     def ready(self) -> None:
         """Tell systemd we are up: after the first run (and, with D-Bus, after the bus name).
@@ -155,9 +160,8 @@ class Service:
         self.last, self.last_reconcile = result, time.time()
         self._tell(result)
         self.watcher.update(watches_for(self.config, result, self.catalog))
-        changed = bool(result.report.outcomes)
-        for listener in self.listeners:
-            listener(result, changed)
+        if self.bus is not None:
+            self.bus.after_run(result, bool(result.report.outcomes))
         return result
 
     def _no_run(self, step: Step) -> None:
@@ -197,7 +201,9 @@ class Service:
         self.state = state
 
     def status_line(self) -> str:
-        return self._status_line(self.last) if self.last else self.state
+        if self.last:
+            return self._status_line(self.last)
+        return f"{self.state}: {self._why}" if self._why else self.state
 
     def _status_line(self, result: Result) -> str:
         if result.rejected:
