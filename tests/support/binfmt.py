@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-from types import TracebackType
 
+from .closing import Closing
 from .holder import NamespaceHolder
 
 HOST_BINFMT = "/proc/sys/fs/binfmt_misc"
 USERNS = ("--user", "--map-root-user", "--mount", "--propagation", "private")
 
 
-class PrivateBinfmt:
+class PrivateBinfmt(Closing):
     def __init__(self) -> None:
         try:
             self.holder = NamespaceHolder(USERNS, f"mount -t binfmt_misc binfmt_misc {HOST_BINFMT}")
@@ -60,10 +60,3 @@ class PrivateBinfmt:
     def close(self) -> None:
         # Ending the namespace's last process frees the instance; nothing is ever unmounted.
         self.holder.close()
-
-    def __enter__(self) -> PrivateBinfmt:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

@@ -9,8 +9,8 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from types import TracebackType
 
+from .closing import Closing
 from .paths import REPO
 
 SHIPPED_POLICY_DIR = REPO / "config" / "dbus"
@@ -48,7 +48,7 @@ _CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configura
 """
 
 
-class PrivateBus:
+class PrivateBus(Closing):
     def __init__(self, timeout: float = 10.0) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="multiarchd-bus-"))
         self.dir.chmod(0o755)  # `nobody` must reach the socket
@@ -91,10 +91,3 @@ class PrivateBus:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self) -> PrivateBus:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

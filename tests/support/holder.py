@@ -6,10 +6,11 @@ from __future__ import annotations
 import select
 import subprocess
 from collections.abc import Sequence
-from types import TracebackType
+
+from .closing import Closing
 
 
-class NamespaceHolder:
+class NamespaceHolder(Closing):
     def __init__(self, unshare: Sequence[str], setup: str, timeout: float = 10.0) -> None:
         self.proc = subprocess.Popen(
             ["unshare", *unshare, "sh", "-c", f"{setup} && echo ready && exec sleep infinity"],
@@ -33,10 +34,3 @@ class NamespaceHolder:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream:
                 stream.close()
-
-    def __enter__(self) -> NamespaceHolder:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

@@ -7,9 +7,9 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from .closing import Closing
 from .holder import NamespaceHolder
 from .notify import NotifyListener
 
@@ -18,7 +18,7 @@ _RUN = ("mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/journal && "
         "mount -t tmpfs tmpfs /run/log")
 
 
-class PrivateJournal:
+class PrivateJournal(Closing):
     def __init__(self, tmp: Path, timeout: float = 15.0) -> None:
         self.holder = NamespaceHolder(("--mount", "--propagation", "private"), _RUN)
         try:
@@ -47,10 +47,3 @@ class PrivateJournal:
             self.journald.kill()
         self.journald.wait()
         self.holder.close()
-
-    def __enter__(self) -> PrivateJournal:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

@@ -7,10 +7,11 @@ import select
 import socket
 import time
 from pathlib import Path
-from types import TracebackType
+
+from .closing import Closing
 
 
-class NotifyListener:
+class NotifyListener(Closing):
     def __init__(self, directory: Path, name: str = "notify") -> None:
         self.path = directory / f"{name}-{time.monotonic_ns()}.sock"
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -41,10 +42,3 @@ class NotifyListener:
     def close(self) -> None:
         self.socket.close()
         self.path.unlink(missing_ok=True)
-
-    def __enter__(self) -> NotifyListener:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()

@@ -14,8 +14,8 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
-from types import TracebackType
 
+from .closing import Closing
 from .notify import NotifyListener
 
 CGROUP_LEFTOVERS = [f"/sys/fs/cgroup/{tree}/{name}" for tree in ("unified", "systemd")
@@ -29,7 +29,7 @@ def _remove_cgroups() -> None:
                 os.rmdir(root)
 
 
-class BootedContainer:
+class BootedContainer(Closing):
     def __init__(self, tmp: Path, name: str = "multiarchd-test", timeout: float = 90) -> None:
         self.name = name
         self.base = tmp / "nspawn"
@@ -110,10 +110,3 @@ class BootedContainer:
         self.mounted.clear()
         _remove_cgroups()
         shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.name}", ignore_errors=True)
-
-    def __enter__(self) -> BootedContainer:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
