@@ -29,10 +29,14 @@ class Problem:
         return f"{self.place}: {self.message}"
 
 
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """` (did you mean 'x'?)`, or the allowed values when nothing is close."""
-    options = sorted(set(choices))
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    close = closest(word, choices)
     if close:
-        return f" (did you mean {close[0]!r}?)"
-    return f" (allowed: {', '.join(options)})"
+        return f" (did you mean {close!r}?)"
+    return f" (allowed: {', '.join(sorted(set(choices)))})"

@@ -15,8 +15,10 @@ def decode_bytes(text: str) -> bytes:
                 i += 2
                 continue
             hexpart = text[i + 2:i + 4]
-            if text[i + 1:i + 2] != "x" or len(hexpart) != 2:
-                raise ValueError(f"bad escape at character {i + 1}: only \\xHH and \\\\ are allowed")
+            if text[i + 1:i + 2] != "x" or len(hexpart) != 2 or \
+                    any(h not in "0123456789abcdefABCDEF" for h in hexpart):
+                raise ValueError(f"bad escape {text[i:i + 4]!r} at character {i + 1}: only "
+                                 "\\xHH (two hex digits) and \\\\ are allowed")
             out.append(int(hexpart, 16))
             i += 4
             continue

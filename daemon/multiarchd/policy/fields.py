@@ -1,17 +1,33 @@
 """Checking single values of the policy (flags, emulators, paths, names, magic), each problem
-with its place: the pieces validate.py builds whole sections from. Pure."""
+with its place: the pieces validate.py builds whole sections from. Pure.
+
+What passes here is what the kernel accepts and gives back unchanged: names, extensions and
+interpreters are checked as the bytes that will be written, against binfmt_misc's rules and
+limits, and a value YAML would read as a number or a date must be quoted.
+"""
 
 from __future__ import annotations
+
+import re
+import unicodedata
 
 from ..model.catalog import Catalog
 from ..model.flags import KERNEL_ORDER, MEANING, Flags
 from ..model.problems import Place, Problem, did_you_mean
-from ..model.registration import MAX_MAGIC, MAX_NAME, OWNED_PREFIX
+from ..model.registration import MAX_MAGIC, MAX_NAME, OWNED_PREFIX, RESERVED_NAMES
 from .escapes import decode_bytes
 from .nodes import MapNode, Node, Scalar, SeqNode
 
 # What a problem spoils: None for the whole policy, else ("arch" | "custom", name).
 Scope = tuple[str, str] | None
+
+MAX_PROBLEMS = 30  # per policy: past that, fix these first
+NAME_RULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+MAX_EXTENSION = 64  # bytes; a file name extension, not a path
+
+
+class TooManyProblems(Exception):
+    pass
 
 
 def kind_of(node: Node) -> str:
@@ -21,6 +37,20 @@ def kind_of(node: Node) -> str:
         return "a list"
     v = node.value
     return "nothing" if v is None else f"{type(v).__name__} {v!r}"
+
+
+def _bad_character(text: str) -> str | None:
+    """Why `text` cannot be written to binfmt_misc and read back, or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"it holds {text[e.start]!r}, which is not a character (a lone surrogate)"
+    for c in text:
+        if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") or c == "\u0085":
+            return f"it holds the control character {c!r}"
+    if text != text.strip():
+        return "it starts or ends with white space"
+    return None
 
 
 class Fields:
@@ -33,6 +63,8 @@ class Fields:
 
     # -- reporting -----------------------------------------------------------------------------
     def problem(self, place: Place, message: str, scope: Scope = None) -> None:
+        if len(self.problems) >= MAX_PROBLEMS:
+            raise TooManyProblems
         self.problems.append(Problem(place, message, scope))
 
     def at(self, node: Node) -> Place:
@@ -97,38 +129,44 @@ class Fields:
         self.problem(self.at(node), f"{what} must be true or false, not {kind_of(node)}", scope)
         return None
 
-    def _interpreter(self, node: Node, scope: Scope) -> str | None:
-        if not (isinstance(node, Scalar) and isinstance(node.value, str) and node.value):
-            self.problem(self.at(node), f"interpreter must be an absolute path, not "
-                         f"{kind_of(node)}", scope)
+    def _string(self, node: Node, what: str, scope: Scope) -> str | None:
+        """A string as written; a number, a boolean or a date YAML would make of it is refused
+        with the quoting that keeps it text."""
+        if isinstance(node, Scalar) and isinstance(node.value, str):
+            return node.value
+        if isinstance(node, Scalar) and node.value is not None:
+            self.problem(self.at(node), f"{what} {node.text} is read by YAML as "
+                         f"{kind_of(node)}; quote it to keep the text: '{node.text}'", scope)
             return None
-        path = node.value
+        self.problem(self.at(node), f"{what} must be a string, not {kind_of(node)}", scope)
+        return None
+
+    def _interpreter(self, node: Node, scope: Scope) -> str | None:
+        path = self._string(node, "interpreter", scope)
+        if path is None:
+            return None
+        why = _bad_character(path)
         if not path.startswith("/"):
             self.problem(self.at(node), f"interpreter {path!r} is a relative path; the kernel "
                          "needs an absolute one such as /usr/bin/qemu-aarch64-static", scope)
-        elif ":" in path or "\n" in path:
-            self.problem(self.at(node), f"interpreter {path!r} contains ':' or a newline, which "
-                         "binfmt_misc cannot register; use a path (or symlink) without them",
-                         scope)
+        elif ":" in path:
+            self.problem(self.at(node), f"interpreter {path!r} contains ':', which binfmt_misc "
+                         "cannot register; use a path (or symlink) without it", scope)
+        elif why:
+            self.problem(self.at(node), f"interpreter {path!r}: {why}; binfmt_misc could not "
+                         "give it back unchanged: use a path (or symlink) without it", scope)
         else:
             return path
         return None
 
-    def _string(self, node: Node, what: str, scope: Scope) -> str | None:
-        if isinstance(node, Scalar) and isinstance(node.value, (str, int)) and \
-                not isinstance(node.value, bool):
-            return str(node.value)
-        self.problem(self.at(node), f"{what} must be a string, not {kind_of(node)}", scope)
-        return None
-
     def _check_name(self, name: str, node: Node, scope: Scope) -> None:
         limit = MAX_NAME - len(OWNED_PREFIX)
-        if name in ("", ".", "..", "register", "status"):
+        if name in RESERVED_NAMES:
             self.problem(self.at(node), f"custom name {name!r} is reserved by binfmt_misc; "
                          "choose another", scope)
-        elif "/" in name or ":" in name or "\n" in name:
-            self.problem(self.at(node), f"custom name {name!r} contains '/', ':' or a newline; "
-                         "use letters, digits, '-', '_' and '.'", scope)
+        elif not NAME_RULE.fullmatch(name):
+            self.problem(self.at(node), f"custom name {name!r} may hold only letters, digits, "
+                         "'-', '_' and '.', and not start with '-' or '.'", scope)
         elif self.catalog.canonical(name) is not None:
             self.problem(self.at(node), f"custom name {name!r} is an architecture's name; its "
                          "entry would collide with multiarchd's own for that architecture", scope)
@@ -141,30 +179,37 @@ class Fields:
         if ext is None:
             return None
         ext = ext.removeprefix(".")
-        if not ext or "/" in ext or ":" in ext or "\n" in ext:
-            self.problem(self.at(node), f"extension {ext!r} must be a non-empty file name "
-                         "ending without '/', ':' or a newline, such as 'exe'", scope)
+        why = _bad_character(ext) or (
+            "it is empty" if not ext else
+            "it holds white space, '/', ':' or '.'" if re.search(r"[\s/:.]", ext) else
+            f"it is longer than {MAX_EXTENSION} bytes" if len(ext.encode()) > MAX_EXTENSION
+            else None)
+        if why:
+            self.problem(self.at(node), f"extension {ext!r}: {why}; give the file name's "
+                         "ending without the dot, such as 'exe'", scope)
             return None
         return ext
+
+    def _bytes(self, node: Node, what: str, scope: Scope) -> bytes | None:
+        text = self._string(node, what, scope)
+        if text is None:
+            return None
+        try:
+            return decode_bytes(text)
+        except ValueError as e:
+            self.problem(self.at(node), f"{what}: {e}", scope)
+            return None
 
     def _magic(self, keys: dict[str, tuple[Scalar, Node]],
                scope: Scope) -> tuple[bytes, bytes | None, int]:
         magic_node = keys["magic"][1]
-        magic, mask, offset = b"", None, 0
-        text = self._string(magic_node, "magic", scope)
-        try:
-            magic = decode_bytes(text) if text is not None else b""
-        except ValueError as e:
-            self.problem(self.at(magic_node), f"magic: {e}", scope)
-        if text is not None and not magic:
+        magic = self._bytes(magic_node, "magic", scope)
+        if magic == b"":
             self.problem(self.at(magic_node), "magic must not be empty", scope)
+        mask, offset = None, 0
         if "mask" in keys:
             mask_node = keys["mask"][1]
-            mtext = self._string(mask_node, "mask", scope)
-            try:
-                mask = decode_bytes(mtext) if mtext is not None else None
-            except ValueError as e:
-                self.problem(self.at(mask_node), f"mask: {e}", scope)
+            mask = self._bytes(mask_node, "mask", scope)
             if mask is not None and magic and len(mask) != len(magic):
                 self.problem(self.at(mask_node), f"mask is {len(mask)} bytes but magic is "
                              f"{len(magic)}; the kernel needs them the same length", scope)
@@ -175,7 +220,7 @@ class Fields:
             else:
                 self.problem(self.at(node), f"offset must be a whole number >= 0, not "
                              f"{kind_of(node)}", scope)
-        if offset + len(magic) > MAX_MAGIC:
+        if magic and offset + len(magic) > MAX_MAGIC:
             self.problem(self.at(magic_node), f"offset {offset} plus {len(magic)} magic bytes "
                          f"reaches past byte {MAX_MAGIC}, the most binfmt_misc reads", scope)
-        return magic, mask, offset
+        return magic or b"", mask, offset

@@ -1,17 +1,35 @@
-"""The policy files: which ones there are, reading them and parsing their YAML, and handing the
-documents to validate.py."""
+"""The policy files: which ones there are, reading them safely, parsing their YAML, and handing
+the documents to validate.py.
+
+Only regular files are read, opened without blocking (a FIFO or a device named as the policy
+is refused, not waited on) and up to MAX_BYTES; the text must be UTF-8, and an error says where
+it is not.
+"""
 
 from __future__ import annotations
 
 import glob
 import os
+import stat
 
 from ..model.catalog import Catalog
 from ..model.policy import Policy
 from ..model.problems import Place
-from .nodes import YamlError
+from .nodes import Node, YamlError
 from .validate import Merger
 from .yamlnodes import parse
+
+MAX_BYTES = 1 << 20  # 1 MiB: a policy is a few hundred bytes
+
+_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
+          stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
+
+
+class Unreadable(Exception):
+    def __init__(self, place: Place, message: str) -> None:
+        super().__init__(message)
+        self.place = place
+        self.message = message
 
 
 def policy_files(main: str) -> list[str]:
@@ -20,25 +38,58 @@ def policy_files(main: str) -> list[str]:
     return [main, *dropins]
 
 
+def read_text(path: str) -> str:
+    """The file's text, or Unreadable saying why not and where."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise Unreadable(Place(path), "policy file not found; create it (`arches: {}` asks "
+                                      "for no entries) or point --config at it") from None
+    except OSError as e:
+        raise Unreadable(Place(path), f"cannot open the policy file: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+            raise Unreadable(Place(path), f"the policy is {kind}, not a regular file; "
+                                          "point it at a file")
+        chunks, size = [], 0
+        while size <= MAX_BYTES:
+            chunk = os.read(fd, MAX_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise Unreadable(Place(path), f"cannot read the policy file: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if size > MAX_BYTES:
+        raise Unreadable(Place(path), f"the policy file is larger than {MAX_BYTES} bytes (1 MiB), "
+                                      "the most multiarchd reads; a policy is a few lines")
+    data = b"".join(chunks)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = data[:e.start]
+        line = before.count(b"\n") + 1
+        column = len(before[before.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
+        raise Unreadable(Place(path, line, column), f"byte {data[e.start]:#04x} is not UTF-8; "
+                                                    "save the file as UTF-8") from None
+
+
 def load_policy(main: str, catalog: Catalog, only: str | None = None) -> Policy:
     """Read and validate the policy (or only the one file `only`)."""
     files = [only] if only is not None else policy_files(main)
     merger = Merger(catalog)
     for path in files:
+        root: Node | YamlError | None
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except FileNotFoundError:
-            merger.problem(Place(path), "policy file not found; create it (an empty "
-                           "`arches: {}` asks for no entries) or point --config at it")
+            root = parse(read_text(path))
+        except Unreadable as e:
+            merger.unreadable(e.place, e.message)
             continue
-        except (OSError, UnicodeDecodeError) as e:
-            merger.problem(Place(path), f"cannot read the policy file: {e}")
-            continue
-        try:
-            root = parse(text)
         except YamlError as e:
-            merger.add_file(path, e)
-            continue
-        merger.add_file(path, root)
-    return merger.result(tuple(files))
+            root = e
+        merger.add_file(path, root, main=path == main)
+    return merger.result(tuple(files), whole=only is None)

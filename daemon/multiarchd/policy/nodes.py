@@ -19,6 +19,7 @@ class Mark:
 class Scalar:
     value: Value
     mark: Mark
+    text: str = ""  # as written in the file (`010` for the number 8)
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..model.catalog import Catalog
-from ..model.flags import Flags
+from ..model.flags import KERNEL_ORDER, Flags
 from ..model.policy import (ALL, ARCH_KEYS, CUSTOM_KEYS, DEFAULT_EMULATORS, DEFAULTS_KEYS,
                             TOP_KEYS, ArchRule, CustomRule, ForeignMode, Policy)
-from ..model.problems import Place, did_you_mean
-from .fields import Fields, Scope, kind_of
+from ..model.problems import Place, Problem, closest, did_you_mean
+from ..model.registration import MAX_REGISTER, OWNED_PREFIX, Registration
+from .fields import MAX_PROBLEMS, Fields, Scope, TooManyProblems, kind_of
 from .nodes import MapNode, Node, Scalar, SeqNode, YamlError
 
 
@@ -30,17 +31,35 @@ class Merger(Fields):
         self.arch_fields: dict[str, dict[str, Any]] = {}
         self.custom: dict[str, CustomRule] = {}
         self.verify = True
+        self.arches_given = False  # some file said `arches:` (an empty map asks for nothing)
 
     # -- sections ------------------------------------------------------------------------------
-    def add_file(self, path: str, root: Node | YamlError | None) -> None:
-        """One file's document (None when empty, or its YAML error), merged over the others."""
+    def add_file(self, path: str, root: Node | YamlError | None, main: bool = False) -> None:
+        """One file's document (None when it has none, or its YAML error), merged over the
+        others. The main file must hold a policy: an empty one is an accident, not a wish."""
         self.file = path
+        try:
+            self._add(path, root, main)
+        except TooManyProblems:
+            self.problems.append(Problem(Place(path), f"more than {MAX_PROBLEMS} problems; fix "
+                                         "these first"))
+
+    def unreadable(self, place: Place, message: str) -> None:
+        """A file that could not be read: the whole policy is rejected."""
+        self.problems.append(Problem(place, message))
+        self.arches_given = True  # said already: the file is the problem, not its content
+
+    def _add(self, path: str, root: Node | YamlError | None, main: bool) -> None:
         if isinstance(root, YamlError):
             self.problem(Place(path, root.mark.line, root.mark.column),
                          f"{root.message}; fix the YAML syntax")
             return
         if root is None:
-            return  # an empty file adds nothing
+            if main:
+                self.problem(Place(path, 1, 1), "the policy file is empty (or only comments); "
+                             "nothing is changed: write `arches: all` for every foreign "
+                             "architecture, or `arches: {}` to remove every entry")
+            return  # an empty drop-in adds nothing
         top = self._map(root, "the policy file", None)
         if top is None:
             return
@@ -81,6 +100,12 @@ class Merger(Fields):
                 self.emulators = emulators
 
     def _arches(self, node: Node) -> None:
+        if isinstance(node, Scalar) and node.value is None:
+            self.problem(self.at(node), "arches is empty (null); nothing is changed: write "
+                         "`arches: all`, a map of architectures, or `arches: {}` to remove "
+                         "every entry")
+            return
+        self.arches_given = True
         if isinstance(node, Scalar) and node.value == ALL:
             self.arch_fields.setdefault(ALL, {"place": self.at(node)})
             return
@@ -88,12 +113,19 @@ class Merger(Fields):
         if section is None:
             return
         seen: dict[str, Scalar] = {}
+        named = {self.catalog.canonical(str(k.value)) for k, _ in section.items}
         for key, value in section.items:
             raw = str(key.value)
             arch = ALL if raw == ALL else self.catalog.canonical(raw)
             if arch is None:
+                # A misspelling of one not named otherwise leaves that one's entry as it is,
+                # rather than removing it as "not in the policy".
+                close = closest(raw, self.catalog.aliases)
+                meant = self.catalog.canonical(close) if close else None
+                meant = None if meant in named else meant
                 self.problem(self.at(key), f"unknown architecture {raw!r}"
-                             f"{did_you_mean(raw, self.catalog.aliases)}", ("arch", raw))
+                             f"{did_you_mean(raw, self.catalog.aliases)}",
+                             ("arch", meant or raw))
                 continue
             scope = ("arch", arch)
             if arch in seen:
@@ -128,16 +160,36 @@ class Merger(Fields):
             node = keys["interpreter"][1]
             fields["interpreter"] = self._interpreter(node, scope)
             fields["interpreter_place"] = self.at(node)
+            if fields["interpreter"] and scope:
+                arch = self.catalog.arches[scope[1]]
+                self._fits(Registration(OWNED_PREFIX + arch.name, fields["interpreter"],
+                                        Flags.parse(KERNEL_ORDER), arch.magic, arch.mask),
+                           node, scope)
         return fields if len(self.problems) == before else None
+
+    def _fits(self, reg: Registration, node: Node, scope: Scope) -> None:
+        size = len(reg.register_line().encode())
+        if size > MAX_REGISTER:
+            self.problem(self.at(node), f"the register line would be {size} bytes; the kernel "
+                         f"takes at most {MAX_REGISTER}: shorten the interpreter path (a "
+                         "symlink) or the magic and mask", scope)
 
     def _custom(self, node: Node) -> None:
         if not isinstance(node, SeqNode):
             self.problem(self.at(node), f"custom must be a list of entries, not {kind_of(node)}")
             return
+        here: dict[str, Place] = {}
         for index, item in enumerate(node.items, 1):
             rule = self._custom_rule(item, index)
-            if rule is not None:
-                self.custom[rule.name] = rule
+            if rule is None:
+                continue
+            if rule.name in here:
+                self.problem(rule.place, f"custom entry {rule.name!r} is given twice (first at "
+                             f"line {here[rule.name].line}); keep one",
+                             ("custom", rule.name))
+                continue
+            here[rule.name] = rule.place
+            self.custom[rule.name] = rule  # over one of the same name in an earlier file
 
     def _custom_rule(self, node: Node, index: int) -> CustomRule | None:
         name_node = None
@@ -179,6 +231,10 @@ class Merger(Fields):
         if len(self.problems) != before or name is None or interpreter is None:
             return None
         assert enabled is not None
+        self._fits(Registration(OWNED_PREFIX + name, interpreter, Flags.parse(KERNEL_ORDER),
+                                magic, mask, offset, extension), section, scope)
+        if len(self.problems) != before:
+            return None
         return CustomRule(
             name=name, place=self.at(section), interpreter=interpreter,
             interpreter_place=self.at(keys["interpreter"][1]), flags=flags, enabled=enabled,
@@ -186,7 +242,12 @@ class Merger(Fields):
         )
 
     # -- result --------------------------------------------------------------------------------
-    def result(self, files: tuple[str, ...]) -> Policy:
+    def result(self, files: tuple[str, ...], whole: bool = True) -> Policy:
+        """The merged policy; `whole`: these are all its files, so one must say `arches:`."""
+        if whole and not self.arches_given and not self.problems:
+            self.problems.append(Problem(Place(files[0], 1, 1), "no policy file says which "
+                                         "architectures; nothing is changed: add `arches: all`, "
+                                         "a map of architectures, or `arches: {}` for none"))
         arches: dict[str, ArchRule] = {}
         all_rule = None
         for arch, f in self.arch_fields.items():
