@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from multiarchd.kernel.entryfile import parse_entry
 from multiarchd.model.flags import Flags
-from multiarchd.model.registration import Registration
+from multiarchd.model.registration import Registration, printable
 
 
 @pytest.mark.parametrize("given,normal", [
@@ -57,9 +61,9 @@ def test_overlap(a: Registration, b: Registration, overlap: bool) -> None:
 
 
 def test_parse_magic_entry() -> None:
-    text = ("enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: PF\noffset 0\n"
-            "magic 7f454c460201010000000000000000000200b700\n"
-            "mask ffffffffffffff00fffffffffffffffffeffffff\n")
+    text = (b"enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: PF\noffset 0\n"
+            b"magic 7f454c460201010000000000000000000200b700\n"
+            b"mask ffffffffffffff00fffffffffffffffffeffffff\n")
     e = parse_entry("qemu-aarch64", text, order=7)
     assert e.enabled and e.order == 7
     assert e.registration == Registration(
@@ -69,11 +73,26 @@ def test_parse_magic_entry() -> None:
 
 
 def test_parse_extension_entry_without_flags() -> None:
-    e = parse_entry("dos", "disabled\ninterpreter /usr/bin/wine\nflags: \nextension .exe\n")
+    e = parse_entry("dos", b"disabled\ninterpreter /usr/bin/wine\nflags: \nextension .exe\n")
     assert not e.enabled
     assert e.registration == Registration("dos", "/usr/bin/wine", Flags(), extension="exe")
 
 
-def test_parse_rejects_what_is_not_an_entry() -> None:
-    with pytest.raises(ValueError, match="enabled/disabled"):
-        parse_entry("x", "hello\n")
+def test_fields_are_read_exactly_as_bytes() -> None:
+    e = parse_entry("x\udcff", b"enabled\ninterpreter /opt/q \xff\x0b \nflags: \nextension .e\x85\n")
+    assert e.registration.interpreter == "/opt/q \udcff\x0b "  # nothing stripped
+    assert e.registration.extension == "e\udc85"
+    assert os.fsencode(e.registration.interpreter) == b"/opt/q \xff\x0b "
+
+
+@settings(max_examples=2000)
+@given(st.text(), st.binary(max_size=600))
+def test_any_bytes_in_any_entry_are_read_never_raise(name: str, data: bytes) -> None:
+    e = parse_entry(name, data)
+    assert e.name == name
+    printable(e.registration.interpreter).encode("utf-8")  # shown escaped, always sendable
+
+
+def test_unknown_flags_of_a_newer_kernel_are_ignored() -> None:
+    e = parse_entry("x", b"enabled\ninterpreter /i\nflags: PFZ\nextension .x\n")
+    assert e.registration.flags == Flags.parse("PF")

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..model.problems import Problem
-from ..model.registration import OWNED_PREFIX
+from ..model.registration import OWNED_PREFIX, printable
 from .plan import Kind, Outcome
 
 # syslog priorities
@@ -68,16 +68,17 @@ def change_records(outcomes: Iterable[Outcome], drift: frozenset[str] = frozense
     records = []
     for o in outcomes:
         a = o.action
-        fields = {"MULTIARCH_ARCH": _arch_of(a.entry), "MULTIARCH_ENTRY": a.entry,
+        entry = printable(a.entry)  # a foreign entry's name may hold any bytes
+        fields = {"MULTIARCH_ARCH": _arch_of(entry), "MULTIARCH_ENTRY": entry,
                   "MULTIARCH_ACTION": a.kind.value}
         if not o.ok:
             records.append(Record(Event.KERNEL_REFUSED,
                                   f"{o.error}; will retry on the next run", fields))
         elif a.entry in drift:
             records.append(Record(Event.DRIFT_REPAIRED,
-                                  f"repaired {a.entry} ({a.kind.value}): {a.reason}", fields))
+                                  f"repaired {entry} ({a.kind.value}): {a.reason}", fields))
         else:
-            records.append(Record(_BY_KIND[a.kind], f"{_PAST[a.kind]} {a.entry}: {a.reason}",
+            records.append(Record(_BY_KIND[a.kind], f"{_PAST[a.kind]} {entry}: {a.reason}",
                                   fields))
     return records
 

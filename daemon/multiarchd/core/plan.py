@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..model.host import FileId
 from ..model.policy import ForeignMode
-from ..model.registration import Registration, owned
+from ..model.registration import Registration, owned, printable
 from ..model.table import Entry, Observed
 from .desired import Desired
 
@@ -36,7 +36,7 @@ class Action:
     registration: Registration | None = None  # for register and replace
 
     def __str__(self) -> str:
-        return f"{self.kind.value:<8} {self.entry}: {self.reason}"
+        return f"{self.kind.value:<8} {printable(self.entry)}: {self.reason}"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..model.problems import Problem
+from ..model.registration import printable
 from .plan import Plan
 from .report import Report, State, Status, overall
 
@@ -94,13 +95,13 @@ def view_json(view: View, applied: bool = False) -> dict[str, Any]:
         "plan": plan_json(view.plan),
     }
     if applied:
-        data["applied"] = [{"action": o.action.kind.value, "entry": o.action.entry,
+        data["applied"] = [{"action": o.action.kind.value, "entry": printable(o.action.entry),
                             "error": o.error} for o in report.outcomes]
     return data
 
 
 def plan_json(plan: Plan) -> list[dict[str, Any]]:
-    return [{"action": a.kind.value, "entry": a.entry, "reason": a.reason,
+    return [{"action": a.kind.value, "entry": printable(a.entry), "reason": a.reason,
              "register": a.registration.register_line() if a.registration else None}
             for a in plan.actions]
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from ..model.problems import Problem
-from ..model.registration import owned
+from ..model.registration import owned, printable
 from ..model.table import Entry, Observed
 from .desired import Desired, Want
 from .plan import Outcome
@@ -131,13 +131,13 @@ def _status(want: Want, observed: Observed, failure: str | None) -> Status:
         return replace(status, message="not applied yet")
     later, earlier = _shadowing(entry, observed)
     if later:
-        names = ", ".join(e.name for e in later)
+        names = ", ".join(printable(e.name) for e in later)
         return replace(status, state=State.SHADOWED,
                        message=f"shadowed by {names}, registered later: the kernel hands these "
                                "binaries to it (set foreign_entries: disable to take them back)")
     message = ""
     if earlier:
-        message = (f"overlaps foreign {', '.join(e.name for e in earlier)}; this entry was "
+        message = (f"overlaps foreign {', '.join(printable(e.name) for e in earlier)}; this entry was "
                    "registered later and wins")
     return replace(status, state=State.ACTIVE, message=message)
 
@@ -162,8 +162,8 @@ def build_report(desired: Desired, observed: Observed, outcomes: tuple[Outcome, 
                      if reg.overlaps(entry.registration))
         wins = entry.enabled and any(
             (o := observed.get(n)) is not None and o.order < entry.order for n in hits)
-        foreign.append(Foreign(entry.name, entry.enabled, entry.registration.interpreter,
-                               hits, wins))
+        foreign.append(Foreign(printable(entry.name), entry.enabled,
+                               printable(entry.registration.interpreter), hits, wins))
     return Report(statuses, tuple(foreign), desired.problems, outcomes, observed.enabled)
 
 

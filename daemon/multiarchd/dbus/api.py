@@ -10,7 +10,7 @@ from ..core.plan import Action, Kind, Outcome, Plan
 from ..core.report import Foreign, Report, State, Status
 from ..model import errors
 from ..model.problems import Place, Problem
-from ..model.registration import Registration
+from ..model.registration import Registration, printable
 
 BUS_NAME = "io.github.multiarchd1"
 OBJECT_PATH = "/io/github/multiarchd1"
@@ -127,7 +127,7 @@ def problem_from(r: ProblemRecord) -> Problem:
 
 
 def action_record(a: Action) -> ActionRecord:
-    return (a.kind.value, a.entry, a.reason,
+    return (a.kind.value, printable(a.entry), a.reason,
             a.registration.register_line() if a.registration else "")
 
 
@@ -145,7 +145,7 @@ def outcome_from(r: AppliedRecord) -> Outcome:
 
 
 def change_records(plan: Plan) -> list[tuple[str, str, str]]:
-    return [(a.kind.value, a.entry, a.reason) for a in plan.actions]
+    return [(a.kind.value, printable(a.entry), a.reason) for a in plan.actions]
 
 
 def report_from(statuses: list[ArchRecord], foreign: list[ForeignRecord],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import os
 
+from ..model.registration import printable
+
 
 class KernelError(Exception):
     """A write the kernel refused, explained in words."""
@@ -18,7 +20,7 @@ class KernelError(Exception):
 
 def explain(action: str, reg_name: str, err: int, interpreter: str | None = None) -> str:
     """What the kernel refused and why."""
-    what = f"{action} of {reg_name}"
+    what = f"{action} of {printable(reg_name)}"
     if err == errno.EEXIST:
         return f"{what} refused: an entry with that name already exists (EEXIST)"
     if err == errno.EINVAL:

@@ -17,6 +17,7 @@ from .entryfile import parse_entry
 from .refusals import KernelError, explain
 
 DEFAULT_PATH = "/proc/sys/fs/binfmt_misc"
+_ENTRY_MAX = 1 << 16  # an entry file is at most a page; read no more whatever it claims
 
 
 class BinfmtTable:
@@ -40,11 +41,11 @@ class BinfmtTable:
         names = [n for n in os.listdir(self.path) if n not in RESERVED_NAMES]
         for newest_first, name in enumerate(names):
             try:
-                with open(os.path.join(self.path, name)) as f:
-                    text = f.read()
+                with open(os.path.join(self.path, name), "rb") as f:
+                    data = f.read(_ENTRY_MAX)
             except FileNotFoundError:
                 continue  # removed between listing and reading
-            entries.append(parse_entry(name, text, len(names) - newest_first))
+            entries.append(parse_entry(name, data, len(names) - newest_first))
         entries.sort(key=lambda e: e.order)
         with open(os.path.join(self.path, "status")) as f:
             enabled = f.read().strip() == "enabled"
@@ -69,7 +70,7 @@ class BinfmtTable:
         try:
             fd = os.open(os.path.join(self.path, file), os.O_WRONLY)
             try:
-                os.write(fd, text.encode())
+                os.write(fd, os.fsencode(text))
             finally:
                 os.close(fd)
         except OSError as e:

@@ -21,9 +21,10 @@ class Flags:
     letters: str = ""
 
     @classmethod
-    def parse(cls, text: str) -> Flags:
+    def parse(cls, text: str, strict: bool = True) -> Flags:
+        """`strict`: an unknown letter is an error, else ignored (a newer kernel's flag)."""
         bad = sorted(set(text) - set(KERNEL_ORDER))
-        if bad:
+        if bad and strict:
             raise ValueError(f"unknown flag {bad[0]!r}")
         chosen = set(text)
         if "C" in chosen:

@@ -22,6 +22,20 @@ def owned(name: str) -> bool:
     return name.startswith(OWNED_PREFIX)
 
 
+def printable(text: str) -> str:
+    """A name or path as it may be shown anywhere (a terminal, the journal, D-Bus): bytes that
+    are not UTF-8 as \\xHH, control and other unprintable characters escaped."""
+    if text.isprintable() and text.isascii():
+        return text
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no file name decodes to
+        data = text.encode("utf-8", "backslashreplace")
+    text = data.decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def _escape(data: bytes) -> str:
     return "".join(chr(b) if b in _LITERAL else f"\\x{b:02x}" for b in data)
 

@@ -86,6 +86,8 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
     if conflicts:
         todo = Plan(tuple(a for a in todo.actions if a.entry not in conflicts))
     if dry_run or not todo:
+        if history and not dry_run:
+            history.record(want, observed, (), drift, now)  # what is right now, is known right
         return Result(policy, want, todo, build_report(want, observed, (), conflicts), drift,
                       conflicts)
     table = BinfmtTable(config.binfmt_dir)
