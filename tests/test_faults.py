@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import time
+from typing import Any
 
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.bus import PrivateBus
@@ -43,3 +46,95 @@ def test_foreign_entries_with_any_bytes_are_read_shown_escaped_and_harm_nothing(
     foreign = {f["name"]: f["interpreter"] for f in json.loads(remote.stdout)["foreign"]}
     assert foreign == {"foo": "/tmp/\\xff", "bar\\x01baz": "/opt/a\\x0bb \\x85\\u2028",
                        "\\xc3(": "/usr/bin/x\\ry"}
+
+
+def busctl_prop(bus: PrivateBus, name: str) -> Any:
+    r = bus.busctl("--json=short", "get-property", "io.github.multiarchd1",
+                   "/io/github/multiarchd1", "io.github.multiarchd1.Manager", name)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["data"]
+
+
+def test_during_a_policy_error_the_last_good_policy_stays_in_force_and_is_healed(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, bus: PrivateBus,
+        start_daemon: DaemonStarter) -> None:
+    path = policy("arches: {s390x: {}, arm: {}}\n")
+    d = start_daemon(path, binfmt, bus=bus)
+    good = binfmt.snapshot()
+    since = d.mark()
+    path.write_text("arches: {s390x: {}}\ndefaults: {flags: [Q]}\n")
+    d.wait_notify("STATUS=policy error, keeping the last good registrations: "
+                  f"{path}:2:20: unknown flag 'Q'", since)
+    d.wait_log("policy rejected; the last good policy stays in force", since)
+    since = d.mark()
+    binfmt.write("multiarch-arm", "-1")
+    d.wait_log("repaired multiarch-arm", since)
+    assert binfmt.snapshot() == good
+    assert busctl_prop(bus, "State") == "policy-error"
+    states = {a[0]: a[2] for a in busctl_prop(bus, "Architectures")}
+    assert states["s390x"] == states["arm"] == "active"
+
+
+def test_started_on_a_bad_policy_it_changes_nothing_and_says_so(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter) -> None:
+    assert run("multiarchd", "--once", config=policy("arches: {s390x: {}}\n"),
+               binfmt=binfmt).returncode == 0
+    before = binfmt.snapshot()
+    d = start_daemon(policy("arches: {arm: {}}\ndefaults: {flags: [Q]}\n"), binfmt)
+    d.wait_log("policy rejected; every registration is left as it was")
+    assert "STATUS=policy error, keeping the last good registrations" in "\n".join(d.messages)
+    assert binfmt.snapshot() == before
+
+
+def test_an_empty_or_null_policy_is_an_error_not_a_wipe(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter) -> None:
+    path = policy("arches: {s390x: {}, arm: {}}\n")
+    d = start_daemon(path, binfmt)
+    good = binfmt.snapshot()
+    for text, words in (("", "the policy file is empty"), ("  \n\n", "the policy file is empty"),
+                        ("# all off?\n", "the policy file is empty"),
+                        ("arches: null\n", "arches is empty (null)"),
+                        ("defaults: {flags: [F]}\n", "no policy file says which architectures")):
+        since = d.mark()
+        path.write_text(text)
+        d.wait_log(re.escape(words), since)
+        assert binfmt.snapshot() == good, text
+        since = d.mark()
+        path.write_text("arches: {s390x: {}, arm: {}}\n")
+        d.wait_log("policy accepted", since)
+    since = d.mark()
+    path.write_text("arches: {}\n")  # only this asks for no entries
+    d.wait_until(lambda: binfmt.names() == [], "every owned entry removed")
+
+
+def test_a_policy_written_in_place_slowly_is_not_applied_half_written(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter) -> None:
+    path = policy("arches: {s390x: {}, arm: {}}\n")
+    d = start_daemon(path, binfmt)
+    since = d.mark()
+    with open(path, "w") as f:  # truncated: in-place writers (echo >, cat >, config tools)
+        f.write("arches:\n  s390x: {}\n")
+        f.flush()
+        # A slow writer: longer than the editors' debounce, within the bound a writer gets.
+        time.sleep(0.3)
+        f.write("  arm: {}\n  riscv64: {}\n")
+    d.wait_log("registered multiarch-riscv64", since)
+    assert not any("removed multiarch-arm" in line for line in d.lines[since[0]:])
+    assert binfmt.names() == ["multiarch-arm", "multiarch-riscv64", "multiarch-s390x"]
+
+
+def test_a_fifo_or_a_device_as_a_drop_in_is_refused_at_once_and_stop_still_works(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter) -> None:
+    path = policy("arches: {s390x: {}}\n")
+    d = start_daemon(path, binfmt)
+    dropins = path.parent / "arches.d"
+    dropins.mkdir()
+    for make, words in ((lambda p: os.mkfifo(p), "is a FIFO"),
+                        (lambda p: p.symlink_to("/dev/zero"), "is a character device")):
+        since = d.mark()
+        make(dropins / "bad.yaml")
+        d.wait_log(words, since)
+        (dropins / "bad.yaml").unlink()
+        d.wait_log("policy accepted", since)
+    assert binfmt.names() == ["multiarch-s390x"]
+    assert d.stop() == 0

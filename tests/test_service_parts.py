@@ -235,14 +235,29 @@ def test_file_events_poke_with_their_own_quiet_and_coalesce(tmp_path: Path) -> N
     rig.service.start()
     assert rig.script.runs == 1
     for _ in range(3):  # an editor saving in steps
-        rig.watcher.on_event(str(tmp_path / "etc" / "arches.yaml"))
+        rig.watcher.on_event(str(tmp_path / "etc" / "arches.yaml"), "moved")
         rig.loop.advance(0.01)
     rig.loop.advance(0.039)  # 49 ms after the last save
     assert rig.script.runs == 1
     rig.loop.advance(0.001)
     assert rig.script.runs == 2
-    rig.watcher.on_event(str(tmp_path / "binfmt" / "register"))  # the table: a short quiet
+    rig.watcher.on_event(str(tmp_path / "binfmt" / "register"), "modified")  # a short quiet
     rig.loop.advance(0.005)
+    assert rig.script.runs == 3
+
+
+def test_a_policy_file_written_in_place_is_applied_once_closed(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, Script(result()))
+    rig.service.start()
+    policy = str(tmp_path / "etc" / "arches.yaml")
+    rig.watcher.on_event(policy, "modified")  # truncated, half written ...
+    rig.loop.advance(0.5)
+    assert rig.script.runs == 1  # ... not applied while the writer has it open
+    rig.watcher.on_event(policy, "closed")
+    rig.loop.advance(0.05)
+    assert rig.script.runs == 2
+    rig.watcher.on_event(policy, "modified")  # a writer that never closes: max_delay bounds it
+    rig.loop.advance(1.1)
     assert rig.script.runs == 3
 
 

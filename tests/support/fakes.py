@@ -79,8 +79,8 @@ class FakeLoop:
 
 
 class FakeWatcher:
-    def __init__(self, on_event: Callable[[str], None]) -> None:
-        self.on_event = on_event  # call it to simulate an inotify event
+    def __init__(self, on_event: Callable[[str, str], None]) -> None:
+        self.on_event = on_event  # call it to simulate an inotify event: (path, kind)
         self.started = self.stopped = False
         self.watches: set[Watch] = set()
 

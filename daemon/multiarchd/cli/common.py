@@ -29,7 +29,8 @@ def tell_outcomes(report: Report, log: Log, drift: frozenset[str] = frozenset())
     """One record per change, then the policy's problems."""
     for record in change_records(report.outcomes, drift):
         log.emit(record)
-    for record in problem_records(report.problems, report.rejected):
+    for record in problem_records(report.problems, report.rejected,
+                                  last_good=bool(report.statuses)):
         log.emit(record)
 
 

@@ -80,7 +80,7 @@ def _with_source(args: argparse.Namespace, verb: str, work: Callable[[Source], i
 def _show(view: View, as_json: bool, show_all: bool = False, applied: bool = False) -> int:
     if as_json:
         print(dumps(view_json(view, applied)))
-    elif view.report.rejected:
+    elif view.report.rejected and not view.report.statuses:
         for p in view.report.problems:
             print(p, file=sys.stderr)
     else:
@@ -114,7 +114,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if args.json:
             return _show(view, True, applied=True)
         tell_outcomes(view.report, StderrLog("multiarchctl"))
-        if not view.report.rejected:
+        if view.report.statuses:
             print(report_text(view.report, state=view.state))
         return view.exit_code()
     return _with_source(args, "apply", apply)
@@ -147,6 +147,9 @@ def cmd_test(args: argparse.Namespace) -> int:
             verdicts = src.test(args.arches)
         except UnknownArchitecture as e:
             print(f"multiarchctl: {e}", file=sys.stderr)
+            return EXIT_USAGE
+        except PolicyRejected as e:  # which architectures does it register? It cannot say.
+            print(e, file=sys.stderr)
             return EXIT_USAGE
         return _print_verdicts(verdicts, args.json)
     return _with_source(args, "test", test, fallback=True)  # a probe needs no daemon

@@ -43,7 +43,7 @@ class Local:
     def view(self) -> View:
         policy, want, observed, todo = evaluate(self.config, self.catalog)
         report = build_report(want, observed) if want else \
-            Report((), (), policy.problems, (), observed.enabled)
+            Report((), (), policy.problems, (), observed.enabled, policy_rejected=True)
         return self._view(report, todo)
 
     def apply(self) -> View:
@@ -60,8 +60,10 @@ class Local:
         if names:
             arches = self.catalog.resolve(names)
         else:
-            _, want, _, _ = evaluate(self.config, self.catalog)
-            arches = want.registered_arches() if want else []
+            policy, want, _, _ = evaluate(self.config, self.catalog)
+            if want is None:
+                raise PolicyRejected("\n".join(str(p) for p in policy.problems))
+            arches = want.registered_arches()
         return verify(arches, self.catalog, self.config.binfmt_dir)
 
 
@@ -76,15 +78,16 @@ class Remote:
 
     def view(self, applied: list[api.AppliedRecord] | None = None) -> View:
         get = self.client.get
+        state = get("State")
         report = api.report_from(get("Architectures"), get("ForeignEntries"), get("Problems"),
-                                 get("BinfmtEnabled"), applied or ())
+                                 get("BinfmtEnabled"), applied or (), state == "policy-error")
         if applied is not None:
             plan = Plan(tuple(o.action for o in report.outcomes))
         elif report.rejected:
             plan = Plan(())
         else:
             plan = self._plan()[0]
-        return View(get("State"), get("HostArchitecture"), get("PolicyPath"), report, plan)
+        return View(state, get("HostArchitecture"), get("PolicyPath"), report, plan)
 
     def apply(self) -> View:
         try:

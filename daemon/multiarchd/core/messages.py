@@ -83,14 +83,20 @@ def change_records(outcomes: Iterable[Outcome], drift: frozenset[str] = frozense
     return records
 
 
-def problem_records(problems: Iterable[Problem], rejected: bool) -> list[Record]:
+def problem_records(problems: Iterable[Problem], rejected: bool,
+                    last_good: bool = False) -> list[Record]:
+    """The policy's problems; `rejected`: the whole policy was, and with `last_good` the one
+    accepted before stays in force."""
     records = []
     for p in problems:
         fields = {"MULTIARCH_POLICY_FILE": p.place.file}
         if p.scope:
             fields["MULTIARCH_ARCH" if p.scope[0] == "arch" else "MULTIARCH_ENTRY"] = p.scope[1]
         records.append(Record(Event.POLICY_REJECTED, str(p), fields))
-    if rejected:
+    if rejected and last_good:
+        records.append(Record(Event.POLICY_REJECTED, "policy rejected; the last good policy "
+                              "stays in force (and drift is healed) until the file is fixed"))
+    elif rejected:
         records.append(Record(Event.POLICY_REJECTED, "policy rejected; every registration is "
                               "left as it was until the file is fixed"))
     return records

@@ -63,11 +63,12 @@ class Report:
     problems: tuple[Problem, ...]
     outcomes: tuple[Outcome, ...] = ()
     binfmt_enabled: bool = True
+    # The policy file was rejected as a whole: the statuses, if any, are the last good policy's.
+    policy_rejected: bool = False
 
     @property
     def rejected(self) -> bool:
-        """The policy was rejected as a whole: nothing was judged."""
-        return bool(self.problems) and not self.statuses
+        return self.policy_rejected
 
     @property
     def failures(self) -> tuple[Outcome, ...]:

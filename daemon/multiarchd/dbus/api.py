@@ -150,8 +150,8 @@ def change_records(plan: Plan) -> list[tuple[str, str, str]]:
 
 def report_from(statuses: list[ArchRecord], foreign: list[ForeignRecord],
                 problems: list[ProblemRecord], binfmt_enabled: bool,
-                applied: Sequence[AppliedRecord] = ()) -> Report:
+                applied: Sequence[AppliedRecord] = (), policy_rejected: bool = False) -> Report:
     return Report(tuple(status_from(r) for r in statuses),
                   tuple(foreign_from(r) for r in foreign),
                   tuple(problem_from(r) for r in problems),
-                  tuple(outcome_from(r) for r in applied), bool(binfmt_enabled))
+                  tuple(outcome_from(r) for r in applied), bool(binfmt_enabled), policy_rejected)

@@ -2,7 +2,8 @@
 
 - which interpreter file the kernel holds open for each F entry it registered;
 - what it last had right, so that a later difference with an unchanged policy is drift;
-- how often it repaired each entry lately, so that it backs off from a writer that fights it.
+- how often it repaired each entry lately, so that it backs off from a writer that fights it;
+- the last policy it accepted, which stays in force while the policy file is bad.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from ..core.desired import Desired
 from ..core.plan import Kind, Outcome
 from ..model.host import FileId
+from ..model.policy import Policy
 from ..model.registration import Registration, owned
 from ..model.table import Observed
 
@@ -25,6 +27,7 @@ class History:
     right: dict[str, Registration] = field(default_factory=dict)
     quelled: set[str] = field(default_factory=set)  # foreign entries we disabled or removed
     repairs: dict[str, deque[float]] = field(default_factory=dict)
+    last_good: Policy | None = None  # the last policy accepted: in force while the file is bad
 
     def drift(self, desired: Desired, observed: Observed) -> frozenset[str]:
         """Entries that were right, are still wanted the same, and are not right now; and

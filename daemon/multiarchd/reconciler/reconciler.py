@@ -84,7 +84,7 @@ class Reconciler:
         """What a run would do now, and the policy's problems, writing nothing; PolicyRejected
         (one problem a line) if the policy cannot be applied at all."""
         policy, want, _, todo = evaluate(self.config, history=self.history)
-        if want is None:
+        if want is None or policy.rejected:
             raise PolicyRejected("\n".join(str(p) for p in policy.problems))
         return todo, want.problems
 

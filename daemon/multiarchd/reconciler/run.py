@@ -8,11 +8,11 @@ writes nothing. `multiarchd --once`, `multiarchctl` and the service all run this
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..catalog import load_catalog
 from ..core.desired import Desired, desired
-from ..core.plan import Plan, plan
+from ..core.plan import Outcome, Plan, plan
 from ..core.report import Report, build_report
 from ..host.facts import candidate_paths, probe_host
 from ..kernel.apply import apply
@@ -34,21 +34,25 @@ class Config:
 
 @dataclass(frozen=True)
 class Result:
-    policy: Policy
-    desired: Desired | None  # None when the policy was rejected
+    policy: Policy  # as the files on disk say
+    desired: Desired | None  # None when the policy was rejected and none was accepted before
     plan: Plan
     report: Report
     drift: frozenset[str] = frozenset()  # entries repaired (or due) because someone changed them
     conflicts: frozenset[str] = frozenset()  # entries left alone: their repairs are backed off
+    enforced: Policy | None = None  # the policy in force: this one, or the last good one
 
     @property
     def rejected(self) -> bool:
-        return self.desired is None
+        """The policy on disk was rejected (the last good one, if any, stays in force)."""
+        return self.policy.rejected
 
 
 def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed | None = None,
              history: History | None = None) -> tuple[Policy, Desired | None, Observed, Plan]:
-    """Everything up to the plan, writing nothing."""
+    """Everything up to the plan, writing nothing. A rejected policy changes nothing: with a
+    history that holds the last good policy, that one is planned for (drift is still healed);
+    without, there is no plan."""
     catalog = catalog or load_catalog()
     policy = load_policy(config.policy_path, catalog)
     table = BinfmtTable(config.binfmt_dir)
@@ -57,10 +61,13 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
             raise NotMounted(f"binfmt_misc is not mounted at {config.binfmt_dir}; mount it with "
                              f"`mount -t binfmt_misc binfmt_misc {config.binfmt_dir}`")
         observed = table.read()
+    enforced = policy
     if policy.rejected:
-        return policy, None, observed, Plan(())
-    host = probe_host(catalog, candidate_paths(policy, catalog))
-    want = desired(policy, catalog, host)
+        if history is None or history.last_good is None:
+            return policy, None, observed, Plan(())
+        enforced = history.last_good
+    host = probe_host(catalog, candidate_paths(enforced, catalog))
+    want = desired(enforced, catalog, host)
     return policy, want, observed, plan(want, observed, history.held if history else None)
 
 
@@ -79,21 +86,25 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
         ensure_mounted(config)
     policy, want, observed, todo = evaluate(config, catalog, history=history)
     if want is None:
-        return Result(policy, None, todo, Report((), (), policy.problems, (), observed.enabled))
+        return Result(policy, None, todo, Report((), (), policy.problems, (), observed.enabled,
+                                                 policy_rejected=True))
+    enforced = history.last_good if history and policy.rejected else policy
     drift = history.drift(want, observed) if history else frozenset()
     now = time.monotonic() if now is None else now
     conflicts = history.blocked(drift, now) if history else frozenset()
     if conflicts:
         todo = Plan(tuple(a for a in todo.actions if a.entry not in conflicts))
-    if dry_run or not todo:
-        if history and not dry_run:
-            history.record(want, observed, (), drift, now)  # what is right now, is known right
-        return Result(policy, want, todo, build_report(want, observed, (), conflicts), drift,
-                      conflicts)
-    table = BinfmtTable(config.binfmt_dir)
-    outcomes = apply(todo, table)
-    after = table.read()
-    if history:
-        history.record(want, after, outcomes, drift, now)
-    return Result(policy, want, todo, build_report(want, after, outcomes, conflicts), drift,
-                  conflicts)
+    outcomes: tuple[Outcome, ...] = ()
+    after = observed
+    if todo and not dry_run:
+        table = BinfmtTable(config.binfmt_dir)
+        outcomes = apply(todo, table)
+        after = table.read()
+    if history and not dry_run:
+        history.record(want, after, outcomes, drift, now)  # what is right now, is known right
+        if not policy.rejected:
+            history.last_good = policy
+    report = build_report(want, after, outcomes, conflicts)
+    if policy.rejected:  # the last good policy was applied; the file on disk is the problem
+        report = replace(report, problems=policy.problems, policy_rejected=True)
+    return Result(policy, want, todo, report, drift, conflicts, enforced)

@@ -1,7 +1,8 @@
 """Filesystem watches through watchdog (inotify): the Watcher protocol for real. The only module
 importing watchdog.
 
-watchdog delivers events on its own threads; `on_event` must be safe to call from any thread.
+watchdog delivers events on its own threads; `on_event(path, kind)` must be safe to call from
+any thread. `kind` is watchdog's word: created, deleted, moved, modified, closed (after a write).
 Its inotify observer blocks on the kernel and wakes only for events: nothing here polls.
 """
 
@@ -17,7 +18,7 @@ from .watches import Watch
 
 
 class _Handler(FileSystemEventHandler):  # type: ignore[misc]
-    def __init__(self, watch: Watch, on_event: Callable[[str], None]) -> None:
+    def __init__(self, watch: Watch, on_event: Callable[[str, str], None]) -> None:
         self.watch = watch
         self.on_event = on_event
 
@@ -26,13 +27,13 @@ class _Handler(FileSystemEventHandler):  # type: ignore[misc]
             return
         paths = [event.src_path, getattr(event, "dest_path", "")]
         if any(p and self.watch.wants(os.fsdecode(p)) for p in paths):
-            self.on_event(os.fsdecode(event.src_path))
+            self.on_event(os.fsdecode(event.src_path), event.event_type)
 
 
 class Watcher:
     """Keeps a set of watches; `update` adds and drops watches to match a new set."""
 
-    def __init__(self, on_event: Callable[[str], None]) -> None:
+    def __init__(self, on_event: Callable[[str, str], None]) -> None:
         self.on_event = on_event
         self.observer = InotifyObserver()
         self.current: dict[Watch, object] = {}

@@ -33,7 +33,8 @@ class Loop(Timers, Protocol):
 
 
 class Watcher(Protocol):
-    """Filesystem watches; events reach the callback given at construction, on any thread."""
+    """Filesystem watches; events reach the callback given at construction, on any thread, as
+    (path, kind): created, deleted, moved, modified, or closed (a file written and closed)."""
 
     def start(self) -> None: ...
     def update(self, watches: set[Watch]) -> None: ...

@@ -31,7 +31,8 @@ from .watches import policy_dir, watches_for
 class Service:
     def __init__(self, reconciler: Reconciler, verifier: Verifier, options: Options,
                  catalog: Catalog, host_arch: str, loop: Loop, clock: Clock,
-                 watcher_factory: Callable[[Callable[[str], None]], Watcher], notify: Notifier,
+                 watcher_factory: Callable[[Callable[[str, str], None]], Watcher],
+                 notify: Notifier,
                  log: Log, watchdog: float | None = None,
                  native_why: Callable[[], str] = lambda: "",
                  bus: Callable[[Service], Bus] | None = None) -> None:
@@ -59,6 +60,9 @@ class Service:
         self._problems: tuple[str, ...] = ()
         self._conflicts: frozenset[str] = frozenset()
         self._watching_mounts = False
+        # Policy files written in place and not closed yet, and since when: a run waits for the
+        # writer to close (up to max_delay), so that a half-written policy is not applied.
+        self._writing: dict[str, float] = {}
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -127,6 +131,8 @@ class Service:
 
     def test(self, names: list[str]) -> list[Verdict]:
         """Run the probes of these (default: every registered) architectures now."""
+        if not names and self.last and self.last.rejected:  # "what the policy registers": which?
+            raise PolicyRejected("\n".join(str(p) for p in self.last.report.problems))
         want = self.last.desired if self.last else None
         arches = self.catalog.resolve(names) if names else \
             want.registered_arches() if want else []
@@ -139,13 +145,26 @@ class Service:
         """Something may have changed: run soon (bursts coalesce)."""
         self.trigger.poke(self.options.debounce if quiet is None else quiet)
 
-    def _on_file_event(self, path: str) -> None:
+    def _on_file_event(self, path: str, kind: str) -> None:
         """From a watcher thread: a policy file needs the editor's quiet time, others do not."""
-        quiet = self.options.debounce if path.startswith(policy_dir(self.config)) \
-            else self.options.table_debounce
-        self.loop.call_soon_threadsafe(lambda: self.poke(quiet))
+        self.loop.call_soon_threadsafe(lambda: self._file_changed(path, kind))
+
+    def _file_changed(self, path: str, kind: str) -> None:
+        if not path.startswith(policy_dir(self.config)):
+            self.poke(self.options.table_debounce)
+            return
+        if kind == "modified":
+            self._writing.setdefault(path, self.clock())
+        elif kind in ("closed", "deleted", "moved"):
+            self._writing.pop(path, None)
+        self.poke(self.options.debounce)
 
     def _triggered(self) -> None:
+        now = self.clock()
+        if any(now - since < self.options.max_delay for since in self._writing.values()):
+            self.poke(self.options.debounce)  # a writer is still at it: look again shortly
+            return
+        self._writing.clear()  # a writer that never closes gets its run after max_delay
         self.run_now()
 
     # -- one run --------------------------------------------------------------------------------
@@ -186,7 +205,8 @@ class Service:
         problems = tuple(str(p) for p in result.report.problems)
         if problems != self._problems:  # say it once per distinct policy, not every run
             if problems:
-                for record in problem_records(result.report.problems, result.rejected):
+                for record in problem_records(result.report.problems, result.rejected,
+                                              last_good=result.desired is not None):
                     self.log.emit(record)
             elif self._problems:
                 self.log.emit(Record(Event.POLICY_ACCEPTED, "policy accepted; applying it"))
