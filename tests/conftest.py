@@ -3,7 +3,9 @@ policy files, a way to start the daemon, the .deb; and the markers that say what
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -52,6 +54,18 @@ def bus() -> Iterator[PrivateBus]:
 def journal(tmp_path: Path) -> Iterator[PrivateJournal]:
     with PrivateJournal(tmp_path) as j:
         yield j
+
+
+@pytest.fixture
+def trusted_dir() -> Iterator[Path]:
+    """A scratch directory only root can change, all the way up (under /var/lib, not /tmp):
+    where a test's interpreters go, since multiarchd refuses any other."""
+    path = Path(tempfile.mkdtemp(prefix="multiarchd-test-", dir="/var/lib"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -167,9 +167,9 @@ def test_burst_of_saves_gives_one_run(binfmt: PrivateBinfmt, policy: PolicyWrite
 
 
 def test_replaced_interpreter_is_registered_again(
-        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter, tmp_path: Path,
-        busybox: dict[str, Path]) -> None:
-    emu = tmp_path / "emu" / "qemu-s390x-static"
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
+        trusted_dir: Path, busybox: dict[str, Path]) -> None:
+    emu = trusted_dir / "emu" / "qemu-s390x-static"
     emu.parent.mkdir()
     shutil.copy("/usr/bin/qemu-s390x-static", emu)
     d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n"), binfmt)
@@ -182,8 +182,9 @@ def test_replaced_interpreter_is_registered_again(
 
 
 def test_emulator_appearing_is_noticed_by_the_safety_timer(
-        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter, tmp_path: Path) -> None:
-    emu = tmp_path / "later" / "qemu-s390x-static"  # its directory does not exist yet
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
+        trusted_dir: Path) -> None:
+    emu = trusted_dir / "later" / "qemu-s390x-static"  # its directory does not exist yet
     d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n"), binfmt,
                      "--safety-interval", "1")
     assert binfmt.names() == []

@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from tests.support.binfmt import PrivateBinfmt
@@ -138,3 +140,20 @@ def test_a_fifo_or_a_device_as_a_drop_in_is_refused_at_once_and_stop_still_works
         d.wait_log("policy accepted", since)
     assert binfmt.names() == ["multiarch-s390x"]
     assert d.stop() == 0
+
+
+def test_an_interpreter_that_becomes_changeable_by_others_is_unregistered_at_once(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
+        trusted_dir: Path) -> None:
+    emu = trusted_dir / "qemu-s390x-static"
+    shutil.copy("/usr/bin/qemu-s390x-static", emu)
+    d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n  arm: {{}}\n"), binfmt)
+    assert binfmt.names() == ["multiarch-arm", "multiarch-s390x"]
+    since = d.mark()
+    os.chown(emu, 65534, 65534)  # now `nobody` could put any program there, run as root
+    d.wait_log("removed multiarch-s390x", since)
+    d.wait_log(f"interpreter {emu} is not trusted: interpreter {emu} is owned by uid 65534", since)
+    assert binfmt.names() == ["multiarch-arm"]
+    since = d.mark()
+    os.chown(emu, 0, 0)
+    d.wait_log("registered multiarch-s390x", since)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -200,9 +202,10 @@ def test_missing_main_file_is_a_problem_not_an_empty_policy(tmp_path: Path) -> N
 @pytest.mark.parametrize("mode,state,words", [(0o755, None, ""),
                                                (0o644, "not-executable", "not an executable"),
                                                (None, "missing", "does not exist")])
-def test_explicit_interpreter_must_exist_and_run(policy: PolicyWriter, tmp_path: Path, mode: int | None,
-                                                 state: str | None, words: str) -> None:
-    interp = tmp_path / "qemu-arm"
+def test_explicit_interpreter_must_exist_and_run(policy: PolicyWriter, trusted_dir: Path,
+                                                 mode: int | None, state: str | None,
+                                                 words: str) -> None:
+    interp = trusted_dir / "qemu-arm"
     if mode is not None:
         interp.write_text("#!/bin/sh\n")
         interp.chmod(mode)
@@ -276,3 +279,41 @@ def test_only_regular_files_are_read_and_never_waited_on(policy: PolicyWriter,
 def test_bulk_is_refused_with_a_place(policy: PolicyWriter, text: str, words: str) -> None:
     p = load_policy(str(policy(text)), CATALOG)
     assert p.rejected and any(words in str(q) for q in p.problems), p.problems[-1]
+
+
+def _nobody(p: Path) -> None:
+    os.chown(p, 65534, 65534)
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda d: _nobody(d / "q"), "interpreter {d}/q is owned by uid 65534, not root"),
+    (lambda d: (d / "q").chmod(0o777), "interpreter {d}/q is writable by group and others "
+                                       "(mode 0777)"),
+    (lambda d: (d / "q").chmod(0o775), "is writable by its group (mode 0775)"),
+    (lambda d: d.chmod(0o757), "directory {d} is writable by others (mode 0757)"),
+    (lambda d: _nobody(d), "directory {d} is owned by uid 65534"),
+], ids=["owned by nobody", "world-writable", "group-writable", "in a world-writable directory",
+        "in a directory owned by nobody"])
+def test_an_interpreter_others_could_change_is_refused_and_never_left_registered(
+        policy: PolicyWriter, trusted_dir: Path, make: Callable[[Path], None],
+        words: str) -> None:
+    shutil.copy("/usr/bin/qemu-arm-static", trusted_dir / "q")
+    make(trusted_dir)
+    p = load(policy, f"arches:\n  arm: {{interpreter: {trusted_dir}/q}}\n  s390x: {{}}\n")
+    d = desired(p, CATALOG, probe_host(CATALOG, candidate_paths(p, CATALOG)))
+    assert str(d.problems[0]).startswith(f"{p.files[0]}:2:22: interpreter {trusted_dir}/q is "
+                                         "not trusted: ")
+    assert words.format(d=trusted_dir) in d.problems[0].message
+    arm = d.want("multiarch-arm")
+    assert arm is not None and arm.registration is None and not arm.frozen  # removed if there
+
+
+def test_a_symlink_is_judged_by_what_it_points_at(policy: PolicyWriter, trusted_dir: Path,
+                                                  tmp_path: Path) -> None:
+    shutil.copy("/usr/bin/qemu-arm-static", tmp_path / "q")  # under /tmp: anyone could swap it
+    (trusted_dir / "q").symlink_to(tmp_path / "q")
+    p = load(policy, f"arches:\n  arm: {{interpreter: {trusted_dir}/q}}\n")
+    d = desired(p, CATALOG, probe_host(CATALOG, candidate_paths(p, CATALOG)))
+    assert d.problems[0].message.endswith(
+        "directory /tmp is writable by group and others (mode 1777): they can change what runs "
+        "for every foreign program (chmod go-w /tmp)")

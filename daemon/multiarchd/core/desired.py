@@ -68,13 +68,24 @@ def _check_file(host: Host, path: str, place: Place | None, kind: str,
     if state is FileState.MISSING:
         return Problem(where, f"interpreter {path} does not exist; install the emulator or fix "
                        "the path", (kind, name))
+    if state is FileState.UNTRUSTED:
+        return Problem(where, f"interpreter {path} is not trusted: {host.why.get(path, '')}",
+                       (kind, name))
     return Problem(where, f"interpreter {path} is not an executable file; chmod +x it or fix "
                    "the path", (kind, name))
 
 
+def _refused(base: Want, problem: Problem, host: Host, path: str) -> Want:
+    """An interpreter that cannot be registered: a missing or broken one leaves the entry as
+    the kernel has it; an untrusted one is never left registered (it would run as root)."""
+    untrusted = host.file(path) is FileState.UNTRUSTED
+    return replace(base, verdict=Why.ERROR, frozen=not untrusted, message=problem.message)
+
+
 def _pick(arch: Arch, rule: ArchRule, policy: Policy, catalog: Catalog,
           host: Host) -> tuple[str, str] | None:
-    """(emulator, interpreter) by preference order: the first installed one wins."""
+    """(emulator, interpreter) by preference order: the first installed (and trusted) one
+    wins."""
     for name in rule.emulators or policy.emulators:
         emu = catalog.emulators[name]
         if not emu.runs(arch.name, host.arch):
@@ -114,12 +125,15 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
         problem = _check_file(host, rule.interpreter, rule.interpreter_place, "arch", arch.name)
         if problem:
             problems.append(problem)
-            return replace(base, verdict=Why.ERROR, frozen=True, message=problem.message)
+            return _refused(base, problem, host, rule.interpreter)
     if interpreter is None:
         tried = ", ".join(rule.emulators or policy.emulators)
+        skipped = [host.why[p] for n in rule.emulators or policy.emulators
+                   for p in catalog.emulators[n].candidates(arch.name) if p in host.why]
+        untrusted = f"; not trusted: {skipped[0]}" if skipped else ""
         return replace(base, verdict=Why.MISSING_EMULATOR,
                        message=f"no emulator installed for {arch.name} (tried {tried}); "
-                               f"install one, e.g. qemu-user-static")
+                               f"install one, e.g. qemu-user-static{untrusted}")
     # An explicit interpreter takes the customary flags of the emulator discovery found, if any.
     customary = catalog.emulators[picked[0] if picked else "qemu"].flags
     emu_flags = catalog.emulators[emulator].flags if emulator in catalog.emulators else customary
@@ -137,7 +151,7 @@ def _custom_want(rule: CustomRule, host: Host, problems: list[Problem]) -> Want:
     problem = _check_file(host, rule.interpreter, rule.interpreter_place, "custom", rule.name)
     if problem:
         problems.append(problem)
-        return replace(base, verdict=Why.ERROR, frozen=True, message=problem.message)
+        return _refused(base, problem, host, rule.interpreter)
     reg = Registration(entry, rule.interpreter, rule.flags or Flags(), rule.magic, rule.mask,
                        rule.offset, rule.extension)
     return replace(base, registration=reg, interpreter_id=host.ids.get(rule.interpreter))

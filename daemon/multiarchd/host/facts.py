@@ -29,15 +29,59 @@ def host_arch(catalog: Catalog, machine: str | None = None) -> str:
     return catalog.canonical(name) or name
 
 
-def file_state(path: str) -> tuple[FileState, FileId | None]:
+def _untrusted(st: os.stat_result, what: str, path: str) -> str | None:
+    """Why a file or directory that others could change cannot be trusted, and the fix."""
+    if st.st_uid not in (0, os.geteuid()):
+        return (f"{what} {path} is owned by uid {st.st_uid}, not root: whoever owns it can "
+                f"change what runs for every foreign program (chown root {path})")
+    if st.st_mode & 0o022:
+        who = "group and others" if st.st_mode & 0o022 == 0o022 else \
+            "its group" if st.st_mode & 0o020 else "others"
+        return (f"{what} {path} is writable by {who} (mode {stat.S_IMODE(st.st_mode):04o}): "
+                f"they can change what runs for every foreign program (chmod go-w {path})")
+    return None
+
+
+def file_state(path: str, dirs: dict[str, str | None] | None = None
+               ) -> tuple[FileState, FileId | None, str]:
+    """What the interpreter at `path` is, which file it is, and why it is untrusted.
+
+    The file is opened first (following symlinks) and everything is checked on that descriptor,
+    then every directory above the file actually opened: a file only root can replace, in
+    directories only root can change, as sshd's StrictModes wants of authorized_keys. `dirs`
+    keeps what was found of each directory, for the next path.
+    """
+    dirs = {} if dirs is None else dirs
     try:
-        st = os.stat(path)
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:
-        return FileState.MISSING, None
-    ident = (st.st_dev, st.st_ino)
-    if not stat.S_ISREG(st.st_mode) or not (st.st_mode & 0o111) or not os.access(path, os.X_OK):
-        return FileState.NOT_EXECUTABLE, ident
-    return FileState.OK, ident
+        return FileState.MISSING, None, ""
+    try:
+        st = os.fstat(fd)
+        ident = (st.st_dev, st.st_ino)
+        real = os.readlink(f"/proc/self/fd/{fd}")  # the file opened, symlinks resolved
+        if not stat.S_ISREG(st.st_mode) or not (st.st_mode & 0o111) or \
+                not os.access(f"/proc/self/fd/{fd}", os.X_OK):
+            return FileState.NOT_EXECUTABLE, ident, ""
+        why = _untrusted(st, "interpreter", real if real == path else f"{path} (-> {real})")
+        directory = os.path.dirname(real)
+        while why is None:
+            if directory not in dirs:
+                dfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW |
+                              os.O_CLOEXEC)
+                try:
+                    dirs[directory] = _untrusted(os.fstat(dfd), "directory", directory)
+                finally:
+                    os.close(dfd)
+            why = dirs[directory]
+            if directory == "/":
+                break
+            directory = os.path.dirname(directory)
+    except OSError:
+        return FileState.MISSING, None, ""  # gone while we looked
+    finally:
+        os.close(fd)
+    return (FileState.UNTRUSTED, ident, why) if why else (FileState.OK, ident, "")
 
 
 def candidate_paths(policy: Policy | None, catalog: Catalog) -> set[str]:
@@ -51,8 +95,10 @@ def candidate_paths(policy: Policy | None, catalog: Catalog) -> set[str]:
 
 
 def probe_host(catalog: Catalog, paths: Iterable[str], machine: str | None = None) -> Host:
-    states = {p: file_state(p) for p in paths}
+    dirs: dict[str, str | None] = {}
+    states = {p: file_state(p, dirs) for p in paths}
     return Host(arch=host_arch(catalog, machine),
-                files={p: state for p, (state, _) in states.items()},
-                ids={p: ident for p, (_, ident) in states.items() if ident is not None},
-                native=native()[0] if machine is None else None)
+                files={p: state for p, (state, _, _) in states.items()},
+                ids={p: ident for p, (_, ident, _) in states.items() if ident is not None},
+                native=native()[0] if machine is None else None,
+                why={p: why for p, (_, _, why) in states.items() if why})

@@ -9,9 +9,10 @@ from dataclasses import dataclass, field
 
 
 class FileState(enum.StrEnum):
-    OK = "ok"
+    OK = "ok"  # a regular executable file that only root (or multiarchd's user) can change
     MISSING = "missing"
     NOT_EXECUTABLE = "not-executable"
+    UNTRUSTED = "untrusted"  # someone else could change it (Host.why says who and how)
 
 
 # Which file a path is right now (device, inode): a package upgrade replaces it by rename.
@@ -26,6 +27,7 @@ class Host:
     # Architectures whose probe ran with an empty binfmt_misc table; None: not known here, and
     # the catalog's family table decides.
     native: frozenset[str] | None = None
+    why: Mapping[str, str] = field(default_factory=dict)  # why a file is untrusted
 
     def file(self, path: str) -> FileState:
         return self.files.get(path, FileState.MISSING)
