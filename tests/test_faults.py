@@ -8,9 +8,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from multiarchd.core.plan import Kind
+from multiarchd.reconciler.run import Config, reconcile_once
 
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.bus import PrivateBus
@@ -157,3 +161,71 @@ def test_an_interpreter_that_becomes_changeable_by_others_is_unregistered_at_onc
     since = d.mark()
     os.chown(emu, 0, 0)
     d.wait_log("registered multiarch-s390x", since)
+
+
+# Runs inside the table's namespace: execs the given programs in a loop until stdin closes, then
+# prints how many ran and how many failed (posix_spawn, not a shell: on ENOEXEC a shell would
+# run the file as a script instead).
+_EXEC_LOOP = """
+import os, select, sys
+runs = fails = 0
+print("ready", flush=True)
+while not select.select([sys.stdin], [], [], 0)[0]:
+    for path in sys.argv[1:]:
+        try:
+            pid = os.posix_spawn(path, [path, "true"], {})
+            fails += os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0
+        except OSError:
+            fails += 1
+        runs += 1
+print(runs, fails)
+"""
+
+
+def test_replacing_entries_leaves_no_instant_without_one(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, busybox: dict[str, Path],
+        tmp_path: Path) -> None:
+    """500 runs each replace the arm64 entry and an extension entry (flags F P <-> F) while
+    other processes exec an arm64 busybox and an .xyzt file through them, without pause."""
+    ext = tmp_path / "prog.xyzt"
+    ext.write_text("")
+    ext.chmod(0o755)
+    tmp_path.chmod(0o755)
+    texts = [f"defaults: {{flags: {flags}}}\narches: {{arm64: {{}}}}\ncustom:\n"
+             f"  - {{name: t, extension: xyzt, interpreter: /usr/bin/true, flags: {flags}}}\n"
+             for flags in ("[F, P]", "[F]")]
+    path = policy(texts[0])
+    config = Config(str(path), binfmt.path)
+    reconcile_once(config)
+    loops = [subprocess.Popen(binfmt.enter(sys.executable, "-c", _EXEC_LOOP, str(program)),
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for program in (busybox["arm64"], ext, ext)]
+    for loop in loops:  # each is execing before the first replacement
+        assert loop.stdout is not None and loop.stdout.readline() == "ready\n"
+    replaced = 0
+    try:
+        for i in range(500):
+            path.write_text(texts[(i + 1) % 2])
+            result = reconcile_once(config)
+            replaced += sum(o.ok and o.action.kind is Kind.REPLACE for o in result.report.outcomes)
+    finally:
+        counts = [loop.communicate("", timeout=60)[0].split() for loop in loops]
+    assert replaced == 1000
+    assert binfmt.names() == ["multiarch-aarch64", "multiarch-t"]  # no stand-in left
+    runs = [int(c[0]) for c in counts]
+    assert runs[0] > 20 and runs[1] > 500 and runs[2] > 500, runs
+    assert [int(c[1]) for c in counts] == [0, 0, 0], (runs, counts)
+
+
+def test_a_second_daemon_on_the_same_table_refuses_and_names_the_first(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, bus: PrivateBus,
+        start_daemon: DaemonStarter) -> None:
+    path = policy("arches: {s390x: {}}\n")
+    first = start_daemon(path, binfmt, bus=bus)
+    for how in ({}, {"bus": bus}):
+        second = start_daemon(path, binfmt, ready=False, **how)
+        assert second.proc.wait(timeout=30) == 1
+        second.wait_log(f"another multiarchd \\(pid {first.proc.pid}\\) already keeps the "
+                        f"binfmt_misc table at {re.escape(binfmt.path)}")
+        assert "READY=1" not in second.messages
+    assert first.proc.poll() is None and binfmt.names() == ["multiarch-s390x"]

@@ -148,8 +148,9 @@ def start_daemon(tmp: Path, config: Path, binfmt: PrivateBinfmt | None = None,
         argv += ["--binfmt-dir", binfmt.path]
     if journal is not None:
         prefix = (*prefix, *journal.enter())
-    d = DaemonProcess(argv, tmp, dict(env or {}, **(bus.env if bus else {})), prefix,
-                      "journal" if journal else "stderr")
+    # The lock that keeps a second daemon off a table lives in the test's own directory.
+    env = dict({"RUNTIME_DIRECTORY": str(tmp / "run")}, **(env or {}), **(bus.env if bus else {}))
+    d = DaemonProcess(argv, tmp, env, prefix, "journal" if journal else "stderr")
     try:
         if ready:
             d.wait_notify("READY=1")

@@ -76,8 +76,9 @@ def serve(args: argparse.Namespace) -> int:
     service = build_service(config_from(args), options, open_log(args.log_target),
                             dbus=not args.no_dbus)
     service.start()
-    service.loop.run()
-    return 0
+    if not service.exit_code:
+        service.loop.run()
+    return service.exit_code
 
 
 if __name__ == "__main__":

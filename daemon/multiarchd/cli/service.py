@@ -16,6 +16,7 @@ from ..reconciler.reconciler import Reconciler
 from ..reconciler.run import Config
 from ..service.glib_loop import GLibLoop
 from ..service.inotify import Watcher
+from ..service.lock import TableLock
 from ..service.protocols import Bus, Log
 from ..service.service import Service
 from ..service.systemd_glue import notify, watchdog_interval
@@ -34,4 +35,5 @@ def build_service(config: Config, options: Options, log: Log, dbus: bool = True)
     probe = partial(verify, catalog=catalog, binfmt_dir=config.binfmt_dir)
     return Service(reconciler, Verifier(probe, log), options, catalog, host_arch(catalog),
                    GLibLoop(), time.monotonic, Watcher, notify, log, watchdog_interval(),
-                   native_why=lambda: native()[1], bus=_bus if dbus else None)
+                   native_why=lambda: native()[1], bus=_bus if dbus else None,
+                   lock=TableLock(config.binfmt_dir).take)

@@ -14,7 +14,7 @@ import unicodedata
 from ..model.catalog import Catalog
 from ..model.flags import KERNEL_ORDER, MEANING, Flags
 from ..model.problems import Place, Problem, did_you_mean
-from ..model.registration import MAX_MAGIC, MAX_NAME, OWNED_PREFIX, RESERVED_NAMES
+from ..model.registration import MAX_MAGIC, MAX_NAME, OWNED_PREFIX, RESERVED_NAMES, STAND_IN
 from .escapes import decode_bytes
 from .nodes import MapNode, Node, Scalar, SeqNode
 
@@ -160,7 +160,7 @@ class Fields:
         return None
 
     def _check_name(self, name: str, node: Node, scope: Scope) -> None:
-        limit = MAX_NAME - len(OWNED_PREFIX)
+        limit = MAX_NAME - len(OWNED_PREFIX) - len(STAND_IN)
         if name in RESERVED_NAMES:
             self.problem(self.at(node), f"custom name {name!r} is reserved by binfmt_misc; "
                          "choose another", scope)

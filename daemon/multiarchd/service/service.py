@@ -35,7 +35,8 @@ class Service:
                  notify: Notifier,
                  log: Log, watchdog: float | None = None,
                  native_why: Callable[[], str] = lambda: "",
-                 bus: Callable[[Service], Bus] | None = None) -> None:
+                 bus: Callable[[Service], Bus] | None = None,
+                 lock: Callable[[], str | None] = lambda: None) -> None:
         self.reconciler = reconciler
         self.config = reconciler.config
         self.verifier = verifier
@@ -50,6 +51,8 @@ class Service:
         self.native_why = native_why  # why native architectures cannot be found by running
         self.watcher = watcher_factory(self._on_file_event)
         self.trigger = Trigger(loop, clock, self._triggered, options.max_delay)
+        self.lock = lock  # one daemon per table: None when this one may keep it, else why not
+        self.exit_code = 0
         self._make_bus = bus  # None: no D-Bus (ready as soon as the first run is done)
         self.bus: Bus | None = None
         self.state = "starting"
@@ -78,7 +81,8 @@ class Service:
                                  f"probes here ({why}); the catalog's family table decides"))
         if self.watchdog:
             self.loop.every(self.watchdog, lambda: self.notify("WATCHDOG=1"))
-        self.run_now()
+        if self.run_now() is None and self.exit_code:
+            return
         if self._make_bus is None:
             self.ready()
         else:
@@ -169,6 +173,13 @@ class Service:
 
     # -- one run --------------------------------------------------------------------------------
     def run_now(self) -> Result | None:
+        taken = self.lock()
+        if taken is not None:  # a second daemon on this table: say whose it is, and leave
+            self.log.emit(Record(Event.KERNEL_REFUSED, taken))
+            self.notify(f"STATUS={taken}")
+            self.exit_code = 1
+            self.stop()
+            return None
         step = self.reconciler.run()
         self.trigger.requeue(step.requeue_after)
         if step.result is None:
