@@ -15,6 +15,8 @@ from multiarchd.core.desired import Desired, Want
 from multiarchd.core.plan import Action, Kind, Outcome, Plan
 from multiarchd.core.probes import Verdict
 from multiarchd.core.report import State, build_report
+from multiarchd.kernel.apply import apply
+from multiarchd.kernel.refusals import KernelError
 from multiarchd.model.errors import NotMounted
 from multiarchd.model.flags import Flags
 from multiarchd.model.options import Options
@@ -105,6 +107,41 @@ def test_kernel_refusals_are_retried_with_doubling_back_off_up_to_the_safety_tim
     r, _, _ = reconciler(script)
     waits = [r.run().requeue_after for _ in range(10)]
     assert waits == [5, 10, 20, 40, 80, 160, 300, 300, 300, 5]
+
+
+def test_a_refusal_for_good_is_not_retried_until_the_policy_changes() -> None:
+    r, _, _ = reconciler(Script(result(refusals=1, terminal=True)))
+    assert [r.run().requeue_after for _ in range(3)] == [300, 300, 300]  # no back-off loop
+
+    history = History()
+    register = Action(Kind.REGISTER, "multiarch-s390x", "wanted", S390X)
+    history.record(WANT, GONE, (Outcome(register, "refused (EINVAL)", terminal=True),),
+                   frozenset(), now=0.0)
+    todo, skipped = history.still_refused(Plan((register,)))
+    assert todo == Plan(()) and skipped == {"multiarch-s390x": "refused (EINVAL)"}
+    other = Registration(S390X.name, S390X.interpreter, Flags.parse("FP"))
+    edited = Desired((Want("s390x", "arch", S390X.name, other),), ForeignMode.KEEP, ())
+    history.record(edited, GONE, (), frozenset(), now=1.0)  # the policy changed
+    assert history.still_refused(Plan((register,)))[0] == Plan((register,))
+
+
+def test_apply_tells_refusals_for_good_from_passing_ones() -> None:
+    class Refusing:
+        def __init__(self, err: int) -> None:
+            self.err = err
+
+        def register(self, reg: Registration) -> None:
+            raise KernelError(reg.name, "register", self.err, f"refused ({self.err})")
+
+        def remove(self, name: str) -> None: ...
+
+        def set_enabled(self, name: str, enabled: bool) -> None: ...
+
+    register = Action(Kind.REGISTER, "multiarch-s390x", "wanted", S390X)
+    for err, terminal in ((errno.EINVAL, True), (errno.ENAMETOOLONG, True),
+                          (errno.ENOENT, False), (errno.EBUSY, False)):
+        [outcome] = apply(Plan((register,)), Refusing(err))
+        assert not outcome.ok and outcome.terminal is terminal
 
 
 def test_a_failed_read_is_reported_and_retried_not_fatal() -> None:

@@ -146,10 +146,11 @@ class FakeTable:
         self.is_mounted = True
 
 
-def result(refusals: int = 0, changes: int = 0) -> Result:
-    """A run's result with this many kernel refusals and successful changes."""
-    outcomes = tuple(Outcome(Action(Kind.REGISTER, f"multiarch-x{i}", "wanted"), "refused")
-                     for i in range(refusals))
+def result(refusals: int = 0, changes: int = 0, terminal: bool = False) -> Result:
+    """A run's result with this many kernel refusals (for good, with `terminal`) and
+    successful changes."""
+    outcomes = tuple(Outcome(Action(Kind.REGISTER, f"multiarch-x{i}", "wanted"), "refused",
+                             terminal) for i in range(refusals))
     outcomes += tuple(Outcome(Action(Kind.REGISTER, f"multiarch-y{i}", "wanted"))
                       for i in range(changes))
     return Result(Policy(files=("arches.yaml",)), Desired((), ForeignMode.KEEP, ()), Plan(()),

@@ -72,8 +72,9 @@ def change_records(outcomes: Iterable[Outcome], drift: frozenset[str] = frozense
         fields = {"MULTIARCH_ARCH": _arch_of(entry), "MULTIARCH_ENTRY": entry,
                   "MULTIARCH_ACTION": a.kind.value}
         if not o.ok:
-            records.append(Record(Event.KERNEL_REFUSED,
-                                  f"{o.error}; will retry on the next run", fields))
+            then = "not retried while the policy asks for the same" if o.terminal else \
+                "will retry on the next run"
+            records.append(Record(Event.KERNEL_REFUSED, f"{o.error}; {then}", fields))
         elif a.entry in drift:
             records.append(Record(Event.DRIFT_REPAIRED,
                                   f"repaired {entry} ({a.kind.value}): {a.reason}", fields))

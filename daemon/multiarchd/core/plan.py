@@ -56,6 +56,9 @@ class Outcome:
 
     action: Action
     error: str | None = None  # the kernel's refusal, in words
+    # The refusal will not change by trying again (the kernel found the line itself wrong):
+    # reported once, not retried while the policy asks for the same.
+    terminal: bool = False
 
     @property
     def ok(self) -> bool:

@@ -150,8 +150,11 @@ def _conflict(status: Status) -> Status:
 
 
 def build_report(desired: Desired, observed: Observed, outcomes: tuple[Outcome, ...] = (),
-                 conflicts: frozenset[str] = frozenset()) -> Report:
-    failed = {o.action.entry: o.error for o in outcomes if o.error}
+                 conflicts: frozenset[str] = frozenset(),
+                 refused: Mapping[str, str] | None = None) -> Report:
+    """`refused`: entries the kernel refused for good in an earlier run, and its words."""
+    failed = dict(refused or {})
+    failed.update({o.action.entry: o.error for o in outcomes if o.error})
     statuses = tuple(_conflict(s) if s.entry in conflicts else s for s in
                      (_status(w, observed, failed.get(w.entry)) for w in desired.wants))
     registrations = {w.entry: w.registration for w in desired.wants if w.registration}

@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import errno
 from dataclasses import replace
+from typing import Protocol
 
 from ..core.plan import Action, Kind, Outcome, Plan
 from ..model.registration import STAND_IN, Registration
 from .refusals import KernelError
-from .table import BinfmtTable
 
 
-def _replace(old: str, new: Registration, table: BinfmtTable) -> None:
+class Writer(Protocol):
+    """What apply needs of the table (table.BinfmtTable is the real one)."""
+
+    def register(self, reg: Registration) -> None: ...
+    def remove(self, name: str) -> None: ...
+    def set_enabled(self, name: str, enabled: bool) -> None: ...
+
+
+def _replace(old: str, new: Registration, table: Writer) -> None:
     """Replace an entry with no instant in which its binaries find none: the new content is
     registered first under a stand-in name (the newest match wins, so it takes over at once),
     then the old entry goes, the new one comes under its own name, and the stand-in goes. If the
@@ -29,7 +37,7 @@ def _replace(old: str, new: Registration, table: BinfmtTable) -> None:
     table.remove(stand_in.name)
 
 
-def _run(action: Action, table: BinfmtTable) -> None:
+def _run(action: Action, table: Writer) -> None:
     if action.kind is Kind.REMOVE:
         table.remove(action.entry)
     elif action.kind is Kind.DISABLE:
@@ -44,12 +52,16 @@ def _run(action: Action, table: BinfmtTable) -> None:
             table.register(action.registration)
 
 
-def apply(plan: Plan, table: BinfmtTable) -> tuple[Outcome, ...]:
+# Refusals of the line itself: trying it again changes nothing, a changed policy does.
+TERMINAL = frozenset({errno.EINVAL, errno.ENAMETOOLONG, errno.E2BIG})
+
+
+def apply(plan: Plan, table: Writer) -> tuple[Outcome, ...]:
     outcomes = []
     for action in plan.actions:
         try:
             _run(action, table)
             outcomes.append(Outcome(action))
         except KernelError as e:
-            outcomes.append(Outcome(action, str(e)))
+            outcomes.append(Outcome(action, str(e), e.errno in TERMINAL))
     return tuple(outcomes)

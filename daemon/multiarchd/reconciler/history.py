@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..core.desired import Desired
-from ..core.plan import Kind, Outcome
+from ..core.plan import Kind, Outcome, Plan
 from ..model.host import FileId
 from ..model.policy import Policy
 from ..model.registration import Registration, owned
@@ -28,6 +28,9 @@ class History:
     quelled: set[str] = field(default_factory=set)  # foreign entries we disabled or removed
     repairs: dict[str, deque[float]] = field(default_factory=dict)
     last_good: Policy | None = None  # the last policy accepted: in force while the file is bad
+    # Registrations the kernel refused for good, and its words: not tried again while the
+    # policy asks for exactly the same.
+    refused: dict[str, tuple[Registration, str]] = field(default_factory=dict)
 
     def drift(self, desired: Desired, observed: Observed) -> frozenset[str]:
         """Entries that were right, are still wanted the same, and are not right now; and
@@ -48,6 +51,13 @@ class History:
             times.popleft()
         return times
 
+    def still_refused(self, plan: Plan) -> tuple[Plan, dict[str, str]]:
+        """The plan without what the kernel refused for good; and those entries' refusals."""
+        skipped = {a.entry: self.refused[a.entry][1] for a in plan.actions
+                   if a.registration and self.refused.get(a.entry, (None, ""))[0] ==
+                   a.registration}
+        return Plan(tuple(a for a in plan.actions if a.entry not in skipped)), skipped
+
     def blocked(self, entries: frozenset[str], now: float) -> frozenset[str]:
         return frozenset(e for e in entries if len(self._recent(e, now)) >= self.repair_limit)
 
@@ -60,10 +70,15 @@ class History:
     def record(self, desired: Desired, after: Observed, outcomes: tuple[Outcome, ...],
                drift: frozenset[str], now: float) -> None:
         wants = {w.entry: w for w in desired.wants}
+        for name, (reg, _) in list(self.refused.items()):
+            if name not in wants or wants[name].registration != reg:
+                del self.refused[name]  # the policy changed: try what it asks for now
         for o in outcomes:
             name, kind = o.action.entry, o.action.kind
             if name in drift:
                 self._recent(name, now).append(now)
+            if o.terminal and o.error and o.action.registration:
+                self.refused[name] = (o.action.registration, o.error)
             if not o.ok:
                 continue
             opened = wants[name].interpreter_id if name in wants else None

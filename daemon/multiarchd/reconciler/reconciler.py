@@ -76,7 +76,7 @@ class Reconciler:
             # An unreadable table or policy directory: say so, keep running, and try again.
             self._failed_runs += 1
             return Step(None, self._next(failing=True), f"reconcile failed: {e}")
-        failing = bool(result.report.failures)
+        failing = any(not o.terminal for o in result.report.failures)
         self._failed_runs = self._failed_runs + 1 if failing else 0
         return Step(result, self._next(failing))
 

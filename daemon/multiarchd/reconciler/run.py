@@ -94,6 +94,9 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
     conflicts = history.blocked(drift, now) if history else frozenset()
     if conflicts:
         todo = Plan(tuple(a for a in todo.actions if a.entry not in conflicts))
+    refused: dict[str, str] = {}
+    if history:
+        todo, refused = history.still_refused(todo)
     outcomes: tuple[Outcome, ...] = ()
     after = observed
     if todo and not dry_run:
@@ -104,7 +107,7 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
         history.record(want, after, outcomes, drift, now)  # what is right now, is known right
         if not policy.rejected:
             history.last_good = policy
-    report = build_report(want, after, outcomes, conflicts)
+    report = build_report(want, after, outcomes, conflicts, refused)
     if policy.rejected:  # the last good policy was applied; the file on disk is the problem
         report = replace(report, problems=policy.problems, policy_rejected=True)
     return Result(policy, want, todo, report, drift, conflicts, enforced)
