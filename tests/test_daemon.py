@@ -181,15 +181,16 @@ def test_replaced_interpreter_is_registered_again(
     assert binfmt.exec(str(busybox["s390x"]), "uname", "-m").stdout.strip() == "s390x"
 
 
-def test_emulator_appearing_is_noticed_by_the_safety_timer(
+def test_emulator_appearing_in_a_directory_made_later_is_noticed_at_once(
         binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
         trusted_dir: Path) -> None:
-    emu = trusted_dir / "later" / "qemu-s390x-static"  # its directory does not exist yet
-    d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n"), binfmt,
-                     "--safety-interval", "1")
+    # Its directory does not exist yet, nor the one above: the nearest existing one is watched
+    # (the safety timer is 300 s; the wait below is 15 s).
+    emu = trusted_dir / "later" / "bin" / "qemu-s390x-static"
+    d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n"), binfmt)
     assert binfmt.names() == []
     since = d.mark()
-    emu.parent.mkdir()
+    emu.parent.mkdir(parents=True)
     shutil.copy("/usr/bin/qemu-s390x-static", emu)
     d.wait_log("registered multiarch-s390x", since)
 

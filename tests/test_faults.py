@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -16,10 +17,13 @@ from typing import Any
 from multiarchd.core.plan import Kind
 from multiarchd.reconciler.run import Config, reconcile_once
 
-from tests.support.binfmt import PrivateBinfmt
+from tests.support.binfmt import USERNS, PrivateBinfmt
 from tests.support.bus import PrivateBus
 from tests.support.commands import DaemonStarter, PolicyWriter, run
 from tests.support.paths import BIN
+
+# Race trials: a few in every run of the suite, 200 when MULTIARCH_LONG_TESTS is set.
+TRIALS = 200 if os.environ.get("MULTIARCH_LONG_TESTS") else 15
 
 # Entries another tool could register: names and interpreters with bytes that are not UTF-8,
 # control characters and line separators. The kernel takes them all.
@@ -229,3 +233,84 @@ def test_a_second_daemon_on_the_same_table_refuses_and_names_the_first(
                         f"binfmt_misc table at {re.escape(binfmt.path)}")
         assert "READY=1" not in second.messages
     assert first.proc.poll() is None and binfmt.names() == ["multiarch-s390x"]
+
+
+def test_a_policy_directory_deleted_and_made_again_or_renamed_over_is_watched_again(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter) -> None:
+    path = policy("arches: {s390x: {}}\n")
+    d = start_daemon(path, binfmt)
+    since = d.mark()
+    shutil.rmtree(path.parent)
+    d.wait_log("policy file not found", since)
+    path.parent.mkdir()
+    path.write_text("arches: {arm: {}}\n")
+    d.wait_log("registered multiarch-arm", since)
+    since = d.mark()
+    path.write_text("arches: {arm: {}, riscv64: {}}\n")  # the new directory is watched
+    d.wait_log("registered multiarch-riscv64", since)
+    since = d.mark()
+    new = path.parent.with_name("etc.new")  # as configuration management swaps a directory
+    new.mkdir()
+    (new / "arches.yaml").write_text("arches: {riscv64: {}}\n")
+    os.rename(new, path.parent.with_name("etc.old"))
+    os.rename(path.parent, path.parent.with_name("etc.gone"))
+    os.rename(path.parent.with_name("etc.old"), path.parent)
+    d.wait_log("removed multiarch-arm", since)
+    since = d.mark()
+    path.write_text("arches: {s390x: {}}\n")
+    d.wait_log("registered multiarch-s390x", since)
+
+
+def test_binfmt_misc_mounted_again_is_a_new_table_and_is_filled_at_once(
+        policy: PolicyWriter, start_daemon: DaemonStarter, tmp_path: Path) -> None:
+    where = tmp_path / "bm"
+    where.mkdir()
+    d = start_daemon(policy("arches: {s390x: {}}\n"), None, "--binfmt-dir", where,
+                     prefix=("unshare", *USERNS), ready=False)
+
+    def inside(*argv: str) -> None:
+        subprocess.run(["nsenter", "-t", str(d.proc.pid), "--user", "--mount", *argv],
+                       check=True)
+    inside("mount", "-t", "binfmt_misc", "binfmt_misc", str(where))
+    d.wait_log("registered multiarch-s390x")
+    for _ in range(3):
+        since = d.mark()
+        inside("umount", str(where))  # the daemon's own namespace: the last mount, so empty
+        inside("mount", "-t", "binfmt_misc", "binfmt_misc", str(where))
+        d.wait_log("(registered|repaired) multiarch-s390x", since)  # not at the safety timer
+        assert "multiarch-s390x" in os.listdir(f"/proc/{d.proc.pid}/root{where}")
+
+
+def test_a_removal_at_any_instant_after_start_is_healed(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter) -> None:
+    """Watches are armed before the first look: whenever another tool removes an entry, even
+    while the first run is under way, a run follows (not the 300 s safety timer)."""
+    # In the table's namespace, so that the first run's probes really run (and take a while).
+    path = policy("arches: {s390x: {}, arm: {}, riscv64: {}, ppc64le: {}, mips64el: {}}\n")
+    rng = random.Random(42)
+    for _ in range(TRIALS):
+        d = start_daemon(path, binfmt, inside=True, ready=False)
+        d.wait_until(lambda: "multiarch-s390x" in binfmt.names(), "the first registration")
+        time.sleep(rng.uniform(0, 0.5))  # the race itself: a removal at a random instant
+        binfmt.write("multiarch-s390x", "-1")
+        d.wait_until(lambda: "multiarch-s390x" in binfmt.names(), "the repair")
+        assert d.stop() == 0
+
+
+def test_an_unprivileged_flood_of_calls_does_not_hold_up_repairs(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, bus: PrivateBus,
+        start_daemon: DaemonStarter) -> None:
+    d = start_daemon(policy("arches: all\n"), binfmt, bus=bus)
+    call = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c",
+            "while busctl --system call io.github.multiarchd1 /io/github/multiarchd1 "
+            "io.github.multiarchd1.Manager Plan >/dev/null; do :; done"]
+    flood = [subprocess.Popen(call, env=dict(os.environ, **bus.env)) for _ in range(4)]
+    try:
+        for _ in range(10):
+            since = d.mark()
+            binfmt.write("multiarch-s390x", "-1")
+            d.wait_log("repaired multiarch-s390x", since, timeout=5)
+    finally:
+        for p in flood:
+            p.kill()
+            p.wait()

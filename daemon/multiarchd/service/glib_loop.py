@@ -10,6 +10,11 @@ from typing import BinaryIO
 from gi.repository import GLib
 
 
+# Everything that leads to a run (timers, watcher events, the mount table) outranks D-Bus, which
+# GLib dispatches at the default priority: no caller can delay a repair.
+_FIRST = GLib.PRIORITY_HIGH
+
+
 class GLibLoop:
     def __init__(self) -> None:
         self.loop = GLib.MainLoop()
@@ -20,7 +25,7 @@ class GLibLoop:
         def once() -> bool:
             fn()
             return False
-        return int(GLib.timeout_add(max(0, int(seconds * 1000)), once))
+        return int(GLib.timeout_add(max(0, int(seconds * 1000)), once, priority=_FIRST))
 
     def every(self, seconds: float, fn: Callable[[], None]) -> int:
         def again() -> bool:
@@ -38,13 +43,13 @@ class GLibLoop:
         def once() -> bool:
             fn()
             return False
-        GLib.idle_add(once)
+        GLib.idle_add(once, priority=_FIRST)
 
     def on_signal(self, signum: signal.Signals, fn: Callable[[], None]) -> None:
         def handler() -> bool:
             fn()
             return True
-        GLib.unix_signal_add(GLib.PRIORITY_HIGH, signum, handler)
+        GLib.unix_signal_add(_FIRST, signum, handler)
 
     def on_mount_change(self, fn: Callable[[], None]) -> None:
         """fn whenever the mount table changes: /proc/self/mountinfo signals POLLPRI then, so
@@ -55,7 +60,7 @@ class GLibLoop:
         def handler(_fd: int, _cond: int) -> bool:
             fn()
             return True
-        GLib.unix_fd_add_full(GLib.PRIORITY_DEFAULT, self._mountinfo.fileno(),
+        GLib.unix_fd_add_full(_FIRST, self._mountinfo.fileno(),
                               GLib.IOCondition.PRI | GLib.IOCondition.ERR, handler)
 
     def run(self) -> None:

@@ -62,7 +62,6 @@ class Service:
         self._why = ""  # why the last run could not happen
         self._problems: tuple[str, ...] = ()
         self._conflicts: frozenset[str] = frozenset()
-        self._watching_mounts = False
         # Policy files written in place and not closed yet, and since when: a run waits for the
         # writer to close (up to max_delay), so that a half-written policy is not applied.
         self._writing: dict[str, float] = {}
@@ -71,7 +70,11 @@ class Service:
     def start(self) -> None:
         self.log.emit(Record(Event.STARTED, f"multiarchd {__version__} starting; policy "
                              f"{self.config.policy_path}, table {self.config.binfmt_dir}"))
+        # Watch before the first look (list-then-watch): a change at any instant after this
+        # causes a run. The mount table too: binfmt_misc mounted again is a new table.
         self.watcher.start()
+        self.watcher.update(watches_for(self.config, None, self.catalog))
+        self.loop.on_mount_change(self.poke)
         self.loop.on_signal(signal.SIGHUP, self.reload)
         self.loop.on_signal(signal.SIGTERM, self.stop)
         self.loop.on_signal(signal.SIGINT, self.stop)
@@ -201,10 +204,7 @@ class Service:
                 self.log.emit(Record(Event.KERNEL_REFUSED, f"{step.why}; waiting for it to "
                                      "appear"))
                 self.notify(f"STATUS=waiting: {step.why}")
-            self.state = "waiting"
-            if not self._watching_mounts:
-                self._watching_mounts = True
-                self.loop.on_mount_change(self.poke)
+            self.state = "waiting"  # the mount table wakes us (watched since start)
             return
         self.log.emit(Record(Event.KERNEL_REFUSED, f"{step.why}; will retry"))
         self.state = "degraded"

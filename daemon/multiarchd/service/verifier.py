@@ -36,7 +36,10 @@ class Verifier:
         result's report with every valid verdict in it."""
         if result.desired is None:
             return result
-        if result.policy.verify:
+        for o in result.report.outcomes:  # registered again (a repair): prove it again
+            if o.ok and o.action.entry.startswith(OWNED_PREFIX):
+                self._verdicts.pop(o.action.entry.removeprefix(OWNED_PREFIX), None)
+        if (result.enforced or result.policy).verify:
             valid = self._valid(result)
             todo = [s.name for s in result.report.statuses
                     if s.kind == "arch" and s.state is State.ACTIVE and s.name not in valid]

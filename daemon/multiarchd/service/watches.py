@@ -1,6 +1,9 @@
 """What the service watches, computed from the configuration and the last run: the policy
-directory, the binfmt_misc table, and the directories of every interpreter in use or that may
-appear. The inotify adapter keeps the kernel's watches equal to this set."""
+directory (and its parent, for the directory itself being replaced), the binfmt_misc table, and
+the directories of every interpreter in use or that may appear (for one that does not exist
+yet, its nearest existing parent, for the next component). The inotify adapter keeps the
+kernel's watches equal to this set; a watch names its directory's inode, so a directory that is
+deleted and made again, or renamed over, is watched again."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ class Watch:
     directory: str
     names: frozenset[str] | None = None
     recursive: bool = False
+    inode: tuple[int, int] = (0, 0)  # which directory that path is now
 
     def wants(self, path: str) -> bool:
         if self.names is None:
@@ -30,23 +34,42 @@ def policy_dir(config: Config) -> str:
     return os.path.dirname(os.path.abspath(config.policy_path))
 
 
+def _existing(path: str, names: set[str]) -> tuple[str, set[str]]:
+    """The nearest existing directory at or above `path`, and what to watch for in it."""
+    while not os.path.isdir(path) and path != "/":
+        names = {os.path.basename(path)}
+        path = os.path.dirname(path)
+    return path, names
+
+
 def watches_for(config: Config, result: Result | None, catalog: Catalog) -> set[Watch]:
     pdir = policy_dir(config)
-    watches = {Watch(config.binfmt_dir)}
+    wanted: dict[tuple[str, bool], set[str] | None] = {(config.binfmt_dir, False): None}
+    # The directory, not the file: editors and config tools replace files by rename; and its
+    # parent for the directory itself (deleted and made again, or a new one renamed over it).
+    parent, names = _existing(os.path.dirname(pdir), {os.path.basename(pdir)})
+    wanted[(parent, False)] = names
     if os.path.isdir(pdir):
-        # The directory, not the file: editors and config tools replace files by rename.
-        watches.add(Watch(pdir, recursive=True))
-    else:
-        watches.add(Watch(os.path.dirname(pdir), frozenset({os.path.basename(pdir)})))
+        wanted[(pdir, True)] = None
     # Interpreters in use (a package upgrade replaces them) and every place an emulator may
     # appear (installing one makes its architectures available).
-    paths = set(candidate_paths(result.policy if result else None, catalog))
+    policy = result.enforced or result.policy if result else None
+    paths = set(candidate_paths(policy, catalog))
     for want in result.desired.wants if result and result.desired else ():
         if want.registration is not None:
             paths.add(os.path.realpath(want.registration.interpreter))
-    interpreters: dict[str, set[str]] = {}
     for path in paths:
-        interpreters.setdefault(os.path.dirname(path), set()).add(os.path.basename(path))
-    watches.update(Watch(d, frozenset(names)) for d, names in interpreters.items()
-                   if os.path.isdir(d))
+        directory, names = _existing(os.path.dirname(path), {os.path.basename(path)})
+        key = (directory, False)
+        if key in wanted and wanted[key] is None:
+            continue
+        wanted[key] = (wanted.get(key) or set()) | names
+    watches = set()
+    for (directory, recursive), only in wanted.items():
+        try:
+            st = os.stat(directory)
+        except OSError:
+            continue
+        watches.add(Watch(directory, frozenset(only) if only is not None else None,
+                          recursive, (st.st_dev, st.st_ino)))
     return watches
