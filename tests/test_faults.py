@@ -314,3 +314,20 @@ def test_an_unprivileged_flood_of_calls_does_not_hold_up_repairs(
         for p in flood:
             p.kill()
             p.wait()
+
+
+def test_a_hanging_emulator_delays_nothing_else(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, bus: PrivateBus, trusted_dir: Path,
+        start_daemon: DaemonStarter) -> None:
+    hang = trusted_dir / "qemu-hangs"
+    hang.write_text("#!/bin/sh\nexec sleep 600\n")
+    hang.chmod(0o755)
+    d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {hang}}}\n  arm: {{}}\n"), binfmt,
+                     inside=True, bus=bus)  # in the table's namespace: the probes really run
+    assert busctl_prop(bus, "State") == "converged"  # properties answer while s390x's hangs
+    since = d.mark()
+    binfmt.write("multiarch-arm", "-1")
+    d.wait_log("repaired multiarch-arm", since)  # repairs happen
+    states = {a[0]: a[2] for a in busctl_prop(bus, "Architectures")}
+    assert states["s390x"] == "active" and states["arm"] in ("active", "verified")
+    assert d.stop() == 0  # SIGTERM does not wait for the hung probe (stop() would kill it)

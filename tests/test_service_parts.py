@@ -30,8 +30,8 @@ from multiarchd.service.service import Service
 from multiarchd.service.trigger import Trigger
 from multiarchd.service.verifier import Verifier
 
-from tests.support.fakes import (FakeBus, FakeLoop, FakeTable, FakeWatcher, Notes, Records,
-                                 Script, result)
+from tests.support.fakes import (Deferred, FakeBus, FakeLoop, FakeTable, FakeWatcher, Inline,
+                                 Notes, Records, Script, result)
 
 S390X = Registration("multiarch-s390x", "/usr/bin/qemu-s390x-static", Flags.parse("F"))
 WANT = Desired((Want("s390x", "arch", "multiarch-s390x", S390X),), ForeignMode.KEEP, ())
@@ -198,7 +198,8 @@ class Rig:
     """A Service with fake loop, watcher, notify and log, on a scripted reconciler."""
 
     def __init__(self, tmp: Path, script: Script, table: FakeTable | None = None,
-                 options: Options = Options(mount=False), bus: bool = False) -> None:
+                 options: Options = Options(mount=False), bus: bool = False,
+                 background: Inline | Deferred | None = None) -> None:
         self.loop = FakeLoop()
         self.notes = Notes()
         self.log = Records()
@@ -207,7 +208,7 @@ class Rig:
         self.probed: list[list[str]] = []
         config = Config(str(tmp / "etc" / "arches.yaml"), str(tmp / "binfmt"))
         reconciler = Reconciler(config, options, self.table, clock=self.loop, run_once=script)
-        verifier = Verifier(self.probe, self.log)
+        verifier = Verifier(self.probe, self.log, background or Inline())
         self.buses: list[FakeBus] = []
 
         def make_bus(service: Service) -> FakeBus:
@@ -357,3 +358,18 @@ def test_probes_run_once_per_registration_and_again_when_it_changes(tmp_path: Pa
     assert rig.probed == [["s390x"], ["s390x"]]
     verifier.judge(active(Registration(S390X.name, "/opt/q", Flags()), verify=False))
     assert len(rig.probed) == 2
+
+
+def test_a_hung_probe_holds_up_nothing_and_its_verdict_shows_when_it_comes(
+        tmp_path: Path) -> None:
+    background = Deferred()
+    rig = Rig(tmp_path, Script(active(S390X)), background=background)
+    rig.service.start()  # the probe is running ... and hangs
+    assert rig.notes.sent == ["STATUS=converged: 1 active", "READY=1",
+                              "STATUS=converged: 1 active"]
+    rig.service.poke()
+    rig.loop.advance(1)  # runs go on meanwhile (and do not start the same probe again)
+    assert rig.script.runs == 2 and len(background.held) == 1
+    background.finish()
+    assert rig.notes.sent[-1] == "STATUS=converged: 1 active (1 verified)"
+    assert rig.service.statuses()[0].state is State.VERIFIED

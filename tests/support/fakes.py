@@ -7,6 +7,7 @@ import heapq
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from multiarchd.core.desired import Desired
 from multiarchd.core.messages import Record
@@ -16,6 +17,8 @@ from multiarchd.model.policy import ForeignMode, Policy
 from multiarchd.reconciler.history import History
 from multiarchd.reconciler.run import Config, Result
 from multiarchd.service.watches import Watch
+
+T = TypeVar("T")
 
 
 class FakeLoop:
@@ -59,6 +62,11 @@ class FakeLoop:
     def run(self) -> None:
         self.running = True
 
+    def run_until(self, done: Callable[[], bool]) -> None:
+        while not done():
+            assert self._timers, "waiting for something that nothing will do"
+            self.advance(max(0.0, self._timers[0][0] - self.now))
+
     def quit(self) -> None:
         self.running = False
 
@@ -76,6 +84,28 @@ class FakeLoop:
             self.now = max(self.now, due)
             fn()
         self.now = until
+
+
+class Inline:
+    """Background work, done at once on the caller's thread."""
+
+    def run(self, work: Callable[[], T], then: Callable[[T], None]) -> None:
+        then(work())
+
+
+class Deferred:
+    """Background work held until the test lets it finish, as a hung probe would be."""
+
+    def __init__(self) -> None:
+        self.held: list[Callable[[], None]] = []
+
+    def run(self, work: Callable[[], T], then: Callable[[T], None]) -> None:
+        self.held.append(lambda: then(work()))
+
+    def finish(self) -> None:
+        held, self.held = self.held, []
+        for job in held:
+            job()
 
 
 class FakeWatcher:

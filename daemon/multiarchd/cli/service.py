@@ -14,6 +14,7 @@ from ..kernel.table import DEFAULT_PATH, BinfmtTable
 from ..model.options import Options
 from ..reconciler.reconciler import Reconciler
 from ..reconciler.run import Config
+from ..service.background import Workers
 from ..service.glib_loop import GLibLoop
 from ..service.inotify import Watcher
 from ..service.lock import TableLock
@@ -33,7 +34,9 @@ def build_service(config: Config, options: Options, log: Log, dbus: bool = True)
     reconciler = Reconciler(config, options, BinfmtTable(config.binfmt_dir),
                             standard_place=config.binfmt_dir == DEFAULT_PATH)
     probe = partial(verify, catalog=catalog, binfmt_dir=config.binfmt_dir)
-    return Service(reconciler, Verifier(probe, log), options, catalog, host_arch(catalog),
-                   GLibLoop(), time.monotonic, Watcher, notify, log, watchdog_interval(),
+    loop = GLibLoop()
+    return Service(reconciler, Verifier(probe, log, Workers(loop)), options, catalog,
+                   host_arch(catalog), loop, time.monotonic, Watcher, notify, log,
+                   watchdog_interval(),
                    native_why=lambda: native()[1], bus=_bus if dbus else None,
                    lock=TableLock(config.binfmt_dir).take)

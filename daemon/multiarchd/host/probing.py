@@ -4,6 +4,7 @@ happened in words."""
 
 from __future__ import annotations
 
+import atexit
 import errno
 import os
 import shutil
@@ -11,7 +12,7 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from ..core.probes import PROBE_STATUS, Verdict, build
 from ..model.catalog import Catalog
@@ -50,13 +51,34 @@ def _explain_exec_error(e: OSError) -> str:
     return f"exec failed: {os.strerror(e.errno or 0)}"
 
 
+# Probes running now (their process groups): killed if multiarchd exits before they end, so
+# that a hung emulator does not outlive the service.
+_running: set[int] = set()
+
+
+@atexit.register
+def _kill_running() -> None:
+    for pgid in list(_running):
+        with suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
 def run_probe(arch: str, path: str) -> Verdict:
     try:
-        r = subprocess.run([path], capture_output=True, timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        return Verdict(arch, "failed", f"the emulator hung for more than {TIMEOUT:g} s")
+        proc = subprocess.Popen([path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
     except OSError as e:
         return Verdict(arch, "failed", _explain_exec_error(e))
+    _running.add(proc.pid)
+    try:
+        _, stderr = proc.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return Verdict(arch, "failed", f"the emulator hung for more than {TIMEOUT:g} s")
+    finally:
+        _running.discard(proc.pid)
+    r = subprocess.CompletedProcess([path], proc.returncode, b"", stderr)
     if r.returncode == PROBE_STATUS:
         return Verdict(arch, "ok", "probe ran")
     if r.returncode < 0:

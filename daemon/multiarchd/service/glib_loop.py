@@ -63,6 +63,11 @@ class GLibLoop:
         GLib.unix_fd_add_full(_FIRST, self._mountinfo.fileno(),
                               GLib.IOCondition.PRI | GLib.IOCondition.ERR, handler)
 
+    def run_until(self, done: Callable[[], bool]) -> None:
+        context = self.loop.get_context()
+        while not done():
+            context.iteration(True)
+
     def run(self) -> None:
         self.loop.run()
 

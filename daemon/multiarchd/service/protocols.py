@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..core.messages import Record
 from ..reconciler.run import Result
 from .watches import Watch
 
 Clock = Callable[[], float]  # monotonic seconds
+T = TypeVar("T")
 
 
 class Timers(Protocol):
@@ -28,8 +29,18 @@ class Loop(Timers, Protocol):
     def on_signal(self, signum: signal.Signals, fn: Callable[[], None]) -> None: ...
     def on_mount_change(self, fn: Callable[[], None]) -> None:
         """fn whenever this process's mount table changes (from now on)."""
+    def run_until(self, done: Callable[[], bool]) -> None:
+        """Go on dispatching (timers, events, calls) until done() is true: a caller that waits
+        for work off the loop holds nothing else up."""
     def run(self) -> None: ...
     def quit(self) -> None: ...
+
+
+class Background(Protocol):
+    """Work off the main loop: work() on a worker thread, then then(its result) back on the
+    main loop."""
+
+    def run(self, work: Callable[[], T], then: Callable[[T], None]) -> None: ...
 
 
 class Watcher(Protocol):

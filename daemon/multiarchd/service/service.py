@@ -40,6 +40,7 @@ class Service:
         self.reconciler = reconciler
         self.config = reconciler.config
         self.verifier = verifier
+        verifier.arrived = self._verdicts_arrived
         self.options = options
         self.catalog = catalog
         self.host_arch = host_arch
@@ -56,7 +57,8 @@ class Service:
         self._make_bus = bus  # None: no D-Bus (ready as soon as the first run is done)
         self.bus: Bus | None = None
         self.state = "starting"
-        self.last: Result | None = None
+        self.last: Result | None = None  # the last run, with the verdicts so far
+        self._unjudged: Result | None = None  # the same without verdicts
         self.last_reconcile = 0.0  # wall-clock time of the last run
         self._ready = False
         self._why = ""  # why the last run could not happen
@@ -143,9 +145,10 @@ class Service:
         want = self.last.desired if self.last else None
         arches = self.catalog.resolve(names) if names else \
             want.registered_arches() if want else []
-        verdicts, judged = self.verifier.test(arches, self.last)
-        self.last = judged or self.last
-        return verdicts
+        box: list[list[Verdict]] = []
+        self.verifier.test(arches, self.last, box.append)
+        self.loop.run_until(lambda: bool(box))  # the probes run on workers; we go on serving
+        return box[0]
 
     # -- triggers -------------------------------------------------------------------------------
     def poke(self, quiet: float | None = None) -> None:
@@ -188,14 +191,29 @@ class Service:
         if step.result is None:
             self._no_run(step)
             return None
-        self.last = step.result  # what the verifier asks about is this run's registrations
-        result = self.verifier.judge(step.result)
+        self._unjudged = step.result
+        result = self.verifier.judge(step.result)  # probes start; their verdicts come later
         self.last, self.last_reconcile = result, time.time()
         self._tell(result)
         self.watcher.update(watches_for(self.config, result, self.catalog))
         if self.bus is not None:
             self.bus.after_run(result, bool(result.report.outcomes))
         return result
+
+    def _verdicts_arrived(self) -> None:
+        """Probes said something: the report (status, D-Bus) says it too."""
+        if self._unjudged is None or self.last is None:
+            return
+        judged = self.verifier.apply(self._unjudged)
+        if judged.report == self.last.report:
+            return
+        line = self._status_line(self.last)
+        self.last = judged
+        self.state = overall(judged.report)
+        if self._status_line(judged) != line:
+            self.notify(f"STATUS={self._status_line(judged)}")
+        if self.bus is not None:
+            self.bus.after_run(judged, False)
 
     def _no_run(self, step: Step) -> None:
         self._why = step.why

@@ -1,21 +1,24 @@
 """Probe bookkeeping: which architectures were proven to execute, for which registration.
 
-A verdict holds only while the registration it was about is the one the policy still wants;
-after a run, every active architecture without a valid verdict is probed (when the policy asks
-for verification), and the report shows the verdicts.
+A verdict holds only while the registration it was about is the one the policy still wants (a
+repair registers it again, so it is proven again). After a run, every active architecture without
+a valid verdict is probed, when the policy asks for verification, off the main loop: probes run
+on worker threads (an emulator that hangs is killed after probing.TIMEOUT), and their verdicts
+come back to the main loop, which meanwhile answers, repairs and feeds the watchdog.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 from ..core.messages import Event, Record
 from ..core.probes import Verdict
 from ..core.report import State, with_verdicts
 from ..model.registration import OWNED_PREFIX, Registration
 from ..reconciler.run import Result
-from .protocols import Log
+from .protocols import Background, Log
 
 Probe = Callable[[list[str]], list[Verdict]]  # run these architectures' probes now
 
@@ -26,14 +29,18 @@ def _registered(result: Result | None) -> dict[str, Registration]:
 
 
 class Verifier:
-    def __init__(self, probe: Probe, log: Log) -> None:
+    def __init__(self, probe: Probe, log: Log, background: Background,
+                 arrived: Callable[[], None] = lambda: None) -> None:
         self.probe = probe
         self.log = log
+        self.background = background
+        self.arrived = arrived  # new verdicts are in: the report can say so
         self._verdicts: dict[str, tuple[Registration, Verdict]] = {}
+        self._running: set[str] = set()
 
     def judge(self, result: Result) -> Result:
-        """Probe every active architecture not yet proven in its current registration; the
-        result's report with every valid verdict in it."""
+        """Start probing every active architecture not yet proven in its current registration;
+        the result's report with every valid verdict so far."""
         if result.desired is None:
             return result
         for o in result.report.outcomes:  # registered again (a repair): prove it again
@@ -42,32 +49,56 @@ class Verifier:
         if (result.enforced or result.policy).verify:
             valid = self._valid(result)
             todo = [s.name for s in result.report.statuses
-                    if s.kind == "arch" and s.state is State.ACTIVE and s.name not in valid]
-            if todo:
-                self._remember(self.probe(todo), result)
-                for v in self._valid(result).values():
-                    if v.arch in todo and v.result == "failed":
-                        self.log.emit(Record(Event.PROBE_FAILED, f"{v.arch}: probe failed: "
-                                             f"{v.message}",
-                                             {"MULTIARCH_ARCH": v.arch,
-                                              "MULTIARCH_ENTRY": OWNED_PREFIX + v.arch,
-                                              "MULTIARCH_ACTION": "verify"}))
+                    if s.kind == "arch" and s.state is State.ACTIVE and s.name not in valid
+                    and s.name not in self._running]
+            self._start(todo, result, report=True)
+        return self.apply(result)
+
+    def apply(self, result: Result) -> Result:
+        """The result with every verdict still valid for it."""
         return replace(result, report=with_verdicts(result.report, self._valid(result)))
 
-    def test(self, arches: list[str], result: Result | None) -> tuple[list[Verdict], Result | None]:
-        """Run these probes now; the verdicts, and the result with them."""
-        verdicts = self.probe(arches)
-        self._remember(verdicts, result)
-        if result is None:
-            return verdicts, None
-        return verdicts, replace(result, report=with_verdicts(result.report, self._valid(result)))
+    def test(self, arches: list[str], result: Result | None,
+             done: Callable[[list[Verdict]], None]) -> None:
+        """Run these probes now (as `multiarchctl test` asks); `done` gets the verdicts."""
+        self._start(arches, result, report=False, done=done)
 
-    def _remember(self, verdicts: list[Verdict], result: Result | None) -> None:
-        registered = _registered(result)
-        for v in verdicts:
-            reg = registered.get(OWNED_PREFIX + v.arch)
-            if reg is not None:
-                self._verdicts[v.arch] = (reg, v)
+    def _start(self, arches: list[str], result: Result | None, report: bool,
+               done: Callable[[list[Verdict]], None] | None = None) -> None:
+        registered = _registered(result)  # what the verdicts will be about
+        left = set(arches)
+        verdicts: list[Verdict] = []
+        if not arches and done:
+            done([])
+
+        def one(arch: str) -> Callable[[list[Verdict]], None]:
+            def then(found: list[Verdict]) -> None:
+                left.discard(arch)
+                self._running.discard(arch)
+                for v in found:
+                    reg = registered.get(OWNED_PREFIX + v.arch)
+                    if reg is not None:
+                        self._verdicts[v.arch] = (reg, v)
+                    if report and v.result == "failed":
+                        self.log.emit(Record(Event.PROBE_FAILED, f"{v.arch}: probe failed: "
+                                             f"{v.message}", {"MULTIARCH_ARCH": v.arch,
+                                                              "MULTIARCH_ENTRY": OWNED_PREFIX + v.arch,
+                                                              "MULTIARCH_ACTION": "verify"}))
+                verdicts.extend(found)
+                self.arrived()
+                if not left and done:
+                    done(sorted(verdicts, key=lambda v: arches.index(v.arch)))
+            return then
+
+        for arch in arches:  # one probe a worker: a hung one holds up no other
+            self._running.add(arch)
+            self.background.run(partial(self._probe, arch), one(arch))
+
+    def _probe(self, arch: str) -> list[Verdict]:
+        try:
+            return self.probe([arch])
+        except Exception as e:  # noqa: BLE001 - on a worker thread: a verdict, not a crash
+            return [Verdict(arch, "failed", f"the probe could not be run: {e}")]
 
     def _valid(self, result: Result) -> dict[str, Verdict]:
         """Verdicts still about what is registered now."""
