@@ -3,6 +3,7 @@ policy files, a way to start the daemon, the .deb; and the markers that say what
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.bus import PrivateBus
@@ -19,6 +21,13 @@ from tests.support.commands import DaemonStarter, PolicyWriter
 from tests.support.daemon import DaemonProcess, start_daemon as start
 from tests.support.journal import PrivateJournal
 from tests.support.paths import BUSYBOX_CACHE, FOREIGN, REPO
+
+# Fuzzers: a few thousand examples in every run; many more with MULTIARCH_LONG_TESTS=1.
+settings.register_profile("suite", max_examples=2000, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=50_000, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("long" if os.environ.get("MULTIARCH_LONG_TESTS") else "suite")
 
 # Fixtures that need real parts: a test using one is marked for them (pytest -m fast leaves it).
 _KERNEL = {"binfmt", "start_daemon", "busybox"}

@@ -27,7 +27,9 @@ MAX_EXTENSION = 64  # bytes; a file name extension, not a path
 
 
 class TooManyProblems(Exception):
-    pass
+    def __init__(self, place: Place) -> None:
+        super().__init__(place)
+        self.place = place  # of the first problem not listed
 
 
 def kind_of(node: Node) -> str:
@@ -64,7 +66,7 @@ class Fields:
     # -- reporting -----------------------------------------------------------------------------
     def problem(self, place: Place, message: str, scope: Scope = None) -> None:
         if len(self.problems) >= MAX_PROBLEMS:
-            raise TooManyProblems
+            raise TooManyProblems(place)
         self.problems.append(Problem(place, message, scope))
 
     def at(self, node: Node) -> Place:

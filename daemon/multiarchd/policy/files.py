@@ -67,7 +67,11 @@ def read_text(path: str) -> str:
     if size > MAX_BYTES:
         raise Unreadable(Place(path), f"the policy file is larger than {MAX_BYTES} bytes (1 MiB), "
                                       "the most multiarchd reads; a policy is a few lines")
-    data = b"".join(chunks)
+    return decode(path, b"".join(chunks))
+
+
+def decode(path: str, data: bytes) -> str:
+    """The text of a policy file's bytes, or Unreadable at the first byte that is not UTF-8."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -80,16 +84,27 @@ def read_text(path: str) -> str:
 
 def load_policy(main: str, catalog: Catalog, only: str | None = None) -> Policy:
     """Read and validate the policy (or only the one file `only`)."""
-    files = [only] if only is not None else policy_files(main)
+    texts: list[tuple[str, str | Unreadable]] = []
+    for path in [only] if only is not None else policy_files(main):
+        try:
+            texts.append((path, read_text(path)))
+        except Unreadable as e:
+            texts.append((path, e))
+    return policy_from(texts, catalog, main, whole=only is None)
+
+
+def policy_from(texts: list[tuple[str, str | Unreadable]], catalog: Catalog, main: str,
+                whole: bool = True) -> Policy:
+    """The policy the texts of these files (in merge order) make."""
     merger = Merger(catalog)
-    for path in files:
+    for path, text in texts:
+        if isinstance(text, Unreadable):
+            merger.unreadable(text.place, text.message)
+            continue
         root: Node | YamlError | None
         try:
-            root = parse(read_text(path))
-        except Unreadable as e:
-            merger.unreadable(e.place, e.message)
-            continue
+            root = parse(text)
         except YamlError as e:
             root = e
         merger.add_file(path, root, main=path == main)
-    return merger.result(tuple(files), whole=only is None)
+    return merger.result(tuple(path for path, _ in texts), whole)

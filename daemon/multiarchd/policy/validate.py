@@ -40,8 +40,8 @@ class Merger(Fields):
         self.file = path
         try:
             self._add(path, root, main)
-        except TooManyProblems:
-            self.problems.append(Problem(Place(path), f"more than {MAX_PROBLEMS} problems; fix "
+        except TooManyProblems as e:
+            self.problems.append(Problem(e.place, f"more than {MAX_PROBLEMS} problems; fix "
                                          "these first"))
 
     def unreadable(self, place: Place, message: str) -> None:
