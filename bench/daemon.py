@@ -13,50 +13,15 @@ Usage: .venv/bin/python -m bench.daemon [--trials 200] [--idle 60]
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
-import select
 import statistics
-import struct
 import tempfile
 import time
 from pathlib import Path
 
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.daemon import start_daemon
-
-IN_MODIFY, IN_DELETE = 0x2, 0x200
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-class Inotify:
-    """Just enough inotify to timestamp the kernel's events on one directory."""
-
-    def __init__(self, path: str) -> None:
-        self.fd = _libc.inotify_init1(os.O_CLOEXEC)
-        if _libc.inotify_add_watch(self.fd, path.encode(), IN_MODIFY | IN_DELETE) < 0:
-            raise OSError(ctypes.get_errno(), f"inotify_add_watch {path}")
-
-    def drain(self) -> None:
-        while select.select([self.fd], [], [], 0)[0]:
-            os.read(self.fd, 65536)
-
-    def wait(self, name: str, mask: int, timeout: float = 10.0) -> float:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
-                raise TimeoutError(f"no event on {name}")
-            data = os.read(self.fd, 65536)
-            now = time.perf_counter()
-            i = 0
-            while i < len(data):
-                _wd, ev, _cookie, size = struct.unpack_from("iIII", data, i)
-                got = data[i + 16:i + 16 + size].rstrip(b"\0").decode()
-                i += 16 + size
-                if ev & mask and got == name:
-                    return now
-
+from tests.support.inotify import IN_DELETE, IN_MODIFY, Inotify
 
 def percentiles(times: list[float]) -> str:
     ms = sorted(t * 1000 for t in times)

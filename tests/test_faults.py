@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from multiarchd.reconciler.run import Config, reconcile_once
 from tests.support.binfmt import USERNS, PrivateBinfmt
 from tests.support.bus import PrivateBus
 from tests.support.commands import DaemonStarter, PolicyWriter, run
-from tests.support.paths import BIN
+from tests.support.inotify import IN_MODIFY, Inotify
+from tests.support.paths import BIN, DEFAULT_POLICY
 
 # Race trials: a few in every run of the suite, 200 when MULTIARCH_LONG_TESTS is set.
 TRIALS = 200 if os.environ.get("MULTIARCH_LONG_TESTS") else 15
@@ -331,3 +333,53 @@ def test_a_hanging_emulator_delays_nothing_else(
     states = {a[0]: a[2] for a in busctl_prop(bus, "Architectures")}
     assert states["s390x"] == "active" and states["arm"] in ("active", "verified")
     assert d.stop() == 0  # SIGTERM does not wait for the hung probe (stop() would kill it)
+
+
+def test_killed_at_any_step_of_an_apply_a_restart_converges(
+        binfmt: PrivateBinfmt, start_daemon: DaemonStarter) -> None:
+    """kill -9 after the k-th write of applying the 33-entry default policy (or while the F
+    entries are replaced), then a new daemon: every entry right, no stand-in left."""
+    for k in (1, 9, 17, 32):
+        with Inotify(binfmt.path) as events:
+            once = subprocess.Popen([str(BIN / "multiarchd"), "--once", "--config",
+                                     str(DEFAULT_POLICY), "--binfmt-dir", binfmt.path],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            for _ in range(k):
+                events.wait("register", IN_MODIFY)
+            once.kill()
+            once.wait()
+        d = start_daemon(DEFAULT_POLICY, binfmt)
+        assert len(binfmt.names()) == 33 and not [n for n in binfmt.names() if "~" in n]
+        assert d.stop() == 0
+        for name in binfmt.names():
+            binfmt.write(name, "-1")
+
+
+def test_an_emulator_deleted_or_made_unexecutable_is_said_and_its_entry_kept(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
+        trusted_dir: Path, busybox: dict[str, Path]) -> None:
+    """With F the kernel holds the file it opened: the entry still works, so it is left in
+    place and the problem is said; fixing the file needs no restart."""
+    emu = trusted_dir / "qemu-s390x-static"
+    shutil.copy("/usr/bin/qemu-s390x-static", emu)
+    d = start_daemon(policy(f"arches: {{s390x: {{interpreter: {emu}}}}}\n"), binfmt)
+    breakings: list[tuple[Callable[[], None], str]] = [
+        (lambda: emu.chmod(0o644), "is not an executable file"),
+        (lambda: emu.unlink(), "does not exist")]
+    for breaking, words in breakings:
+        since = d.mark()
+        breaking()
+        d.wait_log(re.escape(f"interpreter {emu} {words}"), since)
+        assert binfmt.names() == ["multiarch-s390x"]
+        assert binfmt.exec(str(busybox["s390x"]), "uname", "-m").stdout.strip() == "s390x"
+        since = d.mark()
+        new = emu.with_name("new")  # the kernel holds the old file open: replace, not rewrite
+        shutil.copy("/usr/bin/qemu-s390x-static", new)
+        os.replace(new, emu)
+        d.wait_log("policy accepted", since)
+
+
+def test_test_with_no_policy_file_says_so(tmp_path: Path) -> None:
+    r = run("multiarchctl", "test", "--local", config=tmp_path / "none.yaml")
+    assert r.returncode == 2
+    assert f"{tmp_path}/none.yaml: policy file not found" in r.stderr

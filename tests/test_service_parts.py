@@ -373,3 +373,18 @@ def test_a_hung_probe_holds_up_nothing_and_its_verdict_shows_when_it_comes(
     background.finish()
     assert rig.notes.sent[-1] == "STATUS=converged: 1 active (1 verified)"
     assert rig.service.statuses()[0].state is State.VERIFIED
+
+
+def test_a_write_that_never_reads_back_is_counted_and_stopped() -> None:
+    """Even multiarchd's own misunderstanding (the kernel gives back something else) cannot
+    make it rewrite an entry more often than the repair limit allows."""
+    history = History(repair_limit=3, window=60.0)
+    odd = Registration(S390X.name, S390X.interpreter + " ", S390X.flags)  # what comes back
+    misread = Observed((Entry(odd, True, 1),))
+    register = (Outcome(Action(Kind.REGISTER, S390X.name, "wanted", S390X)),)
+    for now in (0.0, 1.0, 2.0):
+        assert not history.blocked(frozenset(history.unsettled), now)
+        history.record(WANT, misread, register, frozenset(), now)
+    assert history.blocked(frozenset(history.unsettled), 3.0) == {"multiarch-s390x"}
+    history.record(WANT, HELD, register, frozenset(), 70.0)  # it reads back: settled
+    assert history.unsettled == set()

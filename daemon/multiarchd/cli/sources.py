@@ -12,10 +12,12 @@ from ..core.probes import Verdict
 from ..core.render import View
 from ..core.report import Report, build_report, overall
 from ..dbus import api
-from ..host.facts import host_arch
+from ..core.desired import desired
+from ..host.facts import candidate_paths, host_arch, probe_host
 from ..host.probing import verify
 from ..model.errors import PolicyRejected
 from ..model.problems import Problem
+from ..policy.files import load_policy
 from ..reconciler.run import Config, evaluate, reconcile_once
 
 if TYPE_CHECKING:
@@ -60,10 +62,11 @@ class Local:
         if names:
             arches = self.catalog.resolve(names)
         else:
-            policy, want, _, _ = evaluate(self.config, self.catalog)
-            if want is None:
+            policy = load_policy(self.config.policy_path, self.catalog)  # no table needed
+            if policy.rejected:
                 raise PolicyRejected("\n".join(str(p) for p in policy.problems))
-            arches = want.registered_arches()
+            host = probe_host(self.catalog, candidate_paths(policy, self.catalog))
+            arches = desired(policy, self.catalog, host).registered_arches()
         return verify(arches, self.catalog, self.config.binfmt_dir)
 
 

@@ -31,6 +31,9 @@ class History:
     # Registrations the kernel refused for good, and its words: not tried again while the
     # policy asks for exactly the same.
     refused: dict[str, tuple[Registration, str]] = field(default_factory=dict)
+    # Entries written whose read-back differed from what was written: each such write counts
+    # as a repair, so multiarchd's own misunderstanding cannot spin either.
+    unsettled: set[str] = field(default_factory=set)
 
     def drift(self, desired: Desired, observed: Observed) -> frozenset[str]:
         """Entries that were right, are still wanted the same, and are not right now; and
@@ -81,6 +84,16 @@ class History:
                 self.refused[name] = (o.action.registration, o.error)
             if not o.ok:
                 continue
+            if owned(name) and kind in (Kind.REGISTER, Kind.REPLACE, Kind.ENABLE):
+                got = after.get(name)
+                want = wants.get(name)
+                if want and (got is None or not got.enabled or
+                             got.registration != want.registration):
+                    self.unsettled.add(name)
+                    if name not in drift:
+                        self._recent(name, now).append(now)
+                else:
+                    self.unsettled.discard(name)
             opened = wants[name].interpreter_id if name in wants else None
             if kind in (Kind.REGISTER, Kind.REPLACE) and opened:
                 self.held[name] = opened

@@ -97,6 +97,11 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
     refused: dict[str, str] = {}
     if history:
         todo, refused = history.still_refused(todo)
+        for name in history.blocked(frozenset(history.unsettled) - drift, now):
+            todo = Plan(tuple(a for a in todo.actions if a.entry != name))
+            refused[name] = (f"{name} was written {history.repair_limit} times but the kernel "
+                             "gives back something else; left alone for "
+                             f"{history.window:g} s (please report this)")
     outcomes: tuple[Outcome, ...] = ()
     after = observed
     if todo and not dry_run:
