@@ -117,12 +117,12 @@ def test_a_refusal_for_good_is_not_retried_until_the_policy_changes() -> None:
     register = Action(Kind.REGISTER, "multiarch-s390x", "wanted", S390X)
     history.record(WANT, GONE, (Outcome(register, "refused (EINVAL)", terminal=True),),
                    frozenset(), now=0.0)
-    todo, skipped = history.still_refused(Plan((register,)))
+    todo, _, skipped = history.hold_back(Plan((register,)), frozenset(), now=0.0)
     assert todo == Plan(()) and skipped == {"multiarch-s390x": "refused (EINVAL)"}
     other = Registration(S390X.name, S390X.interpreter, Flags.parse("FP"))
     edited = Desired((Want("s390x", "arch", S390X.name, other),), ForeignMode.KEEP, ())
     history.record(edited, GONE, (), frozenset(), now=1.0)  # the policy changed
-    assert history.still_refused(Plan((register,)))[0] == Plan((register,))
+    assert history.hold_back(Plan((register,)), frozenset(), now=1.0)[0] == Plan((register,))
 
 
 def test_apply_tells_refusals_for_good_from_passing_ones() -> None:
@@ -385,6 +385,7 @@ def test_a_write_that_never_reads_back_is_counted_and_stopped() -> None:
     for now in (0.0, 1.0, 2.0):
         assert not history.blocked(frozenset(history.unsettled), now)
         history.record(WANT, misread, register, frozenset(), now)
-    assert history.blocked(frozenset(history.unsettled), 3.0) == {"multiarch-s390x"}
+    todo, _, why = history.hold_back(Plan(tuple(o.action for o in register)), frozenset(), 3.0)
+    assert todo == Plan(()) and "gives back something else" in why["multiarch-s390x"]
     history.record(WANT, HELD, register, frozenset(), 70.0)  # it reads back: settled
     assert history.unsettled == set()

@@ -54,12 +54,20 @@ class History:
             times.popleft()
         return times
 
-    def still_refused(self, plan: Plan) -> tuple[Plan, dict[str, str]]:
-        """The plan without what the kernel refused for good; and those entries' refusals."""
-        skipped = {a.entry: self.refused[a.entry][1] for a in plan.actions
-                   if a.registration and self.refused.get(a.entry, (None, ""))[0] ==
-                   a.registration}
-        return Plan(tuple(a for a in plan.actions if a.entry not in skipped)), skipped
+    def hold_back(self, plan: Plan, drift: frozenset[str], now: float
+                  ) -> tuple[Plan, frozenset[str], dict[str, str]]:
+        """The plan without what must wait: repairs of entries another writer keeps undoing
+        (the conflicts), what the kernel refused for good, and writes that keep reading back
+        differently; with the conflicts and why each of the others waits."""
+        conflicts = self.blocked(drift, now)
+        why = {a.entry: self.refused[a.entry][1] for a in plan.actions
+               if a.registration and self.refused.get(a.entry, (None, ""))[0] == a.registration}
+        for name in self.blocked(frozenset(self.unsettled) - drift, now):
+            why[name] = (f"{name} was written {self.repair_limit} times but the kernel gives "
+                         f"back something else; left alone for {self.window:g} s (please "
+                         "report this)")
+        held = conflicts | set(why)
+        return Plan(tuple(a for a in plan.actions if a.entry not in held)), conflicts, why
 
     def blocked(self, entries: frozenset[str], now: float) -> frozenset[str]:
         return frozenset(e for e in entries if len(self._recent(e, now)) >= self.repair_limit)

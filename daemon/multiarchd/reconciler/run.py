@@ -91,17 +91,10 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
     enforced = history.last_good if history and policy.rejected else policy
     drift = history.drift(want, observed) if history else frozenset()
     now = time.monotonic() if now is None else now
-    conflicts = history.blocked(drift, now) if history else frozenset()
-    if conflicts:
-        todo = Plan(tuple(a for a in todo.actions if a.entry not in conflicts))
+    conflicts: frozenset[str] = frozenset()
     refused: dict[str, str] = {}
     if history:
-        todo, refused = history.still_refused(todo)
-        for name in history.blocked(frozenset(history.unsettled) - drift, now):
-            todo = Plan(tuple(a for a in todo.actions if a.entry != name))
-            refused[name] = (f"{name} was written {history.repair_limit} times but the kernel "
-                             "gives back something else; left alone for "
-                             f"{history.window:g} s (please report this)")
+        todo, conflicts, refused = history.hold_back(todo, drift, now)
     outcomes: tuple[Outcome, ...] = ()
     after = observed
     if todo and not dry_run:

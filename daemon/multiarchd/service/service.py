@@ -3,7 +3,7 @@
 Watchers (policy directory, binfmt_misc table, interpreter files), SIGHUP, D-Bus calls and the
 reconciler's own requeue only poke the trigger; pokes coalesce into one run, and runs never
 overlap (they all happen on the loop's thread). What happens in a run is the reconciler's; this
-module tells the world about it: journal records, sd_notify, listeners (the D-Bus face).
+module tells the world about it: journal records, sd_notify, the bus (the D-Bus face).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from .protocols import Bus, Clock, Log, Loop, Notifier, Watcher
 from .trigger import Trigger
 from .verifier import Verifier
 from .watches import policy_dir, watches_for
+
 
 class Service:
     def __init__(self, reconciler: Reconciler, verifier: Verifier, options: Options,
