@@ -29,8 +29,10 @@ settings.register_profile("long", max_examples=50_000, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("long" if os.environ.get("MULTIARCH_LONG_TESTS") else "suite")
 
-# Fixtures that need real parts: a test using one is marked for them (pytest -m fast leaves it).
-_KERNEL = {"binfmt", "start_daemon", "busybox"}
+# Fixtures that need root and real parts: a test using one is marked for them (pytest -m fast
+# leaves it out; what is left runs as any user).
+_KERNEL = {"binfmt", "start_daemon", "busybox", "bus", "trusted_dir",
+           "dist"}  # dist: builds a wheel in the checkout
 _SYSTEMD = {"journal", "deb", "container"}
 
 
