@@ -27,7 +27,7 @@ NAME, PATH, IFACE = "io.github.multiarchd1", "/io/github/multiarchd1", "io.githu
 @pytest.fixture
 def served(bus: PrivateBus, binfmt: PrivateBinfmt, policy: PolicyWriter,
            start_daemon: DaemonStarter) -> tuple[DaemonProcess, Path]:
-    """multiarchd with D-Bus on the private bus, once READY=1 (which waits for the name)."""
+    """multiarchd with D-Bus on the private bus, once READY=1 and the name published."""
     path = policy("arches:\n  all: {}\n")
     return start_daemon(path, binfmt, bus=bus), path
 
@@ -43,8 +43,7 @@ def call(bus: PrivateBus, method: str, *args: str,
     return bus.busctl("--json=short", "call", NAME, PATH, IFACE, method, *args, user=user)
 
 
-def test_name_is_owned_before_ready_and_every_property_reads(
-        bus: PrivateBus, served: tuple[DaemonProcess, Path]) -> None:
+def test_every_property_reads(bus: PrivateBus, served: tuple[DaemonProcess, Path]) -> None:
     d, path = served
     assert d.lines.index(f"multiarchd: D-Bus: {NAME} published at {PATH}") >= 0
     assert prop(bus, "State") == "converged"
@@ -226,3 +225,18 @@ def test_multiarchctl_over_dbus(bus: PrivateBus, served: tuple[DaemonProcess, Pa
     assert (r.returncode, r.stdout.strip()) == (0, "nothing to do")
     r = ctl("test", "arm65")
     assert r.returncode == 2 and "did you mean 'arm64'" in r.stderr
+
+
+def test_ready_does_not_wait_for_the_bus(binfmt: PrivateBinfmt, policy: PolicyWriter,
+                                         start_daemon: DaemonStarter, bus: PrivateBus) -> None:
+    """With no bus (dbus masked, or not started yet) the service is ready, the table converged,
+    and STATUS says D-Bus is unavailable; when the bus comes, the name is taken."""
+    bus.stop()
+    d = start_daemon(policy("arches: {s390x: {}}\n"), binfmt, env=bus.env, dbus=True)
+    assert binfmt.names() == ["multiarch-s390x"]
+    d.wait_notify("STATUS=converged: 1 active; D-Bus unavailable (retrying)")
+    since = d.mark()
+    bus.start()
+    d.wait_log(f"D-Bus: {NAME} published", since)
+    d.wait_until(lambda: "STATUS=converged: 1 active" in d.messages[since[1]:], "STATUS")
+    assert prop(bus, "State") == "converged"

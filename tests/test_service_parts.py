@@ -212,7 +212,7 @@ class Rig:
         self.buses: list[FakeBus] = []
 
         def make_bus(service: Service) -> FakeBus:
-            self.buses.append(FakeBus(service.ready))
+            self.buses.append(FakeBus(service.bus_changed))
             return self.buses[-1]
         self.service = Service(reconciler, verifier, options, load_catalog(), "x86_64",
                                self.loop, self.loop, FakeWatcher, self.notes, self.log,
@@ -237,17 +237,19 @@ def test_ready_comes_once_after_the_first_run_with_its_status(tmp_path: Path) ->
     assert rig.watcher.started and rig.watcher.watches
 
 
-def test_with_dbus_ready_waits_for_the_name_and_every_run_is_told(tmp_path: Path) -> None:
+def test_ready_does_not_wait_for_the_bus_and_status_says_where_it_is(tmp_path: Path) -> None:
     rig = Rig(tmp_path, Script(result(changes=2), result()), bus=True)
     rig.service.start()
     [bus] = rig.buses
-    assert bus.connects == 1 and "READY=1" not in rig.notes.sent
-    bus.on_owned()
-    assert rig.notes.sent[-2:] == ["READY=1", "STATUS=converged: 0 active"]
+    assert bus.connects == 1
+    assert rig.notes.sent == ["STATUS=converged: 0 active", "READY=1",
+                              "STATUS=converged: 0 active; D-Bus unavailable (retrying)"]
+    bus.owned()
+    assert rig.notes.sent[-1] == "STATUS=converged: 0 active"
     rig.service.poke()
     rig.loop.advance(1)
     assert bus.runs == [False]  # the first run came before the bus; this one changed nothing
-    bus.on_owned()  # the bus came back: no second READY
+    bus.owned()  # the bus came back: no second READY
     assert rig.notes.sent.count("READY=1") == 1
 
 

@@ -135,12 +135,13 @@ def start_daemon(tmp: Path, config: Path, binfmt: PrivateBinfmt | None = None,
                  *extra: str | Path, bus: PrivateBus | None = None,
                  journal: PrivateJournal | None = None, inside: bool = False,
                  env: dict[str, str] | None = None, prefix: Sequence[str] = (),
-                 ready: bool = True) -> Iterator[DaemonProcess]:
+                 ready: bool = True, dbus: bool = False) -> Iterator[DaemonProcess]:
     """`multiarchd --config CONFIG` on `binfmt` (its --binfmt-dir, or with inside=True run in
     its namespace, where exec goes through it: what probes need), publishing on `bus` (else
-    --no-dbus), logging to `journal` (else stderr); by default once READY=1 has come."""
+    --no-dbus), logging to `journal` (else stderr); by default once READY=1 has come (and the
+    name is published on `bus`)."""
     argv: list[str | Path] = [BIN / "multiarchd", "--config", config, *extra]
-    if bus is None:
+    if bus is None and not dbus:  # dbus=True: on whatever bus the environment names
         argv.append("--no-dbus")
     if binfmt is not None and inside:
         prefix = (*prefix, *binfmt.enter())
@@ -154,6 +155,8 @@ def start_daemon(tmp: Path, config: Path, binfmt: PrivateBinfmt | None = None,
     try:
         if ready:
             d.wait_notify("READY=1")
+            if bus is not None:  # READY does not wait for the bus: the tests that use it do
+                d.wait_log("D-Bus: io.github.multiarchd1 published")
         yield d
     finally:
         d.stop()

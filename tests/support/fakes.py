@@ -146,16 +146,21 @@ class Records:
 
 
 class FakeBus:
-    """The D-Bus link: the name is owned when the test says so."""
+    """The D-Bus link: the name is owned when the test says so (owned())."""
 
-    def __init__(self, on_owned: Callable[[], None]) -> None:
-        self.on_owned = on_owned
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self.on_change = on_change
         self.connects = 0
+        self.connected = False
         self.runs: list[bool] = []  # after each run: whether it changed the table
 
     def connect(self) -> bool:
         self.connects += 1
-        return True
+        return False
+
+    def owned(self) -> None:
+        self.connected = True
+        self.on_change()
 
     def after_run(self, result: Result, changed: bool) -> None:
         self.runs.append(changed)

@@ -26,7 +26,7 @@ from ..service.verifier import Verifier
 
 def _bus(service: Service) -> Bus:
     from ..dbus.pydbus_glue import BusLink, ManagerFace  # only a D-Bus run needs pydbus
-    return BusLink(ManagerFace(service), service.log.emit, on_owned=service.ready)
+    return BusLink(ManagerFace(service), service.log.emit, on_change=service.bus_changed)
 
 
 def build_service(config: Config, options: Options, log: Log, dbus: bool = True) -> Service:

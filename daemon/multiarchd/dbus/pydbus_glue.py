@@ -156,10 +156,10 @@ class BusLink:
     """The daemon's connection to the system bus; reconnects when the bus comes back."""
 
     def __init__(self, face: ManagerFace, emit: Callable[[Record], None],
-                 on_owned: Callable[[], None]) -> None:
+                 on_change: Callable[[], None]) -> None:
         self.face = face
         self.emit = emit
-        self.on_owned = on_owned
+        self.on_change = on_change  # published, or lost
         self.bus: Any = None
         self.publication: Any = None
         self._retry_delay = 1.0
@@ -175,14 +175,19 @@ class BusLink:
                              f"retrying in {self._retry_delay:g} s, reconciling meanwhile"))
             GLib.timeout_add(int(self._retry_delay * 1000), self._retry)
             self._retry_delay = min(self._retry_delay * 2, 30.0)
+            self.on_change()
             return False
         self.bus = bus
         self._retry_delay = 1.0
         bus.con.connect("closed", self._closed)
         self.emit(Record(Event.BUS_CONNECTED,
                          f"D-Bus: {api.BUS_NAME} published at {api.OBJECT_PATH}"))
-        self.on_owned()
+        self.on_change()
         return True
+
+    @property
+    def connected(self) -> bool:
+        return self.bus is not None
 
     def _retry(self) -> bool:
         self.connect()
@@ -196,6 +201,7 @@ class BusLink:
         self.emit(Record(Event.BUS_LOST, f"D-Bus: lost the connection to the system bus "
                          f"({error.message if error else 'closed'}); still reconciling, "
                          "reconnecting"))
+        self.on_change()
         GLib.timeout_add(int(self._retry_delay * 1000), self._retry)
 
 

@@ -63,8 +63,10 @@ class Log(Protocol):
 
 
 class Bus(Protocol):
-    """The service on D-Bus: connect() publishes it (and says when the name is owned, through
-    the callback it was made with); after_run() tells subscribers what a run did."""
+    """The service on D-Bus: connect() publishes it (now or, retrying, later; the callback it
+    was made with hears of every change); after_run() tells subscribers what a run did."""
 
+    @property
+    def connected(self) -> bool: ...
     def connect(self) -> object: ...
     def after_run(self, result: Result, changed: bool) -> None: ...

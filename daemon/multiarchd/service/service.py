@@ -89,19 +89,24 @@ class Service:
             self.loop.every(self.watchdog, lambda: self.notify("WATCHDOG=1"))
         if self.run_now() is None and self.exit_code:
             return
-        if self._make_bus is None:
-            self.ready()
-        else:
-            # READY=1 waits for the bus name; the link retries (and reconciling goes on) meanwhile.
+        # Ready when the table is applied: the bus (and the probes) come after, on their own;
+        # the link retries while the bus is away, and reconciling goes on meanwhile.
+        if self._make_bus is not None:
             self.bus = self._make_bus(self)
+        self.ready()
+        if self.bus is not None:
             self.bus.connect()
 
     def ready(self) -> None:
-        """Tell systemd we are up: after the first run (and, with D-Bus, after the bus name).
-        Only once: a reconnect to the bus later is not a new start."""
+        """Tell systemd we are up, once: a reconnect to the bus later is not a new start."""
         if not self._ready:
             self._ready = True
             self.notify("READY=1", f"STATUS={self.status_line()}")
+
+    def bus_changed(self) -> None:
+        """The bus link came up or went away: STATUS says which."""
+        if self._ready:
+            self.notify(f"STATUS={self.status_line()}")
 
     def reload(self) -> None:
         now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
@@ -252,8 +257,12 @@ class Service:
 
     def status_line(self) -> str:
         if self.last:
-            return self._status_line(self.last)
-        return f"{self.state}: {self._why}" if self._why else self.state
+            line = self._status_line(self.last)
+        else:
+            line = f"{self.state}: {self._why}" if self._why else self.state
+        if self.bus is not None and not self.bus.connected:
+            line += "; D-Bus unavailable (retrying)"
+        return line
 
     def _status_line(self, result: Result) -> str:
         if result.rejected:
