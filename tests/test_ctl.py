@@ -98,3 +98,23 @@ def test_cat_config_prints_files_in_merge_order(policy: PolicyWriter) -> None:
     headers = [line for line in r.stdout.splitlines() if line.startswith("# /")]
     assert headers == [f"# {main}", f"# {main.parent}/arches.d/10-a.yaml",
                        f"# {main.parent}/arches.d/20-b.yaml"]
+
+
+def test_version_bare_status_and_json_errors_as_admins_expect(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert run("multiarchctl", "--version").stdout.strip().startswith("multiarchctl ")
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
+    bare, status = run("multiarchctl"), run("multiarchctl", "status")
+    assert (bare.returncode, bare.stderr) == (status.returncode, status.stderr)
+    missing = tmp_path / "none.yaml"
+    for verb in (("status", "--json"), ("plan", "--json", "--config", str(missing)),
+                 ("test", "--json", "arm65"), ("status", "--local", "--json", "--config",
+                                               str(missing))):
+        r = run("multiarchctl", *verb)
+        data = json.loads(r.stdout)  # always a JSON document, errors too
+        assert r.returncode in (1, 2) and r.returncode == data.get("exit_code", r.returncode)
+    # Every verb that reads the policy says it is missing (--config means --local).
+    for verb in ("status", "plan", "apply", "test", "check-config", "arches", "cat-config"):
+        r = run("multiarchctl", verb, "--config", str(missing))
+        assert r.returncode == 2, (verb, r.stdout, r.stderr)
+        assert "none.yaml" in r.stdout + r.stderr and "not found" in r.stdout + r.stderr, verb

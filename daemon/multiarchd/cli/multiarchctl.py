@@ -13,11 +13,12 @@ import sys
 from collections.abc import Callable
 from dataclasses import asdict
 
+from .. import __version__
 from ..catalog import load_catalog
 from ..core.desired import desired
 from ..core.probes import Verdict
 from ..core.render import (EXIT_NOT_CONVERGED, EXIT_OK, EXIT_USAGE, View, columns, dumps,
-                           plan_json, report_text, status_rows, view_json)
+                           plan_json, problem_json, report_text, status_rows, view_json)
 from ..core.report import build_report
 from ..dbus import api
 from ..host.facts import candidate_paths, probe_host
@@ -27,7 +28,7 @@ from ..model.errors import NotMounted, PolicyRejected, UnknownArchitecture
 from ..model.policy import DEFAULT_PATH as POLICY_PATH
 from ..model.policy import Policy
 from ..model.table import Observed
-from ..policy.files import load_policy, policy_files
+from ..policy.files import Unreadable, load_policy, policy_files, read_text
 from ..service.logs import StderrLog
 from .common import add_path_options, config_from, tell_outcomes
 from .sources import Local, Source, connect
@@ -45,20 +46,27 @@ _REMOTE_ERRORS: dict[str, tuple[Callable[[str, str], str], int]] = {
 }
 
 
-def _remote_failed(verb: str, e: api.RemoteError) -> int:
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    """An error, as the caller reads it: a line on stderr, or with --json a JSON document on
+    stdout (so a script always gets one)."""
+    if getattr(args, "json", False):
+        print(dumps({"error": message, "exit_code": code}))
+    else:
+        print(message, file=sys.stderr)
+    return code
+
+
+def _remote_failed(args: argparse.Namespace, verb: str, e: api.RemoteError) -> int:
     known = _REMOTE_ERRORS.get(e.name)
     if known is None:
-        print(f"multiarchctl: {e} ({e.name})", file=sys.stderr)
-        return EXIT_NOT_CONVERGED
-    print(known[0](verb, str(e)), file=sys.stderr)
-    return known[1]
+        return _fail(args, f"multiarchctl: {e} ({e.name})", EXIT_NOT_CONVERGED)
+    return _fail(args, known[0](verb, str(e)), known[1])
 
 
-def _unreachable(verb: str, local_works: bool) -> int:
+def _unreachable(args: argparse.Namespace, verb: str, local_works: bool) -> int:
     hint = f"; `multiarchctl {verb} --local` works without it" if local_works else ""
-    print(f"multiarchctl: multiarchd is not running (no {api.BUS_NAME} on the system "
-          f"bus){hint}", file=sys.stderr)
-    return EXIT_NOT_CONVERGED
+    return _fail(args, f"multiarchctl: multiarchd is not running (no {api.BUS_NAME} on the "
+                 f"system bus){hint}", EXIT_NOT_CONVERGED)
 
 
 def _with_source(args: argparse.Namespace, verb: str, work: Callable[[Source], int],
@@ -72,9 +80,9 @@ def _with_source(args: argparse.Namespace, verb: str, work: Callable[[Source], i
     except api.Unreachable:
         if fallback:
             return work(Local(config_from(args)))
-        return _unreachable(verb, local_works=True)
+        return _unreachable(args, verb, local_works=True)
     except api.RemoteError as e:
-        return _remote_failed(verb, e)
+        return _remote_failed(args, verb, e)
 
 
 def _show(view: View, as_json: bool, show_all: bool = False, applied: bool = False) -> int:
@@ -97,8 +105,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         try:
             todo, problems, state = src.plan()
         except PolicyRejected as e:
-            print(e, file=sys.stderr)
-            return EXIT_USAGE
+            return _fail(args, str(e), EXIT_USAGE)
         for p in problems:
             print(p, file=sys.stderr)
         print(dumps(plan_json(todo)) if args.json else todo)
@@ -126,9 +133,9 @@ def cmd_reload(args: argparse.Namespace) -> int:
         daemon.reload()
         return daemon.view().exit_code()
     except api.Unreachable:
-        return _unreachable("reload", local_works=False)
+        return _unreachable(args, "reload", local_works=False)
     except api.RemoteError as e:
-        return _remote_failed("reload", e)
+        return _remote_failed(args, "reload", e)
 
 
 def _print_verdicts(verdicts: list[Verdict], as_json: bool) -> int:
@@ -146,11 +153,9 @@ def cmd_test(args: argparse.Namespace) -> int:
         try:
             verdicts = src.test(args.arches)
         except UnknownArchitecture as e:
-            print(f"multiarchctl: {e}", file=sys.stderr)
-            return EXIT_USAGE
+            return _fail(args, f"multiarchctl: {e}", EXIT_USAGE)
         except PolicyRejected as e:  # which architectures does it register? It cannot say.
-            print(e, file=sys.stderr)
-            return EXIT_USAGE
+            return _fail(args, str(e), EXIT_USAGE)
         return _print_verdicts(verdicts, args.json)
     return _with_source(args, "test", test, fallback=True)  # a probe needs no daemon
 
@@ -179,6 +184,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_arches(args: argparse.Namespace) -> int:
     catalog = load_catalog()
     policy = load_policy(args.config, catalog)
+    problems = policy.problems
     if policy.rejected:
         policy = Policy(files=policy.files)  # still tell what this host could run
     table = BinfmtTable(args.binfmt_dir)
@@ -189,25 +195,27 @@ def cmd_arches(args: argparse.Namespace) -> int:
     if args.json:
         records = [dict(asdict(s), aliases=list(catalog.arches[s.name].aliases),
                         family=catalog.arches[s.name].family) for s in arches]
-        print(dumps({"host": host.arch, "architectures": records}))
-        return EXIT_OK
+        print(dumps({"host": host.arch, "architectures": records,
+                     "problems": [problem_json(p) for p in problems]}))
+        return EXIT_USAGE if problems else EXIT_OK
     rows = status_rows(arches)
     rows[0].insert(1, "ALIASES")
     for row, s in zip(rows[1:], arches):
         row.insert(1, ",".join(catalog.arches[s.name].aliases) or "-")
     print(f"host: {host.arch}")
     print(columns(rows))
-    return EXIT_OK
+    for p in problems:  # the table is what this host can do; the policy could not be read
+        print(p, file=sys.stderr)
+    return EXIT_USAGE if problems else EXIT_OK
 
 
 def cmd_cat_config(args: argparse.Namespace) -> int:
     code = EXIT_OK
     for path in policy_files(args.config):
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            print(f"# {path}: {e.strerror}", file=sys.stderr)
+            text = read_text(path)  # as the daemon reads it: a FIFO is refused, not waited on
+        except Unreadable as e:
+            print(f"# {e.place}: {e.message}", file=sys.stderr)
             code = EXIT_USAGE
             continue
         print(f"# {path}")
@@ -218,7 +226,8 @@ def cmd_cat_config(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="multiarchctl", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p.add_argument("--version", action="version", version=f"multiarchctl {__version__}")
+    sub = p.add_subparsers(dest="verb", metavar="VERB", help="(default: status)")
     common = argparse.ArgumentParser(add_help=False)
     add_path_options(common)
     as_json = argparse.ArgumentParser(add_help=False)
@@ -255,6 +264,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.verb is None:  # as hostnamectl does: no verb shows the status
+        args = parser().parse_args([*(argv or sys.argv[1:]), "status"])
     # Another policy or table than the daemon's can only mean: work on it here.
     if hasattr(args, "local") and (args.config != POLICY_PATH or args.binfmt_dir != BINFMT_PATH):
         args.local = True
@@ -262,8 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except NotMounted as e:
-        print(f"multiarchctl: {e}", file=sys.stderr)
-        return EXIT_NOT_CONVERGED
+        return _fail(args, f"multiarchctl: {e}", EXIT_NOT_CONVERGED)
     except BrokenPipeError:
         return EXIT_OK
 

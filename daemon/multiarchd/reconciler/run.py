@@ -56,11 +56,15 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
     catalog = catalog or load_catalog()
     policy = load_policy(config.policy_path, catalog)
     table = BinfmtTable(config.binfmt_dir)
+    nothing_to_do = policy.rejected and (history is None or history.last_good is None)
     if observed is None:
-        if not table.mounted():
+        if table.mounted():
+            observed = table.read()
+        elif nothing_to_do:  # the policy's problems are the news, not the table
+            observed = Observed(())
+        else:
             raise NotMounted(f"binfmt_misc is not mounted at {config.binfmt_dir}; mount it with "
                              f"`mount -t binfmt_misc binfmt_misc {config.binfmt_dir}`")
-        observed = table.read()
     enforced = policy
     if policy.rejected:
         if history is None or history.last_good is None:
