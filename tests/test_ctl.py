@@ -114,7 +114,7 @@ def test_version_bare_status_and_json_errors_as_admins_expect(
         data = json.loads(r.stdout)  # always a JSON document, errors too
         assert r.returncode in (1, 2) and r.returncode == data.get("exit_code", r.returncode)
     # Every verb that reads the policy says it is missing (--config means --local).
-    for verb in ("status", "plan", "apply", "test", "check-config", "arches", "cat-config"):
-        r = run("multiarchctl", verb, "--config", str(missing))
-        assert r.returncode == 2, (verb, r.stdout, r.stderr)
-        assert "none.yaml" in r.stdout + r.stderr and "not found" in r.stdout + r.stderr, verb
+    for name in ("status", "plan", "apply", "test", "check-config", "arches", "cat-config"):
+        r = run("multiarchctl", name, "--config", str(missing))
+        assert r.returncode == 2, (name, r.stdout, r.stderr)
+        assert "none.yaml" in r.stdout + r.stderr and "not found" in r.stdout + r.stderr, name
