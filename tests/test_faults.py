@@ -344,8 +344,7 @@ def test_killed_at_any_step_of_an_apply_a_restart_converges(
             once = subprocess.Popen([str(BIN / "multiarchd"), "--once", "--config",
                                      str(DEFAULT_POLICY), "--binfmt-dir", binfmt.path],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            for _ in range(k):
-                events.wait("register", IN_MODIFY)
+            events.wait("register", IN_MODIFY, count=k)
             once.kill()
             once.wait()
         d = start_daemon(DEFAULT_POLICY, binfmt)
