@@ -47,6 +47,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.fast)
 
 
+def _host_table() -> tuple[bool, list[str]]:
+    """Whether the host's binfmt_misc is mounted, and its entries."""
+    mounted = any(" /proc/sys/fs/binfmt_misc " in line
+                  for line in Path("/proc/self/mountinfo").read_text().splitlines())
+    names = sorted(os.listdir("/proc/sys/fs/binfmt_misc")) if mounted else []
+    return mounted, names
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_table_untouched() -> Iterator[None]:
+    """A tripwire: the tests work on private tables only; the host's is as it was, not even
+    mounted if it was not."""
+    before = _host_table()
+    yield
+    assert _host_table() == before, "a test changed the host's binfmt_misc table or mount"
+
+
 @pytest.fixture
 def binfmt() -> Iterator[PrivateBinfmt]:
     """A fresh, empty binfmt_misc instance of our own; the host's table is never touched."""

@@ -49,12 +49,13 @@ class Result:
 
 
 def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed | None = None,
-             history: History | None = None) -> tuple[Policy, Desired | None, Observed, Plan]:
+             history: History | None = None, policy: Policy | None = None
+             ) -> tuple[Policy, Desired | None, Observed, Plan]:
     """Everything up to the plan, writing nothing. A rejected policy changes nothing: with a
     history that holds the last good policy, that one is planned for (drift is still healed);
     without, there is no plan."""
     catalog = catalog or load_catalog()
-    policy = load_policy(config.policy_path, catalog)
+    policy = policy or load_policy(config.policy_path, catalog)
     table = BinfmtTable(config.binfmt_dir)
     nothing_to_do = policy.rejected and (history is None or history.last_good is None)
     if observed is None:
@@ -86,9 +87,12 @@ def ensure_mounted(config: Config) -> bool:
 def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | None = None,
                    history: History | None = None, mount: bool = True,
                    now: float | None = None) -> Result:
-    if mount and not dry_run:
-        ensure_mounted(config)
-    policy, want, observed, todo = evaluate(config, catalog, history=history)
+    catalog = catalog or load_catalog()
+    policy = load_policy(config.policy_path, catalog)
+    if mount and not dry_run and not (policy.rejected and (history is None or
+                                                           history.last_good is None)):
+        ensure_mounted(config)  # only to apply something: a bad policy mounts nothing
+    policy, want, observed, todo = evaluate(config, catalog, history=history, policy=policy)
     if want is None:
         return Result(policy, None, todo, Report((), (), policy.problems, (), observed.enabled,
                                                  policy_rejected=True))
