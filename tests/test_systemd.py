@@ -29,7 +29,8 @@ BUSCTL_STATE = ["busctl", "get-property", "io.github.multiarchd1", "/io/github/m
 def host_table() -> dict[str, str]:
     if not os.path.exists(f"{HOST_BINFMT}/status"):
         return {}
-    return {n: Path(HOST_BINFMT, n).read_text() for n in os.listdir(HOST_BINFMT)}
+    return {n: Path(HOST_BINFMT, n).read_text() for n in os.listdir(HOST_BINFMT)
+            if n != "register"}  # write-only
 
 
 def exposure(unit: Path) -> float:
