@@ -273,6 +273,7 @@ def test_binfmt_misc_mounted_again_is_a_new_table_and_is_filled_at_once(
     def inside(*argv: str) -> None:
         subprocess.run(["nsenter", "-t", str(d.proc.pid), "--user", "--mount", *argv],
                        check=True)
+    d.wait_log(f"binfmt_misc is not mounted at {where}")  # started, in its namespace, waiting
     inside("mount", "-t", "binfmt_misc", "binfmt_misc", str(where))
     d.wait_log("registered multiarch-s390x")
     for _ in range(3):
@@ -311,7 +312,7 @@ def test_an_unprivileged_flood_of_calls_does_not_hold_up_repairs(
         for _ in range(10):
             since = d.mark()
             binfmt.write("multiarch-s390x", "-1")
-            d.wait_log("repaired multiarch-s390x", since, timeout=5)
+            d.wait_log("repaired multiarch-s390x", since)
     finally:
         for p in flood:
             p.kill()
@@ -337,14 +338,17 @@ def test_a_hanging_emulator_delays_nothing_else(
 
 def test_killed_at_any_step_of_an_apply_a_restart_converges(
         binfmt: PrivateBinfmt, start_daemon: DaemonStarter) -> None:
-    """kill -9 after the k-th write of applying the 33-entry default policy (or while the F
-    entries are replaced), then a new daemon: every entry right, no stand-in left."""
+    """kill -9 after about the k-th write of applying the 33-entry default policy, then a new
+    daemon: every entry right, no stand-in left."""
     for k in (1, 9, 17, 32):
         with Inotify(binfmt.path) as events:
             once = subprocess.Popen([str(BIN / "multiarchd"), "--once", "--config",
                                      str(DEFAULT_POLICY), "--binfmt-dir", binfmt.path],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            events.wait("register", IN_MODIFY, count=k)
+            # Each write shows as an event (the kernel merges those not read yet): look again
+            # at each until k entries are there.
+            while len(binfmt.names()) < k:
+                events.wait("register", IN_MODIFY)
             once.kill()
             once.wait()
         d = start_daemon(DEFAULT_POLICY, binfmt)

@@ -30,9 +30,9 @@ class Inotify(Closing):
         while select.select([self.fd], [], [], 0)[0]:
             os.read(self.fd, 65536)
 
-    def wait(self, name: str, mask: int, timeout: float = 10.0, count: int = 1) -> float:
-        """Until `count` events of `mask` on `name` have come (several may come in one read);
-        when the last of them was read."""
+    def wait(self, name: str, mask: int, timeout: float = 10.0) -> float:
+        """Until an event of `mask` on `name` comes (the kernel merges like events not read
+        yet: wait, then look at what changed); when it was read."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -46,6 +46,4 @@ class Inotify(Closing):
                 got = data[i + 16:i + 16 + size].rstrip(b"\0").decode()
                 i += 16 + size
                 if ev & mask and got == name:
-                    count -= 1
-            if count <= 0:
-                return now
+                    return now
