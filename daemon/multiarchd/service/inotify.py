@@ -2,7 +2,8 @@
 importing watchdog.
 
 watchdog delivers events on its own threads; `on_event(path, kind)` must be safe to call from
-any thread. `kind` is watchdog's word: created, deleted, moved, modified, closed (after a write).
+any thread. `kind` is watchdog's word: created, deleted, moved, modified (a file being written),
+closed (after a write), or changed (something in a directory).
 Its inotify observer blocks on the kernel and wakes only for events: nothing here polls.
 """
 
@@ -27,7 +28,11 @@ class _Handler(FileSystemEventHandler):  # type: ignore[misc]
             return
         paths = [event.src_path, getattr(event, "dest_path", "")]
         if any(p and self.watch.wants(os.fsdecode(p)) for p in paths):
-            self.on_event(os.fsdecode(event.src_path), event.event_type)
+            # A directory "modified" only says something in it changed; a file is "modified"
+            # while it is being written.
+            kind = "changed" if event.is_directory and event.event_type == "modified" \
+                else event.event_type
+            self.on_event(os.fsdecode(event.src_path), kind)
 
 
 class Watcher:

@@ -45,7 +45,8 @@ class Background(Protocol):
 
 class Watcher(Protocol):
     """Filesystem watches; events reach the callback given at construction, on any thread, as
-    (path, kind): created, deleted, moved, modified, or closed (a file written and closed)."""
+    (path, kind): created, deleted, moved, modified (a file being written), closed (a file
+    written and closed), or changed (something in a directory)."""
 
     def start(self) -> None: ...
     def update(self, watches: set[Watch]) -> None: ...

@@ -1,0 +1,42 @@
+"""The inotify adapter against the real kernel: what an editor's save by rename, an in-place
+write and a new directory look like to the service (so that it waits for a writer only while
+one has a file open)."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from multiarchd.service.inotify import Watcher
+from multiarchd.service.watches import Watch
+
+
+def test_what_saves_look_like(tmp_path: Path) -> None:
+    seen: list[tuple[str, str]] = []
+    arrived = threading.Event()
+
+    def on_event(path: str, kind: str) -> None:
+        seen.append((os.path.basename(path), kind))
+        arrived.set()
+
+    st = tmp_path.stat()
+    watcher = Watcher(on_event)
+    watcher.start()
+    try:
+        watcher.update({Watch(str(tmp_path), None, True, (st.st_dev, st.st_ino))})
+        (tmp_path / "arches.yaml.new").write_text("arches: all\n")  # a save by rename ...
+        os.replace(tmp_path / "arches.yaml.new", tmp_path / "arches.yaml")
+        (tmp_path / "arches.yaml").write_text("arches: {}\n")  # ... and an in-place write
+        (tmp_path / "marker").mkdir()
+        deadline = time.monotonic() + 10
+        while ("marker", "created") not in seen and time.monotonic() < deadline:
+            arrived.wait(1)
+            arrived.clear()
+    finally:
+        watcher.stop()
+    writes = [s for s in seen if s[1] == "modified"]
+    assert writes and all(name in ("arches.yaml", "arches.yaml.new") for name, _ in writes)
+    assert ("arches.yaml", "closed") in seen and ("arches.yaml.new", "moved") in seen
+    assert (tmp_path.name, "modified") not in seen  # the directory itself is only "changed"
