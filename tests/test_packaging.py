@@ -68,7 +68,7 @@ def test_rpm_spec_parses_and_installs_files_that_exist() -> None:
     assert parsed.returncode == 0, parsed.stderr
     assert f"Version:        {__version__}" in parsed.stdout
     sources = re.findall(r"^install -Dpm \d+ (\S+) ", spec.read_text(), re.M)
-    assert len(sources) == 9
+    assert len(sources) == 10
     for src in sources:
         assert (REPO / src).is_file(), src
 

@@ -104,6 +104,10 @@ def test_installed_package_under_real_systemd(deb: Path, busybox: dict[str, Path
         assert s390x["_SYSTEMD_UNIT"] == "multiarchd.service"
         assert s390x["MESSAGE_ID"] == Event.REGISTERED.message_id
         assert s390x["MULTIARCH_ENTRY"] == "multiarch-s390x"
+        # The package's message catalog explains the records (journalctl -x).
+        explained = c.run("journalctl", "-x", "-u", "multiarchd", "--no-pager").stdout
+        assert "multiarchd registered a binfmt_misc entry" in explained
+        assert "programs of that" in explained  # the catalog's text, with the record's fields
 
         verify = c.run("systemd-analyze", "verify", "multiarchd.service",
                        "multiarchd-binfmt-mount.service", check=False)

@@ -17,7 +17,8 @@ ERR, WARNING, NOTICE, INFO = 3, 4, 5, 6
 
 
 class Event(enum.Enum):
-    """(MESSAGE_ID, priority). The ids are part of the interface: never change one."""
+    """(MESSAGE_ID, priority). The ids are part of the interface: never change one; each is
+    explained in config/journal/multiarchd.catalog (what happened, what to do)."""
 
     REGISTERED = ("844b6d04d94941f7b2a515279639672d", INFO)
     REMOVED = ("461143a45d8444a5b10de540356ce774", INFO)
@@ -34,6 +35,10 @@ class Event(enum.Enum):
     PROBE_FAILED = ("f920bc0b448c4f11a10d01879acd0c02", ERR)
     BUS_CONNECTED = ("b3387bd1619845fabfb745f6b0f522d0", INFO)
     BUS_LOST = ("1ce62246c37a45d9b97822aae32294cc", WARNING)
+    WAITING = ("2daf91337358446c8429de9e8c50d8f2", WARNING)  # binfmt_misc is not mounted
+    RUN_FAILED = ("d97bc93ce5c846f8b8014b014a6b13bd", ERR)  # a run could not read or write
+    NATIVE_UNKNOWN = ("779ccb1e97754a2687fd8e93d0f70f0b", NOTICE)  # no namespace for probes
+    SECOND_DAEMON = ("e282a38a79474352b1ec04539803f3c6", ERR)  # another keeps the table
 
     @property
     def message_id(self) -> str:

@@ -83,8 +83,9 @@ class Service:
         self.loop.on_signal(signal.SIGINT, self.stop)
         why = self.native_why()
         if why:
-            self.log.emit(Record(Event.STARTED, f"cannot tell native architectures by running "
-                                 f"probes here ({why}); the catalog's family table decides"))
+            self.log.emit(Record(Event.NATIVE_UNKNOWN, f"cannot tell native architectures by "
+                                 f"running probes here ({why}); the catalog's family table "
+                                 "decides"))
         if self.watchdog:
             self.loop.every(self.watchdog, lambda: self.notify("WATCHDOG=1"))
         if self.run_now() is None and self.exit_code:
@@ -187,7 +188,7 @@ class Service:
     def run_now(self) -> Result | None:
         taken = self.lock()
         if taken is not None:  # a second daemon on this table: say whose it is, and leave
-            self.log.emit(Record(Event.KERNEL_REFUSED, taken))
+            self.log.emit(Record(Event.SECOND_DAEMON, taken))
             self.notify(f"STATUS={taken}")
             self.exit_code = 1
             self.stop()
@@ -225,12 +226,12 @@ class Service:
         self._why = step.why
         if step.waiting:
             if self.state != "waiting":
-                self.log.emit(Record(Event.KERNEL_REFUSED, f"{step.why}; waiting for it to "
+                self.log.emit(Record(Event.WAITING, f"{step.why}; waiting for it to "
                                      "appear"))
                 self.notify(f"STATUS=waiting: {step.why}")
             self.state = "waiting"  # the mount table wakes us (watched since start)
             return
-        self.log.emit(Record(Event.KERNEL_REFUSED, f"{step.why}; will retry"))
+        self.log.emit(Record(Event.RUN_FAILED, f"{step.why}; will retry"))
         self.state = "degraded"
         self.notify(f"STATUS=degraded: {step.why}")
 
