@@ -228,6 +228,9 @@ def test_mounts_binfmt_misc_when_nothing_has(policy: PolicyWriter, start_daemon:
     table = f"/proc/{d.proc.pid}/root/proc/sys/fs/binfmt_misc"
     assert os.stat(table).st_dev != os.stat("/proc/sys/fs").st_dev
     assert "multiarch-s390x" in os.listdir(table)
+    [mount] = [line.split() for line in Path(f"/proc/{d.proc.pid}/mountinfo").read_text()
+               .splitlines() if line.split()[4] == "/proc/sys/fs/binfmt_misc"]
+    assert {"nosuid", "nodev", "noexec"} <= set(mount[5].split(","))  # as systemd mounts it
 
 
 def test_waits_for_binfmt_misc_and_applies_when_it_appears(

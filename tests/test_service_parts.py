@@ -391,3 +391,14 @@ def test_a_write_that_never_reads_back_is_counted_and_stopped() -> None:
     assert todo == Plan(()) and "gives back something else" in why["multiarch-s390x"]
     history.record(WANT, HELD, register, frozenset(), 70.0)  # it reads back: settled
     assert history.unsettled == set()
+
+
+def test_a_state_change_without_a_run_is_told_on_the_bus(tmp_path: Path) -> None:
+    table = FakeTable()
+    rig = Rig(tmp_path, Script(result()), table, bus=True)
+    rig.service.start()
+    [bus] = rig.buses
+    table.is_mounted = False  # unmounted: the next run cannot happen
+    rig.service.poke()
+    rig.loop.advance(1)
+    assert rig.service.state == "waiting" and bus.runs[-1] is False and len(bus.runs) == 1

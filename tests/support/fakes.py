@@ -162,7 +162,7 @@ class FakeBus:
         self.connected = True
         self.on_change()
 
-    def after_run(self, result: Result, changed: bool) -> None:
+    def after_run(self, result: Result | None, changed: bool) -> None:
         self.runs.append(changed)
 
 

@@ -193,8 +193,8 @@ class BusLink:
         self.connect()
         return False
 
-    def after_run(self, result: Result, changed: bool) -> None:
-        self.face.changed(result.plan if changed else None)
+    def after_run(self, result: Result | None, changed: bool) -> None:
+        self.face.changed(result.plan if result and changed else None)
 
     def _closed(self, _con: Any, _remote: bool, error: Any) -> None:
         self.bus = self.publication = None

@@ -30,9 +30,10 @@ class BinfmtTable:
         return os.path.exists(os.path.join(self.path, "register"))
 
     def mount(self) -> None:
-        """Mount binfmt_misc at the path; callers do this only when nothing is mounted there."""
+        """Mount binfmt_misc at the path, as systemd's own mount unit does; callers do this only
+        when nothing is mounted there."""
         subprocess.run(
-            ["mount", "-t", "binfmt_misc", "binfmt_misc", self.path],
+            ["mount", "-t", "binfmt_misc", "-o", "nosuid,nodev,noexec", "binfmt_misc", self.path],
             check=True, capture_output=True, text=True,
         )
 

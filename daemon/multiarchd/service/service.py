@@ -224,16 +224,19 @@ class Service:
 
     def _no_run(self, step: Step) -> None:
         self._why = step.why
+        before = self.state
         if step.waiting:
             if self.state != "waiting":
                 self.log.emit(Record(Event.WAITING, f"{step.why}; waiting for it to "
                                      "appear"))
                 self.notify(f"STATUS=waiting: {step.why}")
             self.state = "waiting"  # the mount table wakes us (watched since start)
-            return
-        self.log.emit(Record(Event.RUN_FAILED, f"{step.why}; will retry"))
-        self.state = "degraded"
-        self.notify(f"STATUS=degraded: {step.why}")
+        else:
+            self.log.emit(Record(Event.RUN_FAILED, f"{step.why}; will retry"))
+            self.state = "degraded"
+            self.notify(f"STATUS=degraded: {step.why}")
+        if self.bus is not None and self.state != before:
+            self.bus.after_run(None, False)  # State changed with no run: PropertiesChanged
 
     def _tell(self, result: Result) -> None:
         for record in change_records(result.report.outcomes, result.drift):
