@@ -272,3 +272,23 @@ def test_configmap_style_update_is_applied(binfmt: PrivateBinfmt, tmp_path: Path
     os.replace(etc / "..data_tmp", etc / "..data")
     d.wait_log("registered multiarch-aarch64", since)
     d.wait_until(lambda: binfmt.names() == ["multiarch-aarch64"], "s390x removed")
+
+
+def test_a_drop_in_in_a_run_directory_made_later_is_applied_at_once(
+        binfmt: PrivateBinfmt, tmp_path: Path, start_daemon: DaemonStarter) -> None:
+    """A VM tool or a package adds a drop-in under /run or /usr/lib without touching /etc; the
+    directory need not exist when the daemon starts (here ROOT is a scratch directory)."""
+    main = tmp_path / "etc/multiarch/arches.yaml"
+    main.parent.mkdir(parents=True)
+    main.write_text("arches: {s390x: {}}\n")
+    d = start_daemon(main, binfmt)
+    since = d.mark()
+    dropin = tmp_path / "run/multiarch/arches.d/50-vm.yaml"
+    dropin.parent.mkdir(parents=True)
+    dropin.write_text("arches: {arm: {}}\n")
+    d.wait_log("registered multiarch-arm", since)
+    since = d.mark()
+    (tmp_path / "etc/multiarch/arches.d").mkdir()
+    (tmp_path / "etc/multiarch/arches.d/50-vm.yaml").write_text("arches: {riscv64: {}}\n")
+    d.wait_log("removed multiarch-arm", since)  # the admin's file of that name wins
+    d.wait_until(lambda: binfmt.names() == ["multiarch-riscv64", "multiarch-s390x"], "riscv64")

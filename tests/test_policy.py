@@ -18,7 +18,7 @@ from multiarchd.model.host import FileState, Host
 from multiarchd.model.policy import ForeignMode, Policy
 from multiarchd.policy.files import load_policy
 
-from tests.support.commands import PolicyWriter
+from tests.support.commands import PolicyWriter, run
 
 CATALOG = load_catalog()
 
@@ -317,3 +317,25 @@ def test_a_symlink_is_judged_by_what_it_points_at(policy: PolicyWriter, trusted_
     assert d.problems[0].message.endswith(
         "directory /tmp is writable by group and others (mode 1777): they can change what runs "
         "for every foreign program (chmod go-w /tmp)")
+
+
+def test_drop_ins_are_layered_as_binfmt_d_is(tmp_path: Path) -> None:
+    """ROOT/usr/lib (packages), ROOT/run (made at run time), ROOT/etc (the admin): a file of the
+    same name in a later one wins; `.yml` is read too; all merge in name order."""
+    main = tmp_path / "etc/multiarch/arches.yaml"
+    dirs = {d: tmp_path / d / "multiarch/arches.d" for d in ("usr/lib", "run", "etc")}
+    for d in dirs.values():
+        d.mkdir(parents=True)
+    main.write_text("arches: {s390x: {}, arm: {}}\n")
+    (dirs["usr/lib"] / "50-rosetta.yaml").write_text("arches: {riscv64: {}}\n")
+    (dirs["run"] / "50-rosetta.yaml").write_text("arches: {ppc64le: {}}\n")  # beats usr/lib
+    (dirs["usr/lib"] / "60-vendor.yml").write_text("arches: {s390x: false}\n")
+    (dirs["etc"] / "60-vendor.yml").write_text("arches: {mips64el: {}}\n")  # beats both
+    p = load_policy(str(main), CATALOG)
+    assert p.files == (str(main), str(dirs["run"] / "50-rosetta.yaml"),
+                       str(dirs["etc"] / "60-vendor.yml"))
+    assert sorted(p.arches) == ["arm", "mips64el", "ppc64le", "s390x"]
+    assert p.arches["s390x"].enabled
+    cat = run("multiarchctl", "cat-config", config=main)
+    assert f"# {dirs['usr/lib']}/50-rosetta.yaml: overridden by {dirs['run']}/50-rosetta.yaml" \
+        in cat.stdout

@@ -15,7 +15,9 @@ from ..service.protocols import Log
 
 def add_path_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=POLICY_PATH, metavar="PATH",
-                        help=f"policy file; drop-ins are read from arches.d/ beside it "
+                        help=f"policy file; drop-ins are read from arches.d/ beside it, or for "
+                             "ROOT/etc/multiarch/arches.yaml from ROOT/{usr/lib,run,etc}/"
+                             "multiarch/arches.d "
                              f"(default {POLICY_PATH})")
     parser.add_argument("--binfmt-dir", default=BINFMT_PATH, metavar="PATH",
                         help=f"the binfmt_misc mount (default {BINFMT_PATH}; tests only)")

@@ -28,7 +28,7 @@ from ..model.errors import NotMounted, PolicyRejected, UnknownArchitecture
 from ..model.policy import DEFAULT_PATH as POLICY_PATH
 from ..model.policy import Policy
 from ..model.table import Observed
-from ..policy.files import Unreadable, load_policy, policy_files, read_text
+from ..policy.files import Unreadable, dropins, load_policy, policy_files, read_text
 from ..service.logs import StderrLog
 from .common import add_path_options, config_from, tell_outcomes
 from .sources import Local, Source, connect
@@ -220,6 +220,8 @@ def cmd_cat_config(args: argparse.Namespace) -> int:
             continue
         print(f"# {path}")
         print(text, end="" if text.endswith("\n") else "\n")
+    for loser, winner in sorted(dropins(args.config)[1].items()):
+        print(f"# {loser}: overridden by {winner}, not read")
     return code
 
 

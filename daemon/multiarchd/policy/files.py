@@ -32,10 +32,38 @@ class Unreadable(Exception):
         self.message = message
 
 
+_LAYERED = os.path.join("etc", "multiarch", "arches.yaml")
+
+
+def dropin_dirs(main: str) -> list[str]:
+    """Where drop-ins are read from, lowest precedence first. For the main file at
+    ROOT/etc/multiarch/arches.yaml (/ on a system), as binfmt.d does: ROOT/usr/lib (what packages
+    ship), ROOT/run (what is made at run time), ROOT/etc (the admin's); else arches.d beside it."""
+    if main == "/" + _LAYERED or main.endswith(os.sep + _LAYERED):
+        root = main[:-len(_LAYERED)]
+        return [f"{root}usr/lib/multiarch/arches.d", f"{root}run/multiarch/arches.d",
+                f"{root}etc/multiarch/arches.d"]
+    return [os.path.join(os.path.dirname(main), "arches.d")]
+
+
+def dropins(main: str) -> tuple[list[str], dict[str, str]]:
+    """The drop-ins in force, in name order (`*.yaml` and `*.yml`), and those overridden by one
+    of the same name in a later directory (/etc beats /run beats /usr/lib): loser -> winner."""
+    chosen: dict[str, str] = {}
+    overridden: dict[str, str] = {}
+    for directory in dropin_dirs(main):
+        for path in sorted(glob.glob(os.path.join(glob.escape(directory), "*.yaml")) +
+                           glob.glob(os.path.join(glob.escape(directory), "*.yml"))):
+            name = os.path.basename(path)
+            if name in chosen:
+                overridden[chosen[name]] = path
+            chosen[name] = path
+    return [chosen[name] for name in sorted(chosen)], overridden
+
+
 def policy_files(main: str) -> list[str]:
-    """The main file, then `arches.d/*.yaml` beside it in name order."""
-    dropins = sorted(glob.glob(os.path.join(os.path.dirname(main), "arches.d", "*.yaml")))
-    return [main, *dropins]
+    """The main file, then the drop-ins in force, in name order."""
+    return [main, *dropins(main)[0]]
 
 
 def read_text(path: str) -> str:

@@ -26,7 +26,7 @@ from ..reconciler.run import Result
 from .protocols import Bus, Clock, Log, Loop, Notifier, Watcher
 from .trigger import Trigger
 from .verifier import Verifier
-from .watches import policy_dir, watches_for
+from .watches import is_policy, watches_for
 
 
 class Service:
@@ -167,7 +167,7 @@ class Service:
         self.loop.call_soon_threadsafe(lambda: self._file_changed(path, kind))
 
     def _file_changed(self, path: str, kind: str) -> None:
-        if not path.startswith(policy_dir(self.config)):
+        if not is_policy(path, self.config):
             self.poke(self.options.table_debounce)
             return
         if kind == "modified":

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..host.facts import candidate_paths
 from ..model.catalog import Catalog
+from ..policy.files import dropin_dirs
 from ..reconciler.run import Config, Result
 
 
@@ -30,8 +31,14 @@ class Watch:
         return os.path.basename(path) in self.names or path == self.directory
 
 
-def policy_dir(config: Config) -> str:
-    return os.path.dirname(os.path.abspath(config.policy_path))
+def policy_dirs(config: Config) -> list[str]:
+    """The main file's directory and every drop-in directory."""
+    main = os.path.abspath(config.policy_path)
+    return [os.path.dirname(main), *dropin_dirs(main)]
+
+
+def is_policy(path: str, config: Config) -> bool:
+    return any(path == d or path.startswith(d + os.sep) for d in policy_dirs(config))
 
 
 def _existing(path: str, names: set[str]) -> tuple[str, set[str]]:
@@ -43,14 +50,17 @@ def _existing(path: str, names: set[str]) -> tuple[str, set[str]]:
 
 
 def watches_for(config: Config, result: Result | None, catalog: Catalog) -> set[Watch]:
-    pdir = policy_dir(config)
     wanted: dict[tuple[str, bool], set[str] | None] = {(config.binfmt_dir, False): None}
-    # The directory, not the file: editors and config tools replace files by rename; and its
-    # parent for the directory itself (deleted and made again, or a new one renamed over it).
-    parent, names = _existing(os.path.dirname(pdir), {os.path.basename(pdir)})
-    wanted[(parent, False)] = names
-    if os.path.isdir(pdir):
-        wanted[(pdir, True)] = None
+    for pdir in policy_dirs(config):
+        # The directory, not the file: editors and config tools replace files by rename; and
+        # its parent for the directory itself (deleted and made again, renamed over, or made
+        # later, as /run/multiarch/arches.d is by a VM tool).
+        parent, names = _existing(os.path.dirname(pdir), {os.path.basename(pdir)})
+        key = (parent, False)
+        if not (key in wanted and wanted[key] is None):
+            wanted[key] = (wanted.get(key) or set()) | names
+        if os.path.isdir(pdir):
+            wanted[(pdir, True)] = None
     # Interpreters in use (a package upgrade replaces them) and every place an emulator may
     # appear (installing one makes its architectures available).
     policy = result.enforced or result.policy if result else None
