@@ -212,3 +212,15 @@ def test_every_copy_of_the_version_is_the_package_version() -> None:
                 and path.name not in ("__init__.py",) and "tests" not in path.parts:
             text = path.read_text(errors="replace")
             assert not literal.search(text.replace(f"- {__version__}-1", "")), path
+
+
+def test_the_image_and_the_daemonset_say_what_they_need() -> None:
+    text = (REPO / "packaging/container/Containerfile").read_text()
+    assert 'HEALTHCHECK --interval=60s --timeout=10s CMD ["multiarchctl", "status", "--local"]' \
+        in text
+    assert "org.opencontainers.image.licenses" in text
+    docs = list(yaml.safe_load_all((REPO / "packaging/kubernetes/multiarchd.yaml").read_text()))
+    [namespace] = [d for d in docs if d["kind"] == "Namespace"]
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    [daemonset] = [d for d in docs if d["kind"] == "DaemonSet"]
+    assert daemonset["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
