@@ -40,11 +40,6 @@ class Trigger:
         self._requeue_due = now + after
         self._arm(now)
 
-    @property
-    def due(self) -> float | None:
-        """When the next run will happen (monotonic seconds), or None."""
-        return self._armed_for
-
     def _arm(self, now: float) -> None:
         due = min(d for d in (self._quiet_due, self._requeue_due) if d is not None)
         if due == self._armed_for:
