@@ -374,7 +374,7 @@ def test_a_hung_probe_holds_up_nothing_and_its_verdict_shows_when_it_comes(
     assert rig.script.runs == 2 and len(background.held) == 1
     background.finish()
     assert rig.notes.sent[-1] == "STATUS=converged: 1 active (1 verified)"
-    assert rig.service.statuses()[0].state is State.VERIFIED
+    assert rig.service.report and rig.service.report.statuses[0].state is State.VERIFIED
 
 
 def test_a_write_that_never_reads_back_is_counted_and_stopped() -> None:

@@ -12,12 +12,11 @@ from ..core.probes import Verdict
 from ..core.render import View
 from ..core.report import Report, build_report, overall
 from ..dbus import api
-from ..core.desired import desired
-from ..host.facts import candidate_paths, host_arch, probe_host
+from ..host.facts import host_arch
 from ..host.probing import verify
 from ..model.errors import PolicyRejected
 from ..model.problems import Problem
-from ..policy.files import load_policy
+from ..model.table import Observed
 from ..reconciler.run import Config, evaluate, reconcile_once
 
 if TYPE_CHECKING:
@@ -62,11 +61,11 @@ class Local:
         if names:
             arches = self.catalog.resolve(names)
         else:
-            policy = load_policy(self.config.policy_path, self.catalog)  # no table needed
-            if policy.rejected:
+            # What the policy registers; the table is not needed for that.
+            policy, want, _, _ = evaluate(self.config, self.catalog, observed=Observed(()))
+            if want is None:
                 raise PolicyRejected("\n".join(str(p) for p in policy.problems))
-            host = probe_host(self.catalog, candidate_paths(policy, self.catalog))
-            arches = desired(policy, self.catalog, host).registered_arches()
+            arches = want.registered_arches()
         return verify(arches, self.catalog, self.config.binfmt_dir)
 
 

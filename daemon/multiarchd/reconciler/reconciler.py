@@ -12,21 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from ..core.plan import Plan
 from ..model.errors import NotMounted, PolicyRejected
 from ..model.options import Options
 from ..model.problems import Problem
 from .history import History
-from .run import Config, Result, evaluate, reconcile_once
-
-
-class Table(Protocol):
-    """The kernel table as far as waiting for it goes."""
-
-    def mounted(self) -> bool: ...
-    def mount(self) -> None: ...
+from .run import Config, Result, Table, ensure_mounted, evaluate, reconcile_once
 
 
 @dataclass(frozen=True)
@@ -61,9 +53,7 @@ class Reconciler:
 
     def run(self) -> Step:
         try:
-            if not self.table.mounted() and self.options.mount and self.standard_place:
-                self.table.mount()
-            mounted = self.table.mounted()
+            mounted = ensure_mounted(self.table, self.options.mount and self.standard_place)
         except Exception as e:  # noqa: BLE001 - a failed mount must not kill the daemon
             return self._waiting(f"cannot mount binfmt_misc at {self.config.binfmt_dir}: {e}")
         if not mounted:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from ..catalog import load_catalog
 from ..core.desired import Desired, desired
@@ -76,10 +77,17 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
     return policy, want, observed, plan(want, observed, history.held if history else None)
 
 
-def ensure_mounted(config: Config) -> bool:
-    """Mount binfmt_misc at the standard place when nothing is mounted there. Never unmounts."""
-    table = BinfmtTable(config.binfmt_dir)
-    if not table.mounted() and config.binfmt_dir == DEFAULT_BINFMT:
+class Table(Protocol):
+    """The kernel table as far as mounting goes (kernel.table.BinfmtTable is the real one)."""
+
+    def mounted(self) -> bool: ...
+    def mount(self) -> None: ...
+
+
+def ensure_mounted(table: Table, may_mount: bool) -> bool:
+    """Whether binfmt_misc is mounted, mounting it first when nothing is and we may (only at
+    its standard place, and not when told --no-mount). Never unmounts."""
+    if may_mount and not table.mounted():
         table.mount()
     return table.mounted()
 
@@ -91,7 +99,8 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
     policy = load_policy(config.policy_path, catalog)
     if mount and not dry_run and not (policy.rejected and (history is None or
                                                            history.last_good is None)):
-        ensure_mounted(config)  # only to apply something: a bad policy mounts nothing
+        # Only to apply something: a bad policy mounts nothing.
+        ensure_mounted(BinfmtTable(config.binfmt_dir), config.binfmt_dir == DEFAULT_BINFMT)
     policy, want, observed, todo = evaluate(config, catalog, history=history, policy=policy)
     if want is None:
         return Result(policy, None, todo, Report((), (), policy.problems, (), observed.enabled,

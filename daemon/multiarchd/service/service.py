@@ -16,7 +16,7 @@ from .. import __version__
 from ..core.messages import Event, Record, change_records, conflict_record, problem_records
 from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
-from ..core.report import Report, Status, overall
+from ..core.report import Report, overall
 from ..model.catalog import Catalog
 from ..model.errors import NotMounted, PolicyRejected
 from ..model.options import Options
@@ -129,9 +129,6 @@ class Service:
     @property
     def report(self) -> Report | None:
         return self.last.report if self.last else None
-
-    def statuses(self) -> tuple[Status, ...]:
-        return self.last.report.statuses if self.last else ()
 
     def reconcile_now(self) -> tuple[str, tuple[Outcome, ...]]:
         """Apply now: the state after it, and what was done. A rejected policy is an error."""

@@ -41,39 +41,39 @@ def is_policy(path: str, config: Config) -> bool:
     return any(path == d or path.startswith(d + os.sep) for d in policy_dirs(config))
 
 
-def _existing(path: str, names: set[str]) -> tuple[str, set[str]]:
-    """The nearest existing directory at or above `path`, and what to watch for in it."""
-    while not os.path.isdir(path) and path != "/":
-        names = {os.path.basename(path)}
-        path = os.path.dirname(path)
-    return path, names
+Wanted = dict[tuple[str, bool], set[str] | None]  # (directory, recursive) -> names, or all
+
+
+def _watch_name(wanted: Wanted, path: str) -> None:
+    """Watch for `path` in its directory; for a directory that does not exist yet, in the
+    nearest existing one above it, for the next name down."""
+    directory, names = os.path.dirname(path), {os.path.basename(path)}
+    while not os.path.isdir(directory) and directory != "/":
+        names = {os.path.basename(directory)}
+        directory = os.path.dirname(directory)
+    key = (directory, False)
+    if key not in wanted or wanted[key] is not None:  # None already watches every name
+        wanted[key] = (wanted.get(key) or set()) | names
 
 
 def watches_for(config: Config, result: Result | None, catalog: Catalog) -> set[Watch]:
-    wanted: dict[tuple[str, bool], set[str] | None] = {(config.binfmt_dir, False): None}
+    wanted: Wanted = {(config.binfmt_dir, False): None}
     for pdir in policy_dirs(config):
         # The directory, not the file: editors and config tools replace files by rename; and
         # its parent for the directory itself (deleted and made again, renamed over, or made
         # later, as /run/multiarch/arches.d is by a VM tool).
-        parent, names = _existing(os.path.dirname(pdir), {os.path.basename(pdir)})
-        key = (parent, False)
-        if not (key in wanted and wanted[key] is None):
-            wanted[key] = (wanted.get(key) or set()) | names
+        _watch_name(wanted, pdir)
         if os.path.isdir(pdir):
             wanted[(pdir, True)] = None
     # Interpreters in use (a package upgrade replaces them) and every place an emulator may
     # appear (installing one makes its architectures available).
-    policy = result.enforced or result.policy if result else None
+    policy = (result.enforced or result.policy) if result else None
     paths = set(candidate_paths(policy, catalog))
     for want in result.desired.wants if result and result.desired else ():
         if want.registration is not None:
             paths.add(os.path.realpath(want.registration.interpreter))
     for path in paths:
-        directory, names = _existing(os.path.dirname(path), {os.path.basename(path)})
-        key = (directory, False)
-        if key in wanted and wanted[key] is None:
-            continue
-        wanted[key] = (wanted.get(key) or set()) | names
+        _watch_name(wanted, path)
     watches = set()
     for (directory, recursive), only in wanted.items():
         try:
