@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -402,3 +403,20 @@ def test_a_state_change_without_a_run_is_told_on_the_bus(tmp_path: Path) -> None
     rig.service.poke()
     rig.loop.advance(1)
     assert rig.service.state == "waiting" and bus.runs[-1] is False and len(bus.runs) == 1
+
+
+def test_a_watch_added_after_a_run_is_followed_by_one_more_look(tmp_path: Path) -> None:
+    # The run saw the emulator's directory missing and watches its nearest parent from now on;
+    # what happened there between the run's look and the new watch is seen by one more run.
+    emu = Registration("multiarch-s390x", str(tmp_path / "later" / "bin" / "qemu-s390x"),
+                       Flags.parse("F"))
+    wants = Desired((Want("s390x", "arch", "multiarch-s390x", emu),), ForeignMode.KEEP, ())
+    rig = Rig(tmp_path, Script(replace(result(), desired=wants)))
+    rig.service.start()
+    assert rig.script.runs == 1
+    assert any(w.directory == str(tmp_path) and "later" in (w.names or ())
+               for w in rig.watcher.watches)
+    rig.loop.advance(Options().table_debounce)
+    assert rig.script.runs == 2
+    rig.loop.advance(100)  # the watches are the same now: no third look before the safety run
+    assert rig.script.runs == 2

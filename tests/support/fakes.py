@@ -117,8 +117,9 @@ class FakeWatcher:
     def start(self) -> None:
         self.started = True
 
-    def update(self, watches: set[Watch]) -> None:
-        self.watches = watches
+    def update(self, watches: set[Watch]) -> bool:
+        added, self.watches = bool(watches - self.watches), watches
+        return added
 
     def stop(self) -> None:
         self.stopped = True

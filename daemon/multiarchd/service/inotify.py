@@ -47,16 +47,18 @@ class Watcher:
     def start(self) -> None:
         self.observer.start()
 
-    def update(self, watches: set[Watch]) -> None:
+    def update(self, watches: set[Watch]) -> bool:
         for gone in set(self.current) - watches:
             self.observer.unschedule(self.current.pop(gone))
         self.failed = {}
+        before = set(self.current)
         for new in watches - set(self.current):
             try:
                 self.current[new] = self.observer.schedule(
                     _Handler(new, self.on_event), new.directory, recursive=new.recursive)
             except OSError as e:
                 self.failed[new] = e.strerror or str(e)
+        return bool(watches - self.failed.keys() - before)
 
     def stop(self) -> None:
         self.observer.stop()

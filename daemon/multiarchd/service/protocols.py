@@ -49,7 +49,9 @@ class Watcher(Protocol):
     written and closed), or changed (something in a directory)."""
 
     def start(self) -> None: ...
-    def update(self, watches: set[Watch]) -> None: ...
+    def update(self, watches: set[Watch]) -> bool:
+        """Watch exactly these; whether any watch was added (a change made before it was in
+        place went unseen)."""
     def stop(self) -> None: ...
 
 

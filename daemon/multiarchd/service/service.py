@@ -199,7 +199,10 @@ class Service:
         result = self.verifier.judge(step.result)  # probes start; their verdicts come later
         self.last, self.last_reconcile = result, time.time()
         self._tell(result)
-        self.watcher.update(watches_for(self.config, result, self.catalog))
+        if self.watcher.update(watches_for(self.config, result, self.catalog)):
+            # The run looked before these watches were in place (an emulator's directory made
+            # just now): look once more, so that a change in between is not missed.
+            self.poke(self.options.table_debounce)
         if self.bus is not None:
             self.bus.after_run(result, bool(result.report.outcomes))
         return result
