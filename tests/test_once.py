@@ -182,3 +182,25 @@ def test_unmounted_binfmt_misc_is_said_plainly(tmp_path: Path) -> None:
             "--binfmt-dir", tmp_path)
     assert r.returncode == 1
     assert f"binfmt_misc is not mounted at {tmp_path}" in r.stderr
+
+
+def test_unregister_removes_ours_and_nothing_else(binfmt: PrivateBinfmt,
+                                                  busybox: dict[str, Path]) -> None:
+    # What the early-boot unit's ExecStop does at shutdown: an F entry keeps its interpreter's
+    # file system busy until it goes.
+    assert once(binfmt, DEFAULT_POLICY, "--log-target", "stderr").returncode == 0
+    binfmt.write("register", QEMU_AARCH64)
+    r = run("multiarchd", "--unregister", "--log-target", "stderr", binfmt=binfmt,
+            config=DEFAULT_POLICY)
+    assert r.returncode == 0, r.stderr
+    assert binfmt.names() == ["qemu-aarch64"]
+    assert "removed multiarch-s390x" in r.stderr
+    assert binfmt.exec(str(busybox["s390x"]), "uname", "-m").returncode != 0
+    again = run("multiarchd", "--unregister", binfmt=binfmt, config=DEFAULT_POLICY)
+    assert (again.returncode, again.stdout, again.stderr) == (0, "", "")
+
+
+def test_unregister_with_nothing_mounted_mounts_nothing(tmp_path: Path) -> None:
+    r = run("multiarchd", "--unregister", "--config", DEFAULT_POLICY, "--binfmt-dir", tmp_path)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert list(tmp_path.iterdir()) == []

@@ -50,7 +50,8 @@ def exposure(unit: Path) -> float:
 
 def test_unit_is_hardened() -> None:
     assert exposure(REPO / "units" / "multiarchd.service") <= 2.0
-    assert exposure(REPO / "units" / "multiarchd-binfmt-mount.service") <= 3.0
+    # It cannot have a mount namespace of its own (its mount must stay), nor much else.
+    assert exposure(REPO / "units" / "multiarchd-early.service") <= 3.2
 
 
 def cursor(c: BootedContainer) -> str:
@@ -98,19 +99,20 @@ def test_installed_package_under_real_systemd(deb: Path, busybox: dict[str, Path
         tested = c.run("multiarchctl", "test", "--json")
         assert {v["result"] for v in json.loads(tested.stdout)} == {"ok"}, tested.stdout
 
+        # The early unit registered them (the daemon, started after it, had nothing to do).
         records = [json.loads(line) for line in c.run(
-            "journalctl", "-u", "multiarchd", "-o", "json").stdout.splitlines()]
+            "journalctl", "-u", "multiarchd-early", "-o", "json").stdout.splitlines()]
         s390x = next(r for r in records if r.get("MULTIARCH_ARCH") == "s390x")
-        assert s390x["_SYSTEMD_UNIT"] == "multiarchd.service"
+        assert s390x["_SYSTEMD_UNIT"] == "multiarchd-early.service"
         assert s390x["MESSAGE_ID"] == Event.REGISTERED.message_id
         assert s390x["MULTIARCH_ENTRY"] == "multiarch-s390x"
         # The package's message catalog explains the records (journalctl -x).
-        explained = c.run("journalctl", "-x", "-u", "multiarchd", "--no-pager").stdout
+        explained = c.run("journalctl", "-x", "-u", "multiarchd-early", "--no-pager").stdout
         assert "multiarchd registered a binfmt_misc entry" in explained
         assert "programs of that" in explained  # the catalog's text, with the record's fields
 
         verify = c.run("systemd-analyze", "verify", "multiarchd.service",
-                       "multiarchd-binfmt-mount.service", check=False)
+                       "multiarchd-early.service", check=False)
         assert (verify.returncode, verify.stdout + verify.stderr) == (0, "")
 
         # An edit is applied with no command.
@@ -143,3 +145,65 @@ def test_installed_package_under_real_systemd(deb: Path, busybox: dict[str, Path
     finally:
         c.close()
     assert host_table() == before
+
+
+FOREIGN_AT_BOOT = """[Unit]
+Description=A foreign program at boot, with default dependencies and no retry
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={busybox} uname -m
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def monotonic(c: BootedContainer, unit: str, prop: str) -> int:
+    return int(c.run("systemctl", "show", "-P", prop, unit).stdout)
+
+
+def test_entries_are_in_before_sysinit_and_gone_at_a_clean_shutdown(
+        deb: Path, busybox: dict[str, Path], tmp_path: Path) -> None:
+    c = BootedContainer(tmp_path)
+    try:
+        c.copy_in(deb, "/root/multiarchd.deb")
+        c.run("dpkg", "-i", "/root/multiarchd.deb")
+        assert c.run("systemctl", "is-enabled", "multiarchd-early").stdout.strip() == "enabled"
+        unit = c.merged / "etc/systemd/system/foreign-at-boot.service"
+        unit.write_text(FOREIGN_AT_BOOT.format(busybox=busybox["s390x"]))
+        c.run("systemctl", "enable", "foreign-at-boot")
+        # An upgrade (the same package again) keeps every entry: none is registered anew.
+        inodes = {n: (c.binfmt / n).stat().st_ino for n in c.table()}
+        c.run("dpkg", "-i", "/root/multiarchd.deb")
+        assert {n: (c.binfmt / n).stat().st_ino for n in c.table()} == inodes
+
+        said = c.reboot().split("Powering off.")[0]
+        # Nothing timed out or stayed busy; no unmount failed but /tmp's, which nspawn mounts
+        # where the container's systemd may not unmount it (with or without multiarchd).
+        failed = [line for line in said.splitlines()
+                  if re.search(r"(?i)fail\S* unmount|timed out|timeout|busy", line)
+                  and "tmp.mount" not in line]
+        assert not failed, said
+        # The shutdown unregistered (F entries hold their interpreters open) once the daemon
+        # had stopped, and told the journal.
+        told = c.run("journalctl", "-b", "-1", "-u", "multiarchd", "-u", "multiarchd-early",
+                     "-o", "cat").stdout.splitlines()
+        stopped = max(i for i, line in enumerate(told)
+                      if line.startswith("Stopped multiarchd.service"))
+        assert any(line.startswith("removed multiarch-s390x") for line in told[stopped:]), told
+
+        # This boot: the entries were in before sysinit.target, and a unit with default
+        # dependencies ran a foreign program on its first try.
+        c.run("systemctl", "is-system-running", "--wait", check=False)
+        registered = monotonic(c, "multiarchd-early", "ExecMainExitTimestampMonotonic")
+        assert 0 < registered <= monotonic(c, "sysinit.target", "ActiveEnterTimestampMonotonic")
+        assert monotonic(c, "multiarchd", "ActiveEnterTimestampMonotonic") > registered
+        assert c.run("systemctl", "is-active", "foreign-at-boot").stdout.strip() == "active"
+        ran = c.run("journalctl", "-b", "-u", "foreign-at-boot", "-o", "cat").stdout
+        assert "s390x" in ran.splitlines(), ran
+        assert state(c) == 's "converged"'
+        critical = c.run("systemd-analyze", "critical-chain", "foreign-at-boot.service",
+                         check=False).stdout
+        assert "sysinit.target" in critical, critical
+    finally:
+        c.close()

@@ -39,12 +39,13 @@ class BootedContainer(Closing):
         self.leader = 0
         _remove_cgroups()
         try:
+            self._prepare()
             self._boot(timeout)
         except BaseException:
             self.close()
             raise
 
-    def _boot(self, timeout: float) -> None:
+    def _prepare(self) -> None:
         self.base.mkdir()
         subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(self.base)], check=True)
         self.mounted.append(self.base)
@@ -57,17 +58,43 @@ class BootedContainer(Closing):
         # A plain Debian host starts the services its packages install; build images often
         # carry a policy-rc.d that says no.
         (self.merged / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
-        with NotifyListener(self.base, "nspawn") as notify:
+        # A journal that outlives a reboot: `journalctl -b -1` tells what the shutdown did.
+        (self.merged / "var/log/journal").mkdir(parents=True, exist_ok=True)
+
+    def _boot(self, timeout: float) -> None:
+        with NotifyListener(self.base, "nspawn") as notify, \
+                open(self.console_log, "ab") as console:
             self.proc = subprocess.Popen(
                 ["systemd-nspawn", "-D", str(self.merged), "-M", self.name,
                  "--private-users=0:65536", "--private-users-ownership=off", "--register=no",
                  "--keep-unit", "--private-network", "--console=passive", "--notify-ready=yes",
                  "-b"],
                 env=dict(os.environ, NOTIFY_SOCKET=str(notify.path)),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
             notify.wait_for("READY=1", timeout)
             self.leader = int(notify.value("X_NSPAWN_LEADER_PID") or 0)
         assert self.leader, "nspawn did not say which process is the container's init"
+
+    @property
+    def console_log(self) -> Path:
+        """What the container printed on its console (systemd's status lines), every boot."""
+        return self.base / "console.log"
+
+    def reboot(self, timeout: float = 90) -> str:
+        """Power off (bounded: a hang is a failure), then boot again from the same root; what
+        the console said from the poweroff on."""
+        assert self.proc is not None
+        start = self.console_log.stat().st_size
+        self.run("systemctl", "poweroff", "--no-block")
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"poweroff did not finish in {timeout} s") from None
+        with open(self.console_log, "rb") as f:
+            f.seek(start)
+            said = f.read().decode(errors="replace")
+        self._boot(timeout)
+        return said
 
     # -- inside ---------------------------------------------------------------------------------
     def run(self, *argv: str, check: bool = True, timeout: float = 120,

@@ -1,4 +1,5 @@
-"""`multiarchd`: the service; `--once` applies the policy one time and exits.
+"""`multiarchd`: the service; `--once` applies the policy one time and exits; `--unregister`
+removes its entries (at shutdown).
 
 The one-shot path imports neither the main loop, the watcher, D-Bus nor systemd-python: only
 the service (serve) needs them.
@@ -10,10 +11,11 @@ import argparse
 import sys
 
 from .. import __version__
+from ..core.messages import change_records
 from ..core.render import report_text
 from ..model.errors import NotMounted
 from ..model.options import Options
-from ..reconciler.run import reconcile_once
+from ..reconciler.run import reconcile_once, unregister_owned
 from ..service.logs import open_log
 from .common import add_path_options, config_from, plan_exit_code, tell_outcomes
 
@@ -26,6 +28,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--once", action="store_true", help="reconcile one time and exit")
     p.add_argument("--dry-run", action="store_true",
                    help="with --once: print the plan, write nothing")
+    p.add_argument("--unregister", action="store_true",
+                   help="remove every entry of ours (multiarch-*) and exit: at shutdown, since an "
+                        "entry registered with F holds its interpreter's file system busy")
     p.add_argument("--no-dbus", action="store_true", help="do not publish the D-Bus API")
     p.add_argument("--no-mount", action="store_true",
                    help="never mount binfmt_misc; wait for it instead (for sandboxed services, "
@@ -59,10 +64,21 @@ def run_once(args: argparse.Namespace) -> int:
     return result.report.exit_code()
 
 
+def unregister(args: argparse.Namespace) -> int:
+    outcomes = unregister_owned(config_from(args))
+    for record in change_records(outcomes):
+        open_log(args.log_target).emit(record)
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.dry_run and not args.once:
         parser().error("--dry-run goes with --once")
+    if args.unregister and args.once:
+        parser().error("--unregister and --once are two different runs")
+    if args.unregister:
+        return unregister(args)
     if args.once:
         return run_once(args)
     return serve(args)

@@ -137,3 +137,11 @@ def plan(desired: Desired, observed: Observed, held: Mapping[str, FileId] | None
                                   _describe(want.registration, want.label), want.registration))
     actions.sort(key=lambda a: (_ORDER.index(a.kind), a.entry))
     return Plan(tuple(actions))
+
+
+def release(observed: Observed) -> Plan:
+    """Remove every entry of ours and nothing else: at shutdown, as systemd-binfmt --unregister
+    does, because an entry registered with F holds its interpreter open and with it the file
+    system the interpreter is on."""
+    return Plan(tuple(Action(Kind.REMOVE, e.name, "unregistering at stop")
+                      for e in sorted(observed.entries, key=lambda e: e.name) if owned(e.name)))

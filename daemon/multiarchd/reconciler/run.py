@@ -13,7 +13,7 @@ from typing import Protocol
 
 from ..catalog import load_catalog
 from ..core.desired import Desired, desired
-from ..core.plan import Outcome, Plan, plan
+from ..core.plan import Outcome, Plan, plan, release
 from ..core.report import Report, build_report
 from ..host.facts import candidate_paths, probe_host
 from ..kernel.apply import apply
@@ -90,6 +90,15 @@ def ensure_mounted(table: Table, may_mount: bool) -> bool:
     if may_mount and not table.mounted():
         table.mount()
     return table.mounted()
+
+
+def unregister_owned(config: Config) -> tuple[Outcome, ...]:
+    """Remove every entry of ours (multiarch-*), nothing else; an unmounted table has none (and
+    is not mounted for this)."""
+    table = BinfmtTable(config.binfmt_dir)
+    if not table.mounted():
+        return ()
+    return apply(release(table.read()), table)
 
 
 def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | None = None,
