@@ -4,6 +4,7 @@ Kubernetes DaemonSet; and the docs a person expects: man pages, bash completion,
 from __future__ import annotations
 
 import argparse
+import xml.etree.ElementTree as ET
 import json
 import re
 import shlex
@@ -20,6 +21,7 @@ import yaml
 
 from multiarchd import __version__
 from multiarchd.catalog import load_catalog
+from multiarchd.dbus import api
 
 from tests.support.commands import run
 from tests.support.paths import REPO
@@ -68,7 +70,7 @@ def test_rpm_spec_parses_and_installs_files_that_exist() -> None:
     assert parsed.returncode == 0, parsed.stderr
     assert f"Version:        {__version__}" in parsed.stdout
     sources = re.findall(r"^install -Dpm \d+ (\S+) ", spec.read_text(), re.M)
-    assert len(sources) == 10
+    assert len(sources) == 12
     for src in sources:
         assert (REPO / src).is_file(), src
 
@@ -187,9 +189,15 @@ def test_deb_declares_what_debian_provides(deb: Path) -> None:
     for dep in ("python3-gi", "python3-pydbus", "python3-yaml", "python3-watchdog",
                 "python3-systemd"):
         assert dep in fields
-    assert "Recommends: qemu-user-static" in fields
+    # Any system bus (dbus-broker too); trixie's qemu-user is static, bookworm's is not.
+    assert "default-dbus-system-bus | dbus-system-bus" in fields
+    assert "Recommends: qemu-user (>= 1:9) | qemu-user-static" in fields
     files = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True).stdout
-    for path in ("./lib/systemd/system/multiarchd.service", "./usr/share/man/man8/multiarchd.8.gz",
+    for path in ("./lib/systemd/system/multiarchd.service",
+                 "./lib/systemd/system/multiarchd-early.service",
+                 "./usr/share/dbus-1/interfaces/io.github.multiarchd1.Manager.xml",
+                 "./usr/share/polkit-1/actions/io.github.multiarchd1.policy",
+                 "./usr/share/man/man8/multiarchd.8.gz",
                  "./usr/share/dbus-1/system.d/io.github.multiarchd1.conf",
                  "./usr/share/bash-completion/completions/multiarchctl", "./usr/bin/multiarchctl"):
         assert path in files, path
@@ -224,3 +232,8 @@ def test_the_image_and_the_daemonset_say_what_they_need() -> None:
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
     [daemonset] = [d for d in docs if d["kind"] == "DaemonSet"]
     assert daemonset["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+
+
+def test_the_installed_interface_xml_is_what_the_daemon_introspects() -> None:
+    shipped = (REPO / "config" / "dbus" / "io.github.multiarchd1.Manager.xml").read_text()
+    assert ET.canonicalize(shipped, strip_text=True) == ET.canonicalize(api.XML, strip_text=True)

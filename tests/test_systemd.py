@@ -207,3 +207,46 @@ def test_entries_are_in_before_sysinit_and_gone_at_a_clean_shutdown(
         assert "sysinit.target" in critical, critical
     finally:
         c.close()
+
+
+ADMIN_RULE = """polkit.addRule(function(action, subject) {
+    if (action.id == "io.github.multiarchd1.manage" && subject.user == "admin")
+        return polkit.Result.YES;
+});
+"""
+
+
+def test_polkit_lets_an_admin_change_things_and_no_one_else(deb: Path, tmp_path: Path) -> None:
+    c = BootedContainer(tmp_path)
+    try:
+        c.copy_in(deb, "/root/multiarchd.deb")
+        c.run("dpkg", "-i", "/root/multiarchd.deb")
+        c.run("gdbus", "wait", "--system", "--timeout", "30", "io.github.multiarchd1")
+        action = c.run("pkaction", "--action-id", "io.github.multiarchd1.manage",
+                       "--verbose").stdout
+        assert re.search(r"implicit active:\s+auth_admin_keep", action), action
+        for user in ("admin", "plain"):
+            c.run("useradd", "--create-home", user)
+        # A site's rule stands in for an administrator who authenticated (no password prompt
+        # in a test): polkitd itself decides, from the action multiarchd asks about.
+        (c.merged / "etc/polkit-1/rules.d/50-multiarchd-test.rules").write_text(ADMIN_RULE)
+        c.run("systemctl", "restart", "polkit")
+
+        def as_user(user: str, *argv: str) -> subprocess.CompletedProcess[str]:
+            return c.run("runuser", "-u", user, "--", "multiarchctl", *argv, check=False)
+
+        applied = as_user("admin", "apply")
+        assert applied.returncode == 0 and "converged" in applied.stdout, applied
+        tested = as_user("admin", "test", "--json", "s390x")
+        assert [v["result"] for v in json.loads(tested.stdout)] == ["ok"], tested
+        assert as_user("admin", "reload").returncode == 0
+        for verb in ("apply", "reload", "test"):
+            denied = as_user("plain", verb)
+            assert denied.returncode == 1 and denied.stdout == "", denied
+            assert denied.stderr.splitlines() == [
+                f"multiarchctl {verb}: " + denied.stderr.split(": ", 1)[1].strip()]
+            assert "needs root, or an administrator's authorization through polkit (action " \
+                "io.github.multiarchd1.manage)" in denied.stderr, denied.stderr
+        assert as_user("plain", "status").returncode == 0  # reading needs nothing
+    finally:
+        c.close()

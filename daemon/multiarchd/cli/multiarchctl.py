@@ -40,9 +40,12 @@ _REMOTE_ERRORS: dict[str, tuple[Callable[[str, str], str], int]] = {
     api.error_name(PolicyRejected): (lambda _verb, m: m, EXIT_USAGE),
     api.error_name(UnknownArchitecture): (lambda _verb, m: f"multiarchctl: {m}", EXIT_USAGE),
     api.error_name(NotMounted): (lambda _verb, m: f"multiarchctl: {m}", EXIT_NOT_CONVERGED),
-    "org.freedesktop.DBus.Error.AccessDenied": (
-        lambda verb, _m: f"multiarchctl: {verb} changes the system and needs root",
-        EXIT_NOT_CONVERGED),
+    # The daemon's words say what is needed; a bus that refused the call itself says less.
+    **{name: (lambda verb, m: f"multiarchctl {verb}: " + (
+        m if "polkit" in m else "changes the system: run it as root, or as an administrator "
+        "polkit lets through (action io.github.multiarchd1.manage)"), EXIT_NOT_CONVERGED)
+       for name in ("org.freedesktop.DBus.Error.AccessDenied",
+                    "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired")},
 }
 
 

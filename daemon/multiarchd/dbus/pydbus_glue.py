@@ -9,6 +9,7 @@ wants.
 from __future__ import annotations
 
 import logging
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -25,14 +26,14 @@ from ..core.probes import Verdict
 from ..core.report import Report
 from ..model.problems import Problem
 from ..reconciler.run import Result
-from . import api
+from . import api, polkit
 from .api import RemoteError, Unreachable
 
 T = TypeVar("T")
 
 # pydbus turns an exception into a D-Bus error named after its class, when that has dots.
 _NAMED = {kind: type(api.error_name(kind), (Exception,), {}) for kind in api.DOMAIN_ERRORS}
-_NAMED_TYPES = tuple(_NAMED.values())
+_NAMED_TYPES = (*_NAMED.values(), *polkit.ERRORS)
 
 
 def _answer(call: Callable[[], T]) -> T:
@@ -67,6 +68,8 @@ class Service(Protocol):
     def reload(self) -> None: ...
     def plan_now(self) -> tuple[core_plan.Plan, tuple[Problem, ...]]: ...
     def test(self, arches: list[str]) -> list[Verdict]: ...
+    def wait_until(self, done: Callable[[], bool]) -> None:
+        """Go on serving (the main loop) until done()."""
 
 
 _EMPTY = Report((), (), ())
@@ -122,11 +125,17 @@ class ManagerFace:
     def BinfmtEnabled(self) -> bool:
         return self._report.binfmt_enabled
 
-    def Reconcile(self) -> tuple[str, list[api.AppliedRecord]]:
+    def _may(self, what: str, context: Any) -> None:
+        """Changes are for root and whom polkit lets through (pydbus hands over the call)."""
+        polkit.authorize(context._mi, what, self._service.wait_until)
+
+    def Reconcile(self, dbus_context: Any = None) -> tuple[str, list[api.AppliedRecord]]:
+        self._may("reconciling", dbus_context)
         state, outcomes = _answer(self._service.reconcile_now)
         return state, [api.applied_record(o) for o in outcomes]
 
-    def Reload(self) -> None:
+    def Reload(self, dbus_context: Any = None) -> None:
+        self._may("reloading the policy", dbus_context)
         _answer(self._service.reload)
 
     def Plan(self) -> tuple[list[api.ActionRecord], list[api.ProblemRecord]]:
@@ -134,7 +143,9 @@ class ManagerFace:
         return [api.action_record(a) for a in plan.actions], [api.problem_record(p)
                                                               for p in problems]
 
-    def Test(self, architectures: list[str]) -> list[tuple[str, str, str]]:
+    def Test(self, architectures: list[str],
+             dbus_context: Any = None) -> list[tuple[str, str, str]]:
+        self._may("testing architectures", dbus_context)
         return [(v.arch, v.result, v.message)
                 for v in _answer(lambda: self._service.test(architectures))]
 
@@ -225,8 +236,10 @@ class Client:
     """multiarchctl's view of the daemon."""
 
     def __init__(self, timeout: float = 30.0) -> None:
+        self.timeout_ms = int(timeout * 1000)
         try:
-            self.proxy = SystemBus().get(api.BUS_NAME, api.OBJECT_PATH, timeout=timeout)
+            self.bus = SystemBus()
+            self.proxy = self.bus.get(api.BUS_NAME, api.OBJECT_PATH, timeout=timeout)
         except GLib.Error as e:
             raise _remote_error(e) from e
 
@@ -237,7 +250,22 @@ class Client:
             raise _remote_error(e) from e
 
     def call(self, method: str, *args: Any) -> Any:
+        """Call a method the way busctl does, allowing interactive authorization: where a
+        polkit agent runs for this session, it may ask for a password."""
+        takes, gives = _signatures(method)
         try:
-            return getattr(self.proxy, method)(*args)
+            reply = self.bus.con.call_sync(
+                api.BUS_NAME, api.OBJECT_PATH, api.INTERFACE, method, GLib.Variant(takes, args),
+                GLib.VariantType(gives), Gio.DBusCallFlags.ALLOW_INTERACTIVE_AUTHORIZATION,
+                self.timeout_ms, None).unpack()
         except GLib.Error as e:
             raise _remote_error(e) from e
+        return None if not reply else reply[0] if len(reply) == 1 else reply
+
+
+def _signatures(method: str) -> tuple[str, str]:
+    """A method's in and out signatures, from the interface's XML."""
+    [node] = [m for m in ET.fromstring(api.XML).iter("method") if m.get("name") == method]
+    args = node.findall("arg")
+    return ("(" + "".join(a.get("type", "") for a in args if a.get("direction", "in") == "in") + ")",
+            "(" + "".join(a.get("type", "") for a in args if a.get("direction") == "out") + ")")

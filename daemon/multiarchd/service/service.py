@@ -151,8 +151,11 @@ class Service:
             want.registered_arches() if want else []
         box: list[list[Verdict]] = []
         self.verifier.test(arches, self.last, box.append)
-        self.loop.run_until(lambda: bool(box))  # the probes run on workers; we go on serving
+        self.wait_until(lambda: bool(box))  # the probes run on workers; we go on serving
         return box[0]
+
+    def wait_until(self, done: Callable[[], bool]) -> None:
+        self.loop.run_until(done)
 
     # -- triggers -------------------------------------------------------------------------------
     def poke(self, quiet: float | None = None) -> None:
