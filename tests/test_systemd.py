@@ -177,6 +177,14 @@ def test_entries_are_in_before_sysinit_and_gone_at_a_clean_shutdown(
         c.run("dpkg", "-i", "/root/multiarchd.deb")
         assert {n: (c.binfmt / n).stat().st_ino for n in c.table()} == inodes
 
+        # The package's autopkgtest, as autopkgtest runs it (isolation-machine, needs-reboot):
+        # this stand-in for its reboot helper records the mark; the reboot follows.
+        c.copy_in(REPO / "packaging/debian/tests/boot", "/root/autopkgtest-boot")
+        c.run("sh", "-c", "cat > /tmp/autopkgtest-reboot && chmod +x /tmp/autopkgtest-reboot",
+              stdin='#!/bin/sh\necho "$1" > /root/reboot-mark\n')  # /tmp: the container's own
+        c.run("sh", "/root/autopkgtest-boot", timeout=300)
+        mark = (c.merged / "root/reboot-mark").read_text().strip()
+
         said = c.reboot().split("Powering off.")[0]
         # Nothing timed out or stayed busy; no unmount failed but /tmp's, which nspawn mounts
         # where the container's systemd may not unmount it (with or without multiarchd).
@@ -202,6 +210,9 @@ def test_entries_are_in_before_sysinit_and_gone_at_a_clean_shutdown(
         ran = c.run("journalctl", "-b", "-u", "foreign-at-boot", "-o", "cat").stdout
         assert "s390x" in ran.splitlines(), ran
         assert state(c) == 's "converged"'
+        after = c.run("env", f"AUTOPKGTEST_REBOOT_MARK={mark}", "sh", "/root/autopkgtest-boot",
+                      timeout=300).stdout
+        assert "entries registered before sysinit.target" in after, after
         critical = c.run("systemd-analyze", "critical-chain", "foreign-at-boot.service",
                          check=False).stdout
         assert "sysinit.target" in critical, critical
