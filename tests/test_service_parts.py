@@ -13,6 +13,7 @@ import pytest
 
 from multiarchd.catalog import load_catalog
 from multiarchd.core.desired import Desired, Want
+from multiarchd.core.messages import Event
 from multiarchd.core.plan import Action, Kind, Outcome, Plan
 from multiarchd.core.probes import Verdict
 from multiarchd.core.report import State, build_report
@@ -27,6 +28,7 @@ from multiarchd.model.table import Entry, Observed
 from multiarchd.reconciler.history import History
 from multiarchd.reconciler.reconciler import Reconciler
 from multiarchd.reconciler.run import Config, Result
+from multiarchd.service.metrics import Exporter
 from multiarchd.service.service import Service
 from multiarchd.service.trigger import Trigger
 from multiarchd.service.verifier import Verifier
@@ -200,7 +202,8 @@ class Rig:
 
     def __init__(self, tmp: Path, script: Script, table: FakeTable | None = None,
                  options: Options = Options(mount=False), bus: bool = False,
-                 background: Inline | Deferred | None = None) -> None:
+                 background: Inline | Deferred | None = None,
+                 metrics: Exporter | None = None) -> None:
         self.loop = FakeLoop()
         self.notes = Notes()
         self.log = Records()
@@ -217,7 +220,7 @@ class Rig:
             return self.buses[-1]
         self.service = Service(reconciler, verifier, options, load_catalog(), "x86_64",
                                self.loop, self.loop, FakeWatcher, self.notes, self.log,
-                               bus=make_bus if bus else None)
+                               bus=make_bus if bus else None, metrics=metrics)
 
     def probe(self, arches: list[str]) -> list[Verdict]:
         self.probed.append(arches)
@@ -420,3 +423,30 @@ def test_a_watch_added_after_a_run_is_followed_by_one_more_look(tmp_path: Path) 
     assert rig.script.runs == 2
     rig.loop.advance(100)  # the watches are the same now: no third look before the safety run
     assert rig.script.runs == 2
+
+
+def test_metrics_follow_each_run_and_an_unwritable_file_is_said_once(tmp_path: Path) -> None:
+    written: list[str] = []
+    repaired = replace(result(refusals=1), drift=frozenset({"multiarch-s390x"}),
+                       conflicts=frozenset({"multiarch-s390x"}))
+    log = Records()
+    rig = Rig(tmp_path, Script(result(), repaired), metrics=Exporter(written.append, log))
+    rig.service.start()
+    assert 'multiarchd_state{state="converged"} 1' in written[-1]
+    assert "multiarchd_runs_total 1" in written[-1]
+    rig.service.poke()
+    rig.loop.advance(1)
+    last = written[-1].splitlines()
+    for counted in ("runs_total 2", "repairs_total 1", "conflicts_total 1",
+                    "kernel_refusals_total 1", "probe_failures_total 0"):
+        assert f"multiarchd_{counted}" in last, written[-1]
+
+    def unwritable(text: str) -> None:
+        raise PermissionError(13, "Permission denied", str(tmp_path / "m.prom"))
+    rig.service.metrics = Exporter(unwritable, rig.log)
+    for _ in range(3):
+        rig.service.poke()
+        rig.loop.advance(1)
+    said = [r for r in rig.log.records if r.event is Event.METRICS_UNWRITABLE]
+    assert len(said) == 1 and "Permission denied" in said[0].message
+    assert rig.script.runs == 5  # the table is kept all the same

@@ -8,19 +8,21 @@ import os
 import select
 import struct
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from .closing import Closing
 
-IN_MODIFY, IN_DELETE = 0x2, 0x200
+IN_MODIFY, IN_MOVED_TO, IN_DELETE = 0x2, 0x80, 0x200
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 class Inotify(Closing):
     """Just enough inotify to timestamp the kernel's events on one directory."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, events: int = IN_MODIFY | IN_DELETE) -> None:
         self.fd = _libc.inotify_init1(os.O_CLOEXEC)
-        if _libc.inotify_add_watch(self.fd, path.encode(), IN_MODIFY | IN_DELETE) < 0:
+        if _libc.inotify_add_watch(self.fd, path.encode(), events) < 0:
             raise OSError(ctypes.get_errno(), f"inotify_add_watch {path}")
 
     def close(self) -> None:
@@ -47,3 +49,15 @@ class Inotify(Closing):
                 i += 16 + size
                 if ev & mask and got == name:
                     return now
+
+
+def wait_for_file(path: str, done: Callable[[str], bool], timeout: float = 30.0) -> str:
+    """The text of a file replaced by rename (as the metrics file is), once done(text)."""
+    directory, name = os.path.split(path)
+    deadline = time.monotonic() + timeout
+    with Inotify(directory, IN_MOVED_TO) as renamed:
+        while True:
+            text = Path(path).read_text() if os.path.exists(path) else ""
+            if done(text):
+                return text
+            renamed.wait(name, IN_MOVED_TO, max(0.0, deadline - time.monotonic()))

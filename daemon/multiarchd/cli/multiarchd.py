@@ -35,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mount", action="store_true",
                    help="never mount binfmt_misc; wait for it instead (for sandboxed services, "
                         "whose own mounts vanish when they stop)")
+    p.add_argument("--metrics-textfile", metavar="PATH",
+                   help="write Prometheus metrics to PATH after each run (for node-exporter's "
+                        "textfile collector: a file ending in .prom in its directory)")
     p.add_argument("--log-target", choices=("auto", "journal", "stderr"), default="auto")
     p.add_argument("--safety-interval", type=float, default=Options.safety_interval,
                    metavar="SECONDS", help="re-read everything this often even with no event "
@@ -75,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.dry_run and not args.once:
         parser().error("--dry-run goes with --once")
+    if args.metrics_textfile and (args.once or args.unregister):
+        parser().error("--metrics-textfile goes with the service (not --once or --unregister)")
     if args.unregister and args.once:
         parser().error("--unregister and --once are two different runs")
     if args.unregister:
@@ -90,7 +95,7 @@ def serve(args: argparse.Namespace) -> int:
     options = Options(safety_interval=args.safety_interval, repair_limit=args.repair_limit,
                       repair_window=args.repair_window, mount=not args.no_mount)
     service = build_service(config_from(args), options, open_log(args.log_target),
-                            dbus=not args.no_dbus)
+                            dbus=not args.no_dbus, metrics=args.metrics_textfile)
     service.start()
     if not service.exit_code:
         service.loop.run()

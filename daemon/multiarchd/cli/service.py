@@ -18,6 +18,7 @@ from ..service.background import Workers
 from ..service.glib_loop import GLibLoop
 from ..service.inotify import Watcher
 from ..service.lock import TableLock
+from ..service.metrics import Exporter, write_atomically
 from ..service.protocols import Bus, Log
 from ..service.service import Service
 from ..service.systemd_glue import notify, watchdog_interval
@@ -29,7 +30,8 @@ def _bus(service: Service) -> Bus:
     return BusLink(ManagerFace(service), service.log.emit, on_change=service.bus_changed)
 
 
-def build_service(config: Config, options: Options, log: Log, dbus: bool = True) -> Service:
+def build_service(config: Config, options: Options, log: Log, dbus: bool = True,
+                  metrics: str | None = None) -> Service:
     catalog = load_catalog()
     reconciler = Reconciler(config, options, BinfmtTable(config.binfmt_dir),
                             standard_place=config.binfmt_dir == DEFAULT_PATH)
@@ -39,4 +41,5 @@ def build_service(config: Config, options: Options, log: Log, dbus: bool = True)
                    host_arch(catalog), loop, time.monotonic, Watcher, notify, log,
                    watchdog_interval(),
                    native_why=lambda: native()[1], bus=_bus if dbus else None,
-                   lock=TableLock(config.binfmt_dir).take)
+                   lock=TableLock(config.binfmt_dir).take,
+                   metrics=Exporter(write_atomically(metrics), log) if metrics else None)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from .. import __version__
+from ..core.metrics import Counters
 from ..core.messages import Event, Record, change_records, conflict_record, problem_records
 from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
@@ -23,6 +25,7 @@ from ..model.options import Options
 from ..model.problems import Problem
 from ..reconciler.reconciler import Reconciler, Step
 from ..reconciler.run import Result
+from .metrics import Exporter
 from .protocols import Bus, Clock, Log, Loop, Notifier, Watcher
 from .trigger import Trigger
 from .verifier import Verifier
@@ -37,7 +40,8 @@ class Service:
                  log: Log, watchdog: float | None = None,
                  native_why: Callable[[], str] = lambda: "",
                  bus: Callable[[Service], Bus] | None = None,
-                 lock: Callable[[], str | None] = lambda: None) -> None:
+                 lock: Callable[[], str | None] = lambda: None,
+                 metrics: Exporter | None = None) -> None:
         self.reconciler = reconciler
         self.config = reconciler.config
         self.verifier = verifier
@@ -68,6 +72,8 @@ class Service:
         # Policy files written in place and not closed yet, and since when: a run waits for the
         # writer to close (up to max_delay), so that a half-written policy is not applied.
         self._writing: dict[str, float] = {}
+        self.metrics = metrics  # the metrics file (opt-in), or None
+        self.counters = Counters()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -201,6 +207,10 @@ class Service:
         self._unjudged = step.result
         result = self.verifier.judge(step.result)  # probes start; their verdicts come later
         self.last, self.last_reconcile = result, time.time()
+        c = self.counters
+        self.counters = replace(c, runs=c.runs + 1, repairs=c.repairs + len(result.drift),
+                                conflicts=c.conflicts + len(result.conflicts - self._conflicts),
+                                kernel_refusals=c.kernel_refusals + len(result.report.failures))
         self._tell(result)
         if self.watcher.update(watches_for(self.config, result, self.catalog)):
             # The run looked before these watches were in place (an emulator's directory made
@@ -208,7 +218,14 @@ class Service:
             self.poke(self.options.table_debounce)
         if self.bus is not None:
             self.bus.after_run(result, bool(result.report.outcomes))
+        self._export()
         return result
+
+    def _export(self) -> None:
+        if self.metrics is not None:
+            self.metrics.export(self.state, self.last.report if self.last else None,
+                                replace(self.counters, probe_failures=self.verifier.failures),
+                                self.last_reconcile)
 
     def _verdicts_arrived(self) -> None:
         """Probes said something: the report (status, D-Bus) says it too."""
@@ -224,6 +241,7 @@ class Service:
             self.notify(f"STATUS={self._status_line(judged)}")
         if self.bus is not None:
             self.bus.after_run(judged, False)
+        self._export()
 
     def _no_run(self, step: Step) -> None:
         self._why = step.why
@@ -240,6 +258,7 @@ class Service:
             self.notify(f"STATUS=degraded: {step.why}")
         if self.bus is not None and self.state != before:
             self.bus.after_run(None, False)  # State changed with no run: PropertiesChanged
+        self._export()
 
     def _tell(self, result: Result) -> None:
         for record in change_records(result.report.outcomes, result.drift):

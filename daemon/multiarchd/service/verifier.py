@@ -37,6 +37,7 @@ class Verifier:
         self.arrived = arrived  # new verdicts are in: the report can say so
         self._verdicts: dict[str, tuple[Registration, Verdict]] = {}
         self._running: set[str] = set()
+        self.failures = 0  # probes that failed after a run (not those `test` asked for)
 
     def judge(self, result: Result) -> Result:
         """Start probing every active architecture not yet proven in its current registration;
@@ -80,6 +81,7 @@ class Verifier:
                     if reg is not None:
                         self._verdicts[v.arch] = (reg, v)
                     if report and v.result == "failed":
+                        self.failures += 1
                         self.log.emit(Record(Event.PROBE_FAILED, f"{v.arch}: probe failed: "
                                              f"{v.message}", {"MULTIARCH_ARCH": v.arch,
                                                               "MULTIARCH_ENTRY": OWNED_PREFIX + v.arch,

@@ -1,0 +1,43 @@
+"""The opt-in metrics file (--metrics-textfile): replaced whole after each run and each new
+verdict, by rename, so node-exporter's textfile collector never reads half a file. A file that
+cannot be written is said once; the table is kept all the same."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from ..core.messages import Event, Record
+from ..core.metrics import Counters, textfile
+from ..core.report import Report
+from .protocols import Log
+
+
+def write_atomically(path: str) -> Callable[[str], None]:
+    def write(text: str) -> None:
+        directory, name = os.path.split(os.path.abspath(path))
+        # A dot name the collector skips (it reads *.prom only), in the same file system.
+        temp = os.path.join(directory, f".{name}.{os.getpid()}")
+        with open(temp, "w", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW, 0o644)) as out:
+            os.fchmod(out.fileno(), 0o644)  # readable by the exporter's user, whatever the umask
+            out.write(text)
+        os.rename(temp, path)
+    return write
+
+
+class Exporter:
+    def __init__(self, write: Callable[[str], None], log: Log) -> None:
+        self.write = write
+        self.log = log
+        self._error = ""
+
+    def export(self, state: str, report: Report | None, counters: Counters,
+               last_run: float) -> None:
+        try:
+            self.write(textfile(state, report, counters, last_run))
+            self._error = ""
+        except OSError as e:
+            if str(e) != self._error:
+                self.log.emit(Record(Event.METRICS_UNWRITABLE, f"cannot write the metrics "
+                                     f"file: {e}; will try again after the next run"))
+            self._error = str(e)
