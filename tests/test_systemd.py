@@ -127,9 +127,12 @@ def test_installed_package_under_real_systemd(deb: Path, busybox: dict[str, Path
         c.run("systemctl", "reload", "multiarchd")
         assert state(c) == 's "converged"'
         assert c.table() == table
+        # A restart opens no window without entries: none is removed and registered anew.
+        inodes = {n: (c.binfmt / n).stat().st_ino for n in table}
         c.run("systemctl", "restart", "multiarchd")
         assert state(c) == 's "converged"'
         assert c.table() == table
+        assert {n: (c.binfmt / n).stat().st_ino for n in table} == inodes
         c.run("systemctl", "stop", "multiarchd")
         assert c.table() == table, "stopping must leave the entries in place"
         assert c.run(str(busybox["arm64"]), "uname", "-m").stdout.strip() == "aarch64"
