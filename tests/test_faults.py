@@ -3,11 +3,13 @@ tried, each with what it gets (README, "Bad input and faults")."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -386,3 +388,30 @@ def test_test_with_no_policy_file_says_so(tmp_path: Path) -> None:
     r = run("multiarchctl", "test", "--local", config=tmp_path / "none.yaml")
     assert r.returncode == 2
     assert f"{tmp_path}/none.yaml: policy file not found" in r.stderr
+
+
+def test_a_full_notify_socket_holds_up_no_repair_and_a_missing_one_no_stop(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
+        tmp_path: Path) -> None:
+    path = policy("arches: {s390x: {}}\n")
+    # A service manager that reads nothing: its socket's queue is full before we start.
+    full = tmp_path / "full.sock"
+    manager = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    manager.bind(str(full))
+    with manager, socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler:
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                filler.sendto(b"X=1", str(full))
+        d = start_daemon(path, binfmt, env={"NOTIFY_SOCKET": str(full)}, ready=False)
+        d.wait_log("registered multiarch-s390x")
+        d.wait_log("cannot notify systemd at .*: Resource temporarily unavailable")
+        since = d.mark()
+        binfmt.write("multiarch-s390x", "-1")
+        d.wait_log("repaired multiarch-s390x", since)  # the main loop was not held up
+        assert d.stop() == 0
+    # No socket at all where NOTIFY_SOCKET points: the first SIGTERM stops it.
+    d = start_daemon(path, binfmt, env={"NOTIFY_SOCKET": str(tmp_path / "gone.sock")},
+                     ready=False)
+    d.wait_log("cannot notify systemd at .*: No such file or directory")
+    assert d.stop() == 0

@@ -105,6 +105,7 @@ def test_unknown_arch_is_a_usage_error(binfmt: PrivateBinfmt) -> None:
     assert r.returncode == 2 and "did you mean 'arm64'" in r.stderr
 
 
+@pytest.mark.kernel  # user namespaces with a binfmt_misc of their own (none in a chroot)
 def test_native_detection_by_execution(probes: dict[str, Path]) -> None:
     r = run("multiarchctl", "arches", "--json")
     rows = {a["name"]: a for a in json.loads(r.stdout)["architectures"]}

@@ -85,15 +85,28 @@ def test_a_short_quiet_does_not_cut_short_a_longer_one() -> None:
 
 
 def test_requeue_and_pokes_share_one_timer_and_a_run_clears_both() -> None:
-    t, loop, fired = trigger()
+    loop = FakeLoop()
+    fired: list[float] = []
+
+    def run() -> None:  # as the service's runs do: each says when to look again
+        fired.append(loop.now)
+        t.requeue(300.0)
+    t = Trigger(loop, loop, run, 1.0)
     t.requeue(5.0)
     t.poke(0.05)
     assert loop.pending() == [pytest.approx(0.05)]
     loop.advance(10)
     assert fired == [pytest.approx(0.05)]  # the run covered the requeue too
+    assert loop.pending() == [pytest.approx(300.05)]
+
+
+def test_a_firing_that_runs_nothing_keeps_a_requeue_not_yet_due() -> None:
+    t, loop, fired = trigger()  # (the table was as the run left it: no run)
     t.requeue(5.0)
+    t.poke(0.05)
     loop.advance(10)
-    assert fired[1:] == [pytest.approx(15.0)]
+    assert fired == [pytest.approx(0.05), pytest.approx(5.0)]
+    assert t.requeued
 
 
 # -- the reconciler's next step ---------------------------------------------------------------
@@ -450,3 +463,43 @@ def test_metrics_follow_each_run_and_an_unwritable_file_is_said_once(tmp_path: P
     said = [r for r in rig.log.records if r.event is Event.METRICS_UNWRITABLE]
     assert len(said) == 1 and "Permission denied" in said[0].message
     assert rig.script.runs == 5  # the table is kept all the same
+
+
+def test_a_failing_notify_is_said_once_and_holds_up_nothing(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, Script(result()))
+    rig.notes.error = "cannot notify systemd at /run/x: No such file or directory"
+    rig.service.start()
+    for _ in range(3):
+        rig.service.poke()
+        rig.loop.advance(1)
+    said = [r for r in rig.log.records if r.event is Event.NOTIFY_FAILED]
+    assert len(said) == 1 and "No such file or directory" in said[0].message
+    assert rig.script.runs == 4
+    rig.notes.error = None  # it works again; a new failure is said again
+    rig.service.reload()
+    rig.notes.error = "cannot notify systemd at /run/x: Resource temporarily unavailable"
+    rig.loop.running = True
+    rig.loop.signals[signal.SIGTERM]()  # and SIGTERM still stops
+    assert [r.event for r in rig.log.records].count(Event.NOTIFY_FAILED) == 2
+    assert not rig.loop.running and rig.watcher.stopped
+
+
+def test_table_events_from_the_runs_own_writes_make_no_new_run(tmp_path: Path) -> None:
+    table = FakeTable(observed=HELD)
+    rig = Rig(tmp_path, Script(result()), table)
+    rig.service.start()
+    rig.service.reconciler.history.last_table = HELD  # (the scripted run records nothing)
+    binfmt = str(tmp_path / "binfmt")
+    for kind in ("modified", "closed", "created"):  # what writing `register` makes
+        rig.watcher.on_event(f"{binfmt}/register" if kind != "created"
+                             else f"{binfmt}/multiarch-s390x", kind)
+    rig.loop.advance(1)
+    assert rig.script.runs == 1  # still as the run left it
+    assert rig.loop.pending() == [pytest.approx(300.0)]  # the safety run is still due
+    table.observed = GONE  # someone else removed it
+    rig.watcher.on_event(f"{binfmt}/multiarch-s390x", "deleted")
+    rig.loop.advance(1)
+    assert rig.script.runs == 2
+    rig.watcher.on_event(str(tmp_path / "usr-bin" / "qemu-s390x-static"), "modified")
+    rig.loop.advance(1)
+    assert rig.script.runs == 3  # an interpreter event always runs

@@ -31,7 +31,9 @@ class DaemonProcess:
     def __init__(self, argv: Sequence[str | Path], tmp: Path, env: dict[str, str] | None = None,
                  prefix: Sequence[str] = (), log_target: str = "stderr") -> None:
         self.notify = NotifyListener(tmp)
-        full_env = dict(os.environ, NOTIFY_SOCKET=str(self.notify.path), **(env or {}))
+        full_env = dict(os.environ)
+        full_env["NOTIFY_SOCKET"] = str(self.notify.path)
+        full_env.update(env or {})  # a test may name another socket
         full_env.pop("JOURNAL_STREAM", None)
         self.proc = subprocess.Popen([*prefix, *map(str, argv), "--log-target", log_target],
                                      stderr=subprocess.PIPE, env=full_env)

@@ -14,6 +14,7 @@ from multiarchd.core.messages import Record
 from multiarchd.core.plan import Action, Kind, Outcome, Plan
 from multiarchd.core.report import Report
 from multiarchd.model.policy import ForeignMode, Policy
+from multiarchd.model.table import Observed
 from multiarchd.reconciler.history import History
 from multiarchd.reconciler.run import Config, Result
 from multiarchd.service.watches import Watch
@@ -130,9 +131,11 @@ class Notes:
     """sd_notify, written down: one item per assignment."""
 
     sent: list[str] = field(default_factory=list)
+    error: str | None = None  # set: every send fails with these words
 
-    def __call__(self, *assignments: str) -> None:
+    def __call__(self, *assignments: str) -> str | None:
         self.sent.extend(assignments)
+        return self.error
 
 
 @dataclass
@@ -169,10 +172,11 @@ class FakeBus:
 
 @dataclass
 class FakeTable:
-    """binfmt_misc as far as mounting goes."""
+    """binfmt_misc as far as mounting and looking go."""
 
     is_mounted: bool = True
     mounts: int = 0
+    observed: Observed = Observed(())
 
     def mounted(self) -> bool:
         return self.is_mounted
@@ -180,6 +184,9 @@ class FakeTable:
     def mount(self) -> None:
         self.mounts += 1
         self.is_mounted = True
+
+    def read(self) -> Observed:
+        return self.observed
 
 
 def result(refusals: int = 0, changes: int = 0, terminal: bool = False) -> Result:

@@ -39,6 +39,7 @@ class Event(enum.Enum):
     RUN_FAILED = ("d97bc93ce5c846f8b8014b014a6b13bd", ERR)  # a run could not read or write
     NATIVE_UNKNOWN = ("779ccb1e97754a2687fd8e93d0f70f0b", NOTICE)  # no namespace for probes
     SECOND_DAEMON = ("e282a38a79474352b1ec04539803f3c6", ERR)  # another keeps the table
+    NOTIFY_FAILED = ("c83c2bef79934523bd69807cc6512f72", WARNING)  # sd_notify could not be sent
     METRICS_UNWRITABLE = ("5426bf3c119743de941b1e7498345cf8", WARNING)  # --metrics-textfile
 
     @property

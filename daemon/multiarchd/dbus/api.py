@@ -26,7 +26,8 @@ CHANGE_RECORD = "(sss)"  # action, entry, reason
 TEST_RECORD = "(sss)"  # architecture, result (ok, failed, untested), message
 
 # Each domain failure has its D-Bus error name, on purpose; anything else is a bug and says so.
-DOMAIN_ERRORS = (errors.PolicyRejected, errors.UnknownArchitecture, errors.NotMounted)
+DOMAIN_ERRORS = (errors.PolicyRejected, errors.UnknownArchitecture, errors.NotMounted,
+                 errors.Stopping)
 
 
 def error_name(kind: type[Exception]) -> str:

@@ -56,6 +56,8 @@ def authorize(invocation: Gio.DBusMethodInvocation, what: str, wait: Wait) -> No
              _INTERACTIVE_TIMEOUT_MS if interactive else _TIMEOUT_MS, None,
              lambda c, result: replies.append(result))
     wait(lambda: bool(replies))
+    if not replies:  # stopping meanwhile
+        raise AccessDenied(f"{needed}; multiarchd is stopping")
     try:
         authorized, challenge, _details = con.call_finish(replies[0]).unpack()[0]
     except GLib.Error as e:  # no polkitd on this bus: only root may

@@ -13,3 +13,7 @@ class UnknownArchitecture(Exception):
 
 class NotMounted(Exception):
     """binfmt_misc is not mounted where multiarchd looks for it."""
+
+
+class Stopping(Exception):
+    """The service was asked to stop while a request waited for work off the main loop."""

@@ -3,7 +3,8 @@
 - which interpreter file the kernel holds open for each F entry it registered;
 - what it last had right, so that a later difference with an unchanged policy is drift;
 - how often it repaired each entry lately, so that it backs off from a writer that fights it;
-- the last policy it accepted, which stays in force while the policy file is bad.
+- the last policy it accepted, which stays in force while the policy file is bad;
+- the table as the last run left it.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class History:
     # Entries written whose read-back differed from what was written: each such write counts
     # as a repair, so multiarchd's own misunderstanding cannot spin either.
     unsettled: set[str] = field(default_factory=set)
+    # The table as the last run left it, when that was all as wanted: an event after which it
+    # is still so (the run's own writes, seen late) needs no run. None: any event runs.
+    last_table: Observed | None = None
 
     def drift(self, desired: Desired, observed: Observed) -> frozenset[str]:
         """Entries that were right, are still wanted the same, and are not right now; and

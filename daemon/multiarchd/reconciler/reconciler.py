@@ -70,6 +70,16 @@ class Reconciler:
         self._failed_runs = self._failed_runs + 1 if failing else 0
         return Step(result, self._next(failing))
 
+    def table_as_left(self) -> bool:
+        """Whether the table is exactly as the last run left it: then an event from it was the
+        run's own writes, seen late, and asks for no run."""
+        if self.history.last_table is None:
+            return False
+        try:
+            return self.table.read() == self.history.last_table
+        except OSError:
+            return False  # a run will say what is wrong
+
     def plan(self) -> tuple[Plan, tuple[Problem, ...]]:
         """What a run would do now, and the policy's problems, writing nothing; PolicyRejected
         (one problem a line) if the policy cannot be applied at all."""

@@ -78,10 +78,12 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
 
 
 class Table(Protocol):
-    """The kernel table as far as mounting goes (kernel.table.BinfmtTable is the real one)."""
+    """The kernel table as far as mounting and looking go (kernel.table.BinfmtTable is the real
+    one)."""
 
     def mounted(self) -> bool: ...
     def mount(self) -> None: ...
+    def read(self) -> Observed: ...
 
 
 def ensure_mounted(table: Table, may_mount: bool) -> bool:
@@ -129,6 +131,9 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
         after = table.read()
     if history and not dry_run:
         history.record(want, after, outcomes, drift, now)  # what is right now, is known right
+        # Whatever changed between the writes and the read-back is still to do: then no event
+        # may be taken for the run's own.
+        history.last_table = None if plan(want, after, history.held) else after
         if not policy.rejected:
             history.last_good = policy
     report = build_report(want, after, outcomes, conflicts, refused)

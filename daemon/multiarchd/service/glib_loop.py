@@ -19,6 +19,7 @@ class GLibLoop:
     def __init__(self) -> None:
         self.loop = GLib.MainLoop()
         self._mountinfo: BinaryIO | None = None
+        self._quitting = False
 
     def call_later(self, seconds: float, fn: Callable[[], None]) -> int:
         """Run fn once after `seconds`; returns a handle for cancel()."""
@@ -64,12 +65,14 @@ class GLibLoop:
                               GLib.IOCondition.PRI | GLib.IOCondition.ERR, handler)
 
     def run_until(self, done: Callable[[], bool]) -> None:
+        """Also returns once quit() was called (SIGTERM while probes run), done or not."""
         context = self.loop.get_context()
-        while not done():
+        while not done() and not self._quitting:
             context.iteration(True)
 
     def run(self) -> None:
         self.loop.run()
 
     def quit(self) -> None:
+        self._quitting = True
         self.loop.quit()

@@ -9,9 +9,11 @@ Its inotify observer blocks on the kernel and wakes only for events: nothing her
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 
+from watchdog import events
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers.inotify import InotifyObserver
 
@@ -35,6 +37,17 @@ class _Handler(FileSystemEventHandler):  # type: ignore[misc]
             self.on_event(os.fsdecode(event.src_path), kind)
 
 
+# Only what can matter: created, deleted, moved, written (and closed after writing), attributes
+# changed. Not opens, reads and closes-without-writing: every program started from a watched
+# directory (/usr/bin holds interpreters) would wake the daemon. watchdog 4 and later subscribe
+# the kernel to what the filter names (without one, to everything); 2.x never asks for opens.
+_WANTED = [getattr(events, name) for name in (
+    "FileCreatedEvent", "DirCreatedEvent", "FileDeletedEvent", "DirDeletedEvent",
+    "FileMovedEvent", "DirMovedEvent", "FileModifiedEvent", "DirModifiedEvent",
+    "FileClosedEvent") if hasattr(events, name)]
+_FILTERS = "event_filter" in inspect.signature(InotifyObserver.schedule).parameters
+
+
 class Watcher:
     """Keeps a set of watches; `update` adds and drops watches to match a new set."""
 
@@ -54,8 +67,9 @@ class Watcher:
         before = set(self.current)
         for new in watches - set(self.current):
             try:
+                how = {"event_filter": _WANTED} if _FILTERS else {}
                 self.current[new] = self.observer.schedule(
-                    _Handler(new, self.on_event), new.directory, recursive=new.recursive)
+                    _Handler(new, self.on_event), new.directory, recursive=new.recursive, **how)
             except OSError as e:
                 self.failed[new] = e.strerror or str(e)
         return bool(watches - self.failed.keys() - before)

@@ -56,9 +56,9 @@ class Watcher(Protocol):
 
 
 class Notifier(Protocol):
-    """sd_notify."""
+    """sd_notify, never blocking or raising: None when sent, else why not."""
 
-    def __call__(self, *assignments: str) -> None: ...
+    def __call__(self, *assignments: str) -> str | None: ...
 
 
 class Log(Protocol):

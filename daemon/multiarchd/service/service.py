@@ -20,16 +20,16 @@ from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
 from ..core.report import Report, overall
 from ..model.catalog import Catalog
-from ..model.errors import NotMounted, PolicyRejected
+from ..model.errors import NotMounted, PolicyRejected, Stopping
 from ..model.options import Options
 from ..model.problems import Problem
 from ..reconciler.reconciler import Reconciler, Step
 from ..reconciler.run import Result
 from .metrics import Exporter
 from .protocols import Bus, Clock, Log, Loop, Notifier, Watcher
-from .trigger import Trigger
+from .trigger import Trigger, Wakeups
 from .verifier import Verifier
-from .watches import is_policy, watches_for
+from .watches import watches_for
 
 
 class Service:
@@ -51,12 +51,14 @@ class Service:
         self.host_arch = host_arch
         self.loop = loop
         self.clock = clock
-        self.notify = notify
+        self._sd_notify = notify
+        self._notify_error: str | None = None
         self.log = log
         self.watchdog = watchdog  # seconds between WATCHDOG=1, or None
         self.native_why = native_why  # why native architectures cannot be found by running
         self.watcher = watcher_factory(self._on_file_event)
         self.trigger = Trigger(loop, clock, self._triggered, options.max_delay)
+        self.wakeups = Wakeups(self.trigger, options, self.config, clock)
         self.lock = lock  # one daemon per table: None when this one may keep it, else why not
         self.exit_code = 0
         self._make_bus = bus  # None: no D-Bus (ready as soon as the first run is done)
@@ -69,11 +71,15 @@ class Service:
         self._why = ""  # why the last run could not happen
         self._problems: tuple[str, ...] = ()
         self._conflicts: frozenset[str] = frozenset()
-        # Policy files written in place and not closed yet, and since when: a run waits for the
-        # writer to close (up to max_delay), so that a half-written policy is not applied.
-        self._writing: dict[str, float] = {}
         self.metrics = metrics  # the metrics file (opt-in), or None
         self.counters = Counters()
+
+    def notify(self, *assignments: str) -> None:
+        """sd_notify: a failure is said once (until sending works again), never raised."""
+        error = self._sd_notify(*assignments)
+        if error and error != self._notify_error:
+            self.log.emit(Record(Event.NOTIFY_FAILED, f"{error}; going on without telling it"))
+        self._notify_error = error
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -158,37 +164,25 @@ class Service:
         box: list[list[Verdict]] = []
         self.verifier.test(arches, self.last, box.append)
         self.wait_until(lambda: bool(box))  # the probes run on workers; we go on serving
+        if not box:
+            raise Stopping("multiarchd is stopping; ask again once it is back")
         return box[0]
 
     def wait_until(self, done: Callable[[], bool]) -> None:
         self.loop.run_until(done)
 
     # -- triggers -------------------------------------------------------------------------------
-    def poke(self, quiet: float | None = None) -> None:
+    def poke(self, quiet: float | None = None, table: bool = False) -> None:
         """Something may have changed: run soon (bursts coalesce)."""
-        self.trigger.poke(self.options.debounce if quiet is None else quiet)
+        self.wakeups.poke(quiet, table)
 
     def _on_file_event(self, path: str, kind: str) -> None:
-        """From a watcher thread: a policy file needs the editor's quiet time, others do not."""
-        self.loop.call_soon_threadsafe(lambda: self._file_changed(path, kind))
-
-    def _file_changed(self, path: str, kind: str) -> None:
-        if not is_policy(path, self.config):
-            self.poke(self.options.table_debounce)
-            return
-        if kind == "modified":
-            self._writing.setdefault(path, self.clock())
-        elif kind in ("closed", "deleted", "moved"):
-            self._writing.pop(path, None)
-        self.poke(self.options.debounce)
+        """From a watcher thread: handled on the loop."""
+        self.loop.call_soon_threadsafe(lambda: self.wakeups.file_changed(path, kind))
 
     def _triggered(self) -> None:
-        now = self.clock()
-        if any(now - since < self.options.max_delay for since in self._writing.values()):
-            self.poke(self.options.debounce)  # a writer is still at it: look again shortly
-            return
-        self._writing.clear()  # a writer that never closes gets its run after max_delay
-        self.run_now()
+        if self.wakeups.due(self.reconciler.table_as_left):
+            self.run_now()
 
     # -- one run --------------------------------------------------------------------------------
     def run_now(self) -> Result | None:

@@ -1,10 +1,11 @@
-"""Talking to systemd: journald records and sd_notify. The only module importing systemd-python."""
+"""Talking to systemd: journald records (through systemd-python, the only module importing it)
+and sd_notify."""
 
 from __future__ import annotations
 
 import os
+import socket
 
-from systemd import daemon as sd_daemon
 from systemd import journal
 
 from ..core.messages import Record
@@ -22,10 +23,21 @@ class JournalLog:
                      MULTIARCH_EVENT=record.event.name.lower(), **record.fields)
 
 
-def notify(*assignments: str) -> None:
-    """sd_notify; does nothing when not started by systemd (no NOTIFY_SOCKET)."""
-    if os.environ.get("NOTIFY_SOCKET"):
-        sd_daemon.notify("\n".join(assignments))
+def notify(*assignments: str) -> str | None:
+    """sd_notify, never blocking: None when sent (or not started by systemd: no NOTIFY_SOCKET),
+    else why not. systemd-python's notify() blocks while the manager's queue is full and raises
+    when the socket is gone; the service's main loop must do neither, so this speaks the
+    protocol itself (sd_notify(3): one datagram, "@" for the abstract namespace)."""
+    where = os.environ.get("NOTIFY_SOCKET")
+    if not where:
+        return None
+    address = "\0" + where[1:] if where.startswith("@") else where
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.sendto("\n".join(assignments).encode(), socket.MSG_DONTWAIT, address)
+    except OSError as e:
+        return f"cannot notify systemd at {where}: {e.strerror or e}"
+    return None
 
 
 def watchdog_interval() -> float | None:

@@ -1,4 +1,4 @@
-"""The trigger: pokes carry no data and coalesce into one run.
+"""The trigger: pokes carry no data and coalesce into one run; and which events poke it.
 
 A poke asks for a run once events have been quiet for its debounce (an editor saving in several
 steps), but never later than max_delay after the first poke of a burst. requeue(after) asks for a
@@ -8,9 +8,13 @@ both: it is armed for the earlier of the two, and a run clears them all.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
+from ..model.options import Options
+from ..reconciler.run import Config
 from .protocols import Clock, Timers
+from .watches import is_policy
 
 
 class Trigger:
@@ -25,6 +29,7 @@ class Trigger:
         self._requeue_due: float | None = None
         self._handle: int | None = None
         self._armed_for: float | None = None
+        self.requeued = False  # the last firing was (also) a requeue falling due
 
     def poke(self, quiet: float) -> None:
         now = self.clock()
@@ -50,6 +55,56 @@ class Trigger:
         self._handle = self.timers.call_later(max(0.0, due - now), self._fired)
 
     def _fired(self) -> None:
+        now = self.clock()
+        # A requeue that is not due yet survives a firing that ran nothing (fire() ran no run
+        # when nothing requeued meanwhile); a run requeues for itself.
+        later = self._requeue_due if self._requeue_due is not None and \
+            self._requeue_due > now else None
+        self.requeued = self._requeue_due is not None and later is None
         self._handle = self._armed_for = None
         self._first = self._quiet_due = self._requeue_due = None
         self.fire()
+        if later is not None and self._requeue_due is None:
+            self.requeue(later - now)
+
+
+class Wakeups:
+    """Which events ask for a run, and after what quiet. A policy file wants the editor's quiet
+    time, and one written in place is not applied before its writer closes it (up to
+    max_delay), so that half a policy is never applied; the table and interpreters want a short
+    one. Events from the table alone, after which it is still as the last run left it (that
+    run's own writes, seen late), ask for no run."""
+
+    def __init__(self, trigger: Trigger, options: Options, config: Config, clock: Clock) -> None:
+        self.trigger = trigger
+        self.options = options
+        self.config = config
+        self.clock = clock
+        self._writing: dict[str, float] = {}  # policy files open for writing, since when
+        self._table_only = True  # since the last firing, only the table's events asked
+
+    def poke(self, quiet: float | None = None, table: bool = False) -> None:
+        if not table:
+            self._table_only = False
+        self.trigger.poke(self.options.debounce if quiet is None else quiet)
+
+    def file_changed(self, path: str, kind: str) -> None:
+        if not is_policy(path, self.config):
+            table = os.path.dirname(path) == self.config.binfmt_dir.rstrip("/")
+            self.poke(self.options.table_debounce, table=table)
+            return
+        if kind == "modified":
+            self._writing.setdefault(path, self.clock())
+        elif kind in ("closed", "deleted", "moved"):
+            self._writing.pop(path, None)
+        self.poke(self.options.debounce)
+
+    def due(self, table_as_left: Callable[[], bool]) -> bool:
+        """At the trigger's firing: whether to run now."""
+        now = self.clock()
+        if any(now - since < self.options.max_delay for since in self._writing.values()):
+            self.poke(self.options.debounce)  # a writer is still at it: look again shortly
+            return False
+        self._writing.clear()  # a writer that never closes gets its run after max_delay
+        table_only, self._table_only = self._table_only, True
+        return not (table_only and not self.trigger.requeued and table_as_left())
