@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import threading
@@ -19,6 +18,7 @@ from tests.support.binfmt import PrivateBinfmt
 from tests.support.bus import PrivateBus
 from tests.support.commands import DaemonStarter, PolicyWriter
 from tests.support.daemon import DaemonProcess
+from tests.support.lines import Lines
 from tests.support.paths import BIN
 
 NAME, PATH, IFACE = "io.github.multiarchd1", "/io/github/multiarchd1", "io.github.multiarchd1.Manager"
@@ -139,11 +139,13 @@ def test_properties_changed_and_reconciled_arrive_after_a_policy_edit(
     try:
         seen: dict[str, Any] = {}
 
+        lines = Lines(stdout)
+
         def read_until(member: str) -> Any:
             while member not in seen:
-                ready, _, _ = select.select([stdout], [], [], 15)
-                assert ready, f"no {member} signal; saw {list(seen)}"
-                msg = json.loads(stdout.readline())
+                line = lines.next(15)
+                assert line is not None, f"no {member} signal; saw {list(seen)}"
+                msg = json.loads(line)
                 if msg.get("type") == "signal":
                     seen[msg["member"]] = msg["payload"]["data"]
             return seen[member]

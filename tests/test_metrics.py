@@ -4,7 +4,6 @@ collector, run here on loopback against the daemon's file."""
 from __future__ import annotations
 
 import re
-import select
 import socket
 import subprocess
 import urllib.request
@@ -13,6 +12,7 @@ from pathlib import Path
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.commands import DaemonStarter, PolicyWriter
 from tests.support.inotify import wait_for_file
+from tests.support.lines import Lines
 
 VERIFIED = 'multiarchd_architecture_state{name="s390x",kind="arch",state="verified"} 1'
 
@@ -25,15 +25,14 @@ def scrape(textfiles: Path) -> str:
     exporter = subprocess.Popen(
         ["prometheus-node-exporter", "--collector.disable-defaults", "--collector.textfile",
          f"--collector.textfile.directory={textfiles}", f"--web.listen-address=127.0.0.1:{port}"],
-        stderr=subprocess.PIPE, text=True)
+        stderr=subprocess.PIPE)
     assert exporter.stderr is not None
     try:
-        said = ""
+        said, lines = "", Lines(exporter.stderr)
         while "Listening on" not in said:  # it says so once the port is open
-            assert select.select([exporter.stderr], [], [], 30)[0], said
-            line = exporter.stderr.readline()
-            assert line, said
-            said += line
+            line = lines.next(30)
+            assert line is not None, said
+            said += line + "\n"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as r:
             return str(r.read().decode())
     finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from multiarchd import __version__
 from multiarchd.catalog import load_catalog
 from multiarchd.core.probes import PROBE_STATUS, build
 
@@ -175,3 +176,54 @@ def test_busybox_applets_by_name_need_p(binfmt: PrivateBinfmt, policy: PolicyWri
         out = binfmt.exec(*by_argv0)
         assert (out.stdout.strip() == "aarch64") is argv0_works, (flags, out)
     shutil.rmtree(applets)
+
+
+NATIVE = "from multiarchd.host.native import native; n, why = native(); print(sorted(n or []))"
+
+
+@pytest.mark.kernel  # runs the probes in a namespace of its own
+def test_native_detection_is_kept_for_the_boot_and_only_a_trusted_answer_believed(
+        tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, RUNTIME_DIRECTORY=str(run_dir))
+
+    def ask() -> str:
+        r = subprocess.run([str(BIN / "python"), "-c", NATIVE], env=env, capture_output=True,
+                           text=True, check=True)
+        return r.stdout.strip()
+    found = ask()
+    assert "x86_64" in found or "aarch64" in found, found
+    kept = (run_dir / "native").read_text().split("\n")
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert kept[0] == f"{boot_id} {os.uname().release} {__version__}"
+    # The next run believes what was kept (shown by keeping something else) ...
+    (run_dir / "native").write_text(f"{kept[0]}\ns390x\n")
+    assert ask() == "['s390x']"
+    # ... but not what anyone could have written, nor what another boot or version found.
+    (run_dir / "native").chmod(0o666)
+    assert ask() == found
+    (run_dir / "native").write_text(f"another-boot {os.uname().release} {__version__}\ns390x\n")
+    (run_dir / "native").chmod(0o644)
+    assert ask() == found
+
+
+def test_a_verdict_is_kept_for_the_next_start_while_the_interpreter_file_is_the_same(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
+        trusted_dir: Path) -> None:
+    emu = trusted_dir / "qemu-s390x-static"
+    shutil.copy("/usr/bin/qemu-s390x-static", emu)
+    path = policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n  arm64: {{}}\n")
+    d = start_daemon(path, binfmt, inside=True)
+    d.wait_notify("STATUS=converged: 2 active (2 verified)")
+    assert d.stop() == 0
+    # Started again: proven at once, no probe run (the first status says so already).
+    d = start_daemon(path, binfmt, inside=True)
+    assert next(m for m in d.messages if m.startswith("STATUS=")) == \
+        "STATUS=converged: 2 active (2 verified)"
+    assert d.stop() == 0
+    # The interpreter file changed (another mtime): that one is probed again.
+    os.utime(emu, ns=(1, 1))
+    d = start_daemon(path, binfmt, inside=True)
+    assert next(m for m in d.messages if m.startswith("STATUS=")) == \
+        "STATUS=converged: 2 active (1 verified)"
+    d.wait_notify("STATUS=converged: 2 active (2 verified)")

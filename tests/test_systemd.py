@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 
 from multiarchd.core.messages import Event
 
+from tests.support.lines import Lines
 from tests.support.nspawn import BootedContainer
 from tests.support.paths import REPO
 
@@ -65,11 +65,12 @@ def wait_record(c: BootedContainer, after: str, match: Callable[[dict[str, Any]]
     follow = c.popen("journalctl", "-u", "multiarchd", "-o", "json", "-f",
                      f"--after-cursor={after}")
     assert follow.stdout is not None
+    lines = Lines(follow.stdout)
     try:
         while True:
-            ready, _, _ = select.select([follow.stdout], [], [], timeout)
-            assert ready, "no such journal record"
-            record: dict[str, Any] = json.loads(follow.stdout.readline())
+            line = lines.next(timeout)
+            assert line is not None, "no such journal record"
+            record: dict[str, Any] = json.loads(line)
             if match(record):
                 return record
     finally:

@@ -151,8 +151,10 @@ def start_daemon(tmp: Path, config: Path, binfmt: PrivateBinfmt | None = None,
         argv += ["--binfmt-dir", binfmt.path]
     if journal is not None:
         prefix = (*prefix, *journal.enter())
-    # The lock that keeps a second daemon off a table lives in the test's own directory.
-    env = dict({"RUNTIME_DIRECTORY": str(tmp / "run")}, **(env or {}), **(bus.env if bus else {}))
+    # The lock that keeps a second daemon off a table, and what it keeps between starts, live
+    # in the test's own directory.
+    env = dict({"RUNTIME_DIRECTORY": str(tmp / "run"), "CACHE_DIRECTORY": str(tmp / "cache")},
+               **(env or {}), **(bus.env if bus else {}))
     d = DaemonProcess(argv, tmp, env, prefix, "journal" if journal else "stderr")
     try:
         if ready:

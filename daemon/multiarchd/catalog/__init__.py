@@ -3,9 +3,9 @@ table to edit; load_catalog() reads it once per process."""
 
 from __future__ import annotations
 
+import os
 import tomllib
 from functools import cache
-from importlib import resources
 from typing import Any
 
 from ..model.catalog import Arch, Catalog, Emulator
@@ -18,7 +18,10 @@ def _star(value: Any) -> frozenset[str] | None:
 
 @cache
 def load_catalog() -> Catalog:
-    raw = tomllib.loads(resources.files(__package__).joinpath("catalog.toml").read_text())
+    # Beside this module, read plainly: importlib.resources costs more to import than this
+    # whole function takes, on the boot path.
+    with open(os.path.join(os.path.dirname(__file__), "catalog.toml"), "rb") as f:
+        raw = tomllib.load(f)
     arches = {
         name: Arch(
             name=name,

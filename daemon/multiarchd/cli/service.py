@@ -22,6 +22,7 @@ from ..service.metrics import Exporter, write_atomically
 from ..service.protocols import Bus, Log
 from ..service.service import Service
 from ..service.systemd_glue import notify, watchdog_interval
+from ..service.proven import Proven
 from ..service.verifier import Verifier
 
 
@@ -37,7 +38,8 @@ def build_service(config: Config, options: Options, log: Log, dbus: bool = True,
                             standard_place=config.binfmt_dir == DEFAULT_PATH)
     probe = partial(verify, catalog=catalog, binfmt_dir=config.binfmt_dir)
     loop = GLibLoop()
-    return Service(reconciler, Verifier(probe, log, Workers(loop)), options, catalog,
+    verifier = Verifier(probe, log, Workers(loop), proven=Proven())
+    return Service(reconciler, verifier, options, catalog,
                    host_arch(catalog), loop, time.monotonic, Watcher, notify, log,
                    watchdog_interval(),
                    native_why=lambda: native()[1], bus=_bus if dbus else None,

@@ -3,7 +3,6 @@ code, from one View whether it was computed here or read from the daemon. Pure."
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -107,4 +106,5 @@ def plan_json(plan: Plan) -> list[dict[str, Any]]:
 
 
 def dumps(data: Any) -> str:
+    import json  # only for --json: not on the boot path
     return json.dumps(data, indent=2, default=str)

@@ -102,9 +102,7 @@ def _shadowing(entry: Entry, observed: Observed) -> tuple[list[Entry], list[Entr
     """Enabled foreign entries overlapping `entry`: (registered later, registered earlier)."""
     later: list[Entry] = []
     earlier: list[Entry] = []
-    for other in observed.entries:
-        if owned(other.name) or not other.enabled:
-            continue
+    for other in observed.foreign_enabled:
         if entry.registration.overlaps(other.registration):
             (later if other.order > entry.order else earlier).append(other)
     return later, earlier

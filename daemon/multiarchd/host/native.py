@@ -3,14 +3,16 @@ table of a user namespace of our own (Linux 6.7+)."""
 
 from __future__ import annotations
 
-import subprocess
+import contextlib
+import os
 import sys
 from functools import cache
 
+from .. import __version__
 from ..catalog import load_catalog
 from ..core.probes import PROBE_STATUS
 from ..model.catalog import Catalog
-from .probing import probe_files
+from . import keep
 
 
 # Runs in its own process: a user and mount namespace with an empty binfmt_misc table, then each
@@ -38,6 +40,9 @@ def native_arches(catalog: Catalog) -> tuple[frozenset[str] | None, str]:
     """Architectures this machine runs by itself: their probes run in an empty binfmt_misc
     table of a user namespace of our own (Linux 6.7+). (None, why) when that cannot be done
     here (older kernel, namespaces not allowed): then the catalog's family table decides."""
+    import subprocess  # (not on the boot path when the answer is kept)
+
+    from .probing import probe_files
     names = sorted(catalog.arches)
     with probe_files(names, catalog) as paths:
         try:
@@ -52,7 +57,27 @@ def native_arches(catalog: Catalog) -> tuple[frozenset[str] | None, str]:
     return frozenset(n for n, s in zip(names, statuses) if s == str(PROBE_STATUS)), ""
 
 
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 @cache
 def native() -> tuple[frozenset[str] | None, str]:
-    """native_arches once per process (the kernel's abilities do not change while it runs)."""
-    return native_arches(load_catalog())
+    """native_arches once per boot: the kernel's abilities do not change while it runs, so the
+    answer is kept in the runtime directory for the next run (the early unit's --once, then the
+    service), for this boot, kernel and version of multiarchd's probes only."""
+    path = os.path.join(keep.runtime_dir(), "native")
+    key = f"{_boot_id()} {os.uname().release} {__version__}"
+    kept = (keep.read_kept(path) or "").split("\n")
+    if len(kept) == 3 and kept[0] == key and key.split()[0]:
+        found, why = kept[1].split(), kept[2]
+        return (None if found == ["-"] else frozenset(found)), why
+    arches, why = native_arches(load_catalog())
+    with contextlib.suppress(OSError):  # nowhere to keep it: found again next time
+        keep.write_whole(path, f"{key}\n{' '.join(sorted(arches)) if arches is not None else '-'}"
+                               f"\n{why}", make_dir=True)
+    return arches, why

@@ -9,7 +9,6 @@ kernel hands them out in per-CPU batches.
 from __future__ import annotations
 
 import os
-import subprocess
 
 from ..model.registration import RESERVED_NAMES, Registration
 from ..model.table import Observed
@@ -32,6 +31,7 @@ class BinfmtTable:
     def mount(self) -> None:
         """Mount binfmt_misc at the path, as systemd's own mount unit does; callers do this only
         when nothing is mounted there."""
+        import subprocess  # (rarely needed: not on the boot path where systemd mounts it)
         subprocess.run(
             ["mount", "-t", "binfmt_misc", "-o", "nosuid,nodev,noexec", "binfmt_misc", self.path],
             check=True, capture_output=True, text=True,

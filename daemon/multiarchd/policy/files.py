@@ -110,15 +110,36 @@ def decode(path: str, data: bytes) -> str:
                                                     "save the file as UTF-8") from None
 
 
-def load_policy(main: str, catalog: Catalog, only: str | None = None) -> Policy:
-    """Read and validate the policy (or only the one file `only`)."""
+def _texts(main: str, only: str | None = None) -> list[tuple[str, str | Unreadable]]:
     texts: list[tuple[str, str | Unreadable]] = []
     for path in [only] if only is not None else policy_files(main):
         try:
             texts.append((path, read_text(path)))
         except Unreadable as e:
             texts.append((path, e))
-    return policy_from(texts, catalog, main, whole=only is None)
+    return texts
+
+
+def load_policy(main: str, catalog: Catalog, only: str | None = None) -> Policy:
+    """Read and validate the policy (or only the one file `only`)."""
+    return policy_from(_texts(main, only), catalog, main, whole=only is None)
+
+
+class PolicyCache:
+    """The last policy made, with the exact texts it was made from: a daemon reads the files at
+    every run (a few small reads) and parses and validates them again only when one changed."""
+
+    def __init__(self) -> None:
+        self._key: tuple[object, ...] | None = None
+        self._policy: Policy | None = None
+
+    def load(self, main: str, catalog: Catalog) -> Policy:
+        texts = _texts(main)
+        key = (main, id(catalog), *((path, text if isinstance(text, str) else
+                                     (text.place, text.message)) for path, text in texts))
+        if self._policy is None or key != self._key:
+            self._policy, self._key = policy_from(texts, catalog, main), key
+        return self._policy
 
 
 def policy_from(texts: list[tuple[str, str | Unreadable]], catalog: Catalog, main: str,

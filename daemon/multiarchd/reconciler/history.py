@@ -18,6 +18,7 @@ from ..model.host import FileId
 from ..model.policy import Policy
 from ..model.registration import Registration, owned
 from ..model.table import Observed
+from ..policy.files import PolicyCache
 
 
 @dataclass
@@ -38,6 +39,7 @@ class History:
     # The table as the last run left it, when that was all as wanted: an event after which it
     # is still so (the run's own writes, seen late) needs no run. None: any event runs.
     last_table: Observed | None = None
+    policies: PolicyCache = field(default_factory=PolicyCache)  # parsed again only if changed
 
     def drift(self, desired: Desired, observed: Observed) -> frozenset[str]:
         """Entries that were right, are still wanted the same, and are not right now; and

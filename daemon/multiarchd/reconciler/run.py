@@ -56,7 +56,9 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
     history that holds the last good policy, that one is planned for (drift is still healed);
     without, there is no plan."""
     catalog = catalog or load_catalog()
-    policy = policy or load_policy(config.policy_path, catalog)
+    if policy is None:
+        policy = history.policies.load(config.policy_path, catalog) if history else \
+            load_policy(config.policy_path, catalog)
     table = BinfmtTable(config.binfmt_dir)
     nothing_to_do = policy.rejected and (history is None or history.last_good is None)
     if observed is None:
@@ -107,7 +109,8 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
                    history: History | None = None, mount: bool = True,
                    now: float | None = None) -> Result:
     catalog = catalog or load_catalog()
-    policy = load_policy(config.policy_path, catalog)
+    policy = history.policies.load(config.policy_path, catalog) if history else \
+        load_policy(config.policy_path, catalog)
     if mount and not dry_run and not (policy.rejected and (history is None or
                                                            history.last_good is None)):
         # Only to apply something: a bad policy mounts nothing.

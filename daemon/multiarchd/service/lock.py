@@ -7,13 +7,14 @@ from __future__ import annotations
 import fcntl
 import os
 
-DEFAULT_DIR = "/run/multiarchd"  # systemd's RuntimeDirectory=multiarchd sets $RUNTIME_DIRECTORY
+from ..host import keep
+
 
 
 class TableLock:
     def __init__(self, binfmt_dir: str, runtime_dir: str | None = None) -> None:
         self.binfmt_dir = binfmt_dir
-        self.runtime_dir = runtime_dir or os.environ.get("RUNTIME_DIRECTORY", DEFAULT_DIR)
+        self.runtime_dir = runtime_dir or keep.runtime_dir()
         self.fd: int | None = None
         self.path = ""
 

@@ -4,25 +4,17 @@ cannot be written is said once; the table is kept all the same."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from ..core.messages import Event, Record
 from ..core.metrics import Counters, textfile
 from ..core.report import Report
+from ..host.keep import write_whole
 from .protocols import Log
 
 
 def write_atomically(path: str) -> Callable[[str], None]:
-    def write(text: str) -> None:
-        directory, name = os.path.split(os.path.abspath(path))
-        # A dot name the collector skips (it reads *.prom only), in the same file system.
-        temp = os.path.join(directory, f".{name}.{os.getpid()}")
-        with open(temp, "w", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW, 0o644)) as out:
-            os.fchmod(out.fileno(), 0o644)  # readable by the exporter's user, whatever the umask
-            out.write(text)
-        os.rename(temp, path)
-    return write
+    return lambda text: write_whole(path, text)
 
 
 class Exporter:

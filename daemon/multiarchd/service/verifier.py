@@ -18,6 +18,7 @@ from ..core.probes import Verdict
 from ..core.report import State, with_verdicts
 from ..model.registration import OWNED_PREFIX, Registration
 from ..reconciler.run import Result
+from .proven import Proven
 from .protocols import Background, Log
 
 Probe = Callable[[list[str]], list[Verdict]]  # run these architectures' probes now
@@ -30,8 +31,11 @@ def _registered(result: Result | None) -> dict[str, Registration]:
 
 class Verifier:
     def __init__(self, probe: Probe, log: Log, background: Background,
-                 arrived: Callable[[], None] = lambda: None) -> None:
+                 arrived: Callable[[], None] = lambda: None,
+                 proven: Proven | None = None) -> None:
         self.probe = probe
+        self.proven = proven  # verdicts kept from earlier starts, or None
+        self._recalled = False
         self.log = log
         self.background = background
         self.arrived = arrived  # new verdicts are in: the report can say so
@@ -48,6 +52,7 @@ class Verifier:
             if o.ok and o.action.entry.startswith(OWNED_PREFIX):
                 self._verdicts.pop(o.action.entry.removeprefix(OWNED_PREFIX), None)
         if (result.enforced or result.policy).verify:
+            self._recall(result)
             valid = self._valid(result)
             todo = [s.name for s in result.report.statuses
                     if s.kind == "arch" and s.state is State.ACTIVE and s.name not in valid
@@ -80,6 +85,8 @@ class Verifier:
                     reg = registered.get(OWNED_PREFIX + v.arch)
                     if reg is not None:
                         self._verdicts[v.arch] = (reg, v)
+                        if self.proven is not None:
+                            self.proven.remember(v.arch, reg, v)
                     if report and v.result == "failed":
                         self.failures += 1
                         self.log.emit(Record(Event.PROBE_FAILED, f"{v.arch}: probe failed: "
@@ -95,6 +102,18 @@ class Verifier:
         for arch in arches:  # one probe a worker: a hung one holds up no other
             self._running.add(arch)
             self.background.run(partial(self._probe, arch), one(arch))
+
+    def _recall(self, result: Result) -> None:
+        """At start, the verdicts an earlier start proved for exactly these registrations and
+        files. (Later, a registration made again is proven again.)"""
+        if self.proven is None or self._recalled:
+            return
+        self._recalled = True
+        for entry, reg in _registered(result).items():
+            arch = entry.removeprefix(OWNED_PREFIX)
+            if arch not in self._verdicts and arch not in self._running:
+                if (verdict := self.proven.recall(arch, reg)) is not None:
+                    self._verdicts[arch] = (reg, verdict)
 
     def _probe(self, arch: str) -> list[Verdict]:
         try:

@@ -1,0 +1,53 @@
+"""Verdicts kept across starts: a probe that ran through an entry is not run again at the next
+start while the registration (its register line), the interpreter file (device, inode, mtime)
+and the kernel are the same. Only successes are kept; a failure is probed again."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+
+from ..core.probes import Verdict
+from ..host import keep
+from ..model.registration import Registration
+
+EARLIER = "probe ran at an earlier start, through the same entry and interpreter file"
+
+
+def _identity(reg: Registration) -> str | None:
+    try:
+        st = os.stat(reg.interpreter)
+    except OSError:
+        return None
+    return f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns} {os.uname().release}"
+
+
+class Proven:
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path or os.path.join(keep.cache_dir(), "verdicts.json")
+        self._kept: dict[str, list[str]] = {}
+        with contextlib.suppress(ValueError, TypeError):
+            loaded = json.loads(keep.read_kept(self.path) or "{}")
+            self._kept = {arch: v for arch, v in loaded.items()
+                          if isinstance(v, list) and len(v) == 2 and all(isinstance(x, str)
+                                                                         for x in v)}
+
+    def recall(self, arch: str, reg: Registration) -> Verdict | None:
+        ident = _identity(reg)
+        if ident is not None and self._kept.get(arch) == [reg.register_line(), ident]:
+            return Verdict(arch, "ok", EARLIER)
+        return None
+
+    def remember(self, arch: str, reg: Registration, verdict: Verdict) -> None:
+        ident = _identity(reg)
+        entry = [reg.register_line(), ident] if verdict.ok and ident else None
+        if self._kept.get(arch) == entry:
+            return
+        if entry is None:
+            self._kept.pop(arch, None)
+        else:
+            self._kept[arch] = entry
+        with contextlib.suppress(OSError):  # nowhere to keep them: probed again next start
+            keep.write_whole(self.path, json.dumps(self._kept, indent=1, sort_keys=True),
+                             make_dir=True)
