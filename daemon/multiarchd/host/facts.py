@@ -86,17 +86,21 @@ def file_state(path: str, dirs: dict[str, str | None] | None = None
 
 def candidate_paths(policy: Policy | None, catalog: Catalog) -> set[str]:
     """Every interpreter path the desired state may ask about."""
-    paths = {p for emu in catalog.emulators.values() for a in catalog.arches
-             for p in emu.candidates(a)}
+    paths = set(catalog.interpreter_paths)
     if policy is not None:
         paths.update(r.interpreter for r in policy.arches.values() if r.interpreter)
         paths.update(c.interpreter for c in policy.custom)
     return paths
 
 
+_NOTHING: tuple[FileState, FileId | None, str] = (FileState.MISSING, None, "")
+
+
 def probe_host(catalog: Catalog, paths: Iterable[str], machine: str | None = None) -> Host:
     dirs: dict[str, str | None] = {}
-    states = {p: file_state(p, dirs) for p in paths}
+    # Most candidates are not installed: a cheap existence check first (file_state checks
+    # again, on the file it opens, for those that are).
+    states = {p: file_state(p, dirs) if os.access(p, os.F_OK) else _NOTHING for p in paths}
     return Host(arch=host_arch(catalog, machine),
                 files={p: state for p, (state, _, _) in states.items()},
                 ids={p: ident for p, (_, ident, _) in states.items() if ident is not None},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache, cached_property
 from typing import Literal
 
 from .errors import UnknownArchitecture
@@ -31,6 +32,12 @@ class Arch:
         return all((h & k) == (m & k) for h, m, k in zip(header, self.magic, self.mask))
 
 
+@cache
+def _candidates(paths: tuple[str, ...], arch: str) -> tuple[str, ...]:
+    """An emulator's paths for one architecture (asked at every run: made once)."""
+    return tuple(p.format(arch=arch) for p in paths)
+
+
 @dataclass(frozen=True)
 class Emulator:
     name: str
@@ -45,7 +52,7 @@ class Emulator:
         )
 
     def candidates(self, arch: str) -> tuple[str, ...]:
-        return tuple(p.format(arch=arch) for p in self.paths)
+        return _candidates(self.paths, arch)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,12 @@ class Catalog:
 
     def canonical(self, name: str) -> str | None:
         return self.aliases.get(name)
+
+    @cached_property
+    def interpreter_paths(self) -> frozenset[str]:
+        """Every path where an emulator of the catalog may be, for any architecture."""
+        return frozenset(p for emu in self.emulators.values() for a in self.arches
+                         for p in emu.candidates(a))
 
     def match(self, header: bytes) -> list[Arch]:
         return [a for a in self.arches.values() if a.matches(header)]

@@ -104,11 +104,12 @@ class Service:
             return
         # Ready when the table is applied: the bus (and the probes) come after, on their own;
         # the link retries while the bus is away, and reconciling goes on meanwhile.
+        self.ready()
         if self._make_bus is not None:
             self.bus = self._make_bus(self)
-        self.ready()
-        if self.bus is not None:
             self.bus.connect()
+            if not self.bus.connected:  # (when it comes, bus_changed says so)
+                self.notify(f"STATUS={self.status_line()}")
 
     def ready(self) -> None:
         """Tell systemd we are up, once: a reconnect to the bus later is not a new start."""

@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""Every figure multiarchd is held to, in one table: each with its yardstick measured in the
+same run (trials interleaved: yardstick, figure, yardstick, figure ...), the ratio, and the
+target. Everything runs in private binfmt_misc instances; the host's table is not touched.
+
+  --once            whole process on the shipped policy into an empty table, against
+                    systemd-binfmt given the same lines (both through the same nsenter);
+  READY=1           a cold start of the service (D-Bus on a private bus, verify on) until
+                    READY=1, against --once; then SIGTERM until it has exited;
+  no-op run         a converged daemon's run, against reading the table (33 and 1,033 entries);
+  register          applying the registrations, against bare os.write() calls (idem);
+  drift, save       reaction times with events 100 ms apart: an owned entry removed until it
+                    is registered again (against a minimal inotify-and-rewrite repairer), a
+                    policy save by rename until it is applied;
+  idle              the daemon's context switches while 2,000 programs run from /usr/bin;
+  memory            RSS with D-Bus, and its growth over many repairs and policy edits.
+
+Usage: .venv/bin/python -m bench.summary [--trials 30] [--reactions 200] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.daemon import thread_stats
+from bench.reconcile import SYSTEMD_BINFMT, register_lines
+from bench.scale import measure
+from tests.support.binfmt import PrivateBinfmt
+from tests.support.bus import PrivateBus
+from tests.support.daemon import DaemonProcess, start_daemon
+from tests.support.inotify import IN_DELETE, IN_MODIFY, Inotify
+from tests.support.paths import DEFAULT_POLICY
+
+MULTIARCHD = str(Path(sys.executable).parent / "multiarchd")
+Row = tuple[str, str, str, str, str]  # what, figure, yardstick, ratio, target
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def median(times: list[float]) -> float:
+    return statistics.median(times)
+
+
+def p99(times: list[float]) -> float:
+    ordered = sorted(times)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def alternate(trials: int, a: Callable[[], float], b: Callable[[], float]
+              ) -> tuple[list[float], list[float]]:
+    ta, tb = [], []
+    for _ in range(trials):
+        ta.append(a())
+        tb.append(b())
+    return ta, tb
+
+
+def in_fresh_table(run: Callable[[PrivateBinfmt], None]) -> Callable[[], float]:
+    def trial() -> float:
+        with PrivateBinfmt() as ns:
+            start = time.perf_counter()
+            run(ns)
+            return time.perf_counter() - start
+    return trial
+
+
+def boot_path(trials: int, tmp: Path) -> list[Row]:
+    conf = tmp / "multiarch.conf"
+    conf.write_text("\n".join(register_lines()) + "\n")
+    env = dict(os.environ, RUNTIME_DIRECTORY=str(tmp / "run"), CACHE_DIRECTORY=str(tmp / "cache"))
+
+    def inside(ns: PrivateBinfmt, *argv: str) -> None:
+        r = subprocess.run(ns.enter(*argv), capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+
+    inside_ns = PrivateBinfmt()  # once: the native answer is then kept, as at boot
+    inside(inside_ns, MULTIARCHD, "--once", "--config", str(DEFAULT_POLICY))
+    inside_ns.close()
+    once_t, systemd_t = alternate(
+        trials, in_fresh_table(lambda ns: inside(ns, MULTIARCHD, "--once", "--config",
+                                                 str(DEFAULT_POLICY))),
+        in_fresh_table(lambda ns: inside(ns, SYSTEMD_BINFMT, str(conf))))
+
+    bus = PrivateBus()
+
+    stops: list[float] = []
+
+    def ready() -> float:
+        with PrivateBinfmt() as ns:
+            start = time.perf_counter()
+            d = DaemonProcess([MULTIARCHD, "--config", DEFAULT_POLICY, "--binfmt-dir", ns.path],
+                              tmp, dict(env, **bus.env))
+            try:
+                d.wait_notify("READY=1", timeout=60)
+                took = time.perf_counter() - start
+                d.wait_log("D-Bus: io.github.multiarchd1 published")
+            finally:
+                stopping = time.perf_counter()
+                d.proc.terminate()  # SIGTERM, as systemctl stop sends
+                d.proc.wait()
+                stops.append(time.perf_counter() - stopping)
+                d.stop()
+            return took
+    try:
+        ready_t, once2_t = alternate(
+            trials, ready,
+            in_fresh_table(lambda ns: inside(ns, MULTIARCHD, "--once", "--config",
+                                             str(DEFAULT_POLICY))))
+    finally:
+        bus.close()
+    return [
+        ("--once, whole process", ms(median(once_t)), f"systemd-binfmt {ms(median(systemd_t))}",
+         f"{median(once_t) / median(systemd_t):.1f}x", "<= 4x"),
+        ("cold start to READY=1", ms(median(ready_t)), f"--once {ms(median(once2_t))}",
+         f"{median(ready_t) / median(once2_t):.1f}x", "<= 2x"),
+        ("SIGTERM to exit (D-Bus on), worst", ms(max(stops)), "", "", "< 1 s"),
+    ]
+
+
+def scaling(trials: int, tmp: Path) -> list[Row]:
+    rows: list[Row] = []
+    for size in (33, 1033):
+        r = measure(size, trials, tmp)
+        rows.append((f"no-op run, {size} entries", f"{r['no-op run']:.2f} ms",
+                     f"table read {r['table read']:.2f} ms",
+                     f"{r['no-op run'] / r['table read']:.1f}x", "<= 3x"))
+        rows.append((f"register, {size} entries", f"{r['register']:.2f} ms",
+                     f"raw writes {r['raw writes']:.2f} ms",
+                     f"{r['register'] / r['raw writes']:.1f}x", "<= 3x"))
+    return rows
+
+
+_FLOOR = """
+import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+table, line = sys.argv[1], sys.argv[2].encode()
+fd = libc.inotify_init1(0)
+libc.inotify_add_watch(fd, table.encode(), 0x200)  # IN_DELETE
+print("ready", flush=True)
+while True:
+    data = os.read(fd, 65536)
+    if b"multiarch-s390x" in data:
+        w = os.open(table + "/register", os.O_WRONLY)
+        os.write(w, line)
+        os.close(w)
+"""
+
+
+def repaired(ns: PrivateBinfmt, events: Inotify, trials: int, gap: float,
+             after: Callable[[], object] = lambda: None) -> list[float]:
+    times = []
+    for _ in range(trials):
+        time.sleep(gap)  # events 100 ms apart, not back to back
+        events.drain()
+        start = time.perf_counter()
+        ns.write("multiarch-s390x", "-1")
+        times.append(events.wait("register", IN_MODIFY) - start)
+        after()
+    return times
+
+
+def reactions(trials: int, tmp: Path, gap: float = 0.1) -> list[Row]:
+    s390x = next(line for line in register_lines() if ":multiarch-s390x:" in line)
+    with PrivateBinfmt() as ns, Inotify(ns.path) as events:
+        ns.write("register", s390x)
+        floor = subprocess.Popen([sys.executable, "-I", "-c", _FLOOR, ns.path, s390x],
+                                 stdout=subprocess.PIPE, text=True)
+        assert floor.stdout is not None and floor.stdout.readline().strip() == "ready"
+        try:
+            floor_t = repaired(ns, events, trials, gap)
+        finally:
+            floor.kill()
+            floor.wait()
+    policy = tmp / "etc" / "arches.yaml"
+    policy.parent.mkdir(exist_ok=True)
+    policy.write_text("arches: all\n")
+    with PrivateBinfmt() as ns, start_daemon(tmp, policy, ns, "--repair-limit",
+                                             "1000000") as d, Inotify(ns.path) as events:
+        drift_t = repaired(ns, events, trials, gap, d.mark)
+        save_t = []
+        for i in range(trials):
+            off = i % 2 == 0
+            new = policy.with_name("arches.yaml.new")
+            new.write_text("arches:\n  all: {}\n  s390x: false\n" if off else "arches: all\n")
+            time.sleep(gap)
+            events.drain()
+            start = time.perf_counter()
+            os.replace(new, policy)
+            save_t.append(events.wait("multiarch-s390x", IN_DELETE) if off
+                          else events.wait("register", IN_MODIFY))
+            save_t[-1] -= start
+            d.mark()
+    return [
+        ("drift -> repaired, p99", ms(p99(drift_t)), f"inotify repairer {ms(p99(floor_t))}",
+         f"{p99(drift_t) / p99(floor_t):.1f}x", "<= 15 ms"),
+        ("drift -> repaired, p50", ms(median(drift_t)), f"inotify repairer {ms(median(floor_t))}",
+         f"{median(drift_t) / median(floor_t):.1f}x", ""),
+        ("save -> applied, p99", ms(p99(save_t)), "debounce 50.0 ms",
+         f"{p99(save_t) / 0.05:.1f}x", "<= 80 ms"),
+    ]
+
+
+def idle_and_memory(tmp: Path, repairs: int, edits: int) -> list[Row]:
+    policy = tmp / "etc" / "arches.yaml"
+    policy.write_text("arches: all\n")
+    with PrivateBinfmt() as ns, PrivateBus() as bus, \
+            start_daemon(tmp, policy, ns, "--repair-limit", "100000000", bus=bus) as d, \
+            Inotify(ns.path) as events:
+        time.sleep(1)  # the first run's own events settle
+        d.mark()
+        _, sw0, rss0 = thread_stats(d.proc.pid)
+        fds0 = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+        threads0 = len(os.listdir(f"/proc/{d.proc.pid}/task"))
+        subprocess.run(["sh", "-c", "i=0; while [ $i -lt 2000 ]; do /usr/bin/true; "
+                        "i=$((i+1)); done"], check=True)
+        _, sw1, _ = thread_stats(d.proc.pid)
+        for i in range(repairs):
+            events.drain()
+            ns.write("multiarch-s390x", "-1")
+            events.wait("register", IN_MODIFY)
+            if i % 100 == 0:
+                d.mark()
+        for i in range(edits):
+            new = policy.with_name("arches.yaml.new")
+            off = i % 2 == 0
+            new.write_text("arches:\n  all: {}\n  s390x: false\n" if off else "arches: all\n")
+            events.drain()
+            os.replace(new, policy)
+            events.wait("multiarch-s390x", IN_DELETE) if off else events.wait("register",
+                                                                               IN_MODIFY)
+            d.mark()
+        time.sleep(1)
+        d.mark()
+        _, _, rss1 = thread_stats(d.proc.pid)
+        fds1 = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
+        threads1 = len(os.listdir(f"/proc/{d.proc.pid}/task"))
+    return [
+        ("idle: wake-ups while 2,000 programs run", str(sw1 - sw0), "(none needed)", "",
+         "<= 6"),
+        ("RSS with D-Bus, at start", f"{rss0 / 1024:.1f} MiB", "", "", "<= 30 MB"),
+        (f"RSS after {repairs} repairs + {edits} edits", f"{rss1 / 1024:.1f} MiB",
+         f"at start {rss0 / 1024:.1f} MiB", f"+{(rss1 - rss0) / 1024:.1f} MiB", "flat"),
+        ("fds, threads after them", f"{fds1}, {threads1}", f"at start {fds0}, {threads0}", "",
+         "flat"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--reactions", type=int, default=200)
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer trials, repairs and edits (a minute or so)")
+    args = parser.parse_args()
+    trials, reacts = (8, 40) if args.quick else (args.trials, args.reactions)
+    repairs, edits = (500, 50) if args.quick else (10_000, 1_000)
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as name:
+        tmp = Path(name)
+        rows += boot_path(trials, tmp)
+        rows += scaling(trials, tmp)
+        rows += reactions(reacts, tmp)
+        rows += idle_and_memory(tmp, repairs, edits)
+    header: Row = ("what", "figure", "yardstick (same run)", "ratio", "target")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+    print(f"multiarchd {os.uname().machine}, {os.cpu_count()} CPUs, kernel {os.uname().release}")
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+if __name__ == "__main__":
+    main()
