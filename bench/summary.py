@@ -47,6 +47,11 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms"
 
 
+def compared(what: str, figure: float, name: str, yardstick: float, target: str) -> Row:
+    """A row with its yardstick and the ratio (times in seconds)."""
+    return (what, ms(figure), f"{name} {ms(yardstick)}", f"{figure / yardstick:.1f}x", target)
+
+
 def median(times: list[float]) -> float:
     return statistics.median(times)
 
@@ -119,10 +124,9 @@ def boot_path(trials: int, tmp: Path) -> list[Row]:
     finally:
         bus.close()
     return [
-        ("--once, whole process", ms(median(once_t)), f"systemd-binfmt {ms(median(systemd_t))}",
-         f"{median(once_t) / median(systemd_t):.1f}x", "<= 4x"),
-        ("cold start to READY=1", ms(median(ready_t)), f"--once {ms(median(once2_t))}",
-         f"{median(ready_t) / median(once2_t):.1f}x", "<= 2x"),
+        compared("--once, whole process", median(once_t), "systemd-binfmt", median(systemd_t),
+                 "<= 4x"),
+        compared("cold start to READY=1", median(ready_t), "--once", median(once2_t), "<= 2x"),
         ("SIGTERM to exit (D-Bus on), worst", ms(max(stops)), "", "", "< 1 s"),
     ]
 
@@ -201,12 +205,11 @@ def reactions(trials: int, tmp: Path, gap: float = 0.1) -> list[Row]:
             save_t[-1] -= start
             d.mark()
     return [
-        ("drift -> repaired, p99", ms(p99(drift_t)), f"inotify repairer {ms(p99(floor_t))}",
-         f"{p99(drift_t) / p99(floor_t):.1f}x", "<= 15 ms"),
-        ("drift -> repaired, p50", ms(median(drift_t)), f"inotify repairer {ms(median(floor_t))}",
-         f"{median(drift_t) / median(floor_t):.1f}x", ""),
-        ("save -> applied, p99", ms(p99(save_t)), "debounce 50.0 ms",
-         f"{p99(save_t) / 0.05:.1f}x", "<= 80 ms"),
+        compared("drift -> repaired, p99", p99(drift_t), "inotify repairer", p99(floor_t),
+                 "<= 15 ms"),
+        compared("drift -> repaired, p50", median(drift_t), "inotify repairer",
+                 median(floor_t), ""),
+        compared("save -> applied, p99", p99(save_t), "debounce", 0.05, "<= 80 ms"),
     ]
 
 
