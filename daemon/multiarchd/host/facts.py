@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import stat
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TypeVar
 
 from ..model.catalog import Catalog
 from ..model.host import FileId, FileState, Host
@@ -93,16 +94,59 @@ def candidate_paths(policy: Policy | None, catalog: Catalog) -> set[str]:
     return paths
 
 
-_NOTHING: tuple[FileState, FileId | None, str] = (FileState.MISSING, None, "")
+_Found = tuple[FileState, FileId | None, str]
+_NOTHING: _Found = (FileState.MISSING, None, "")
+T = TypeVar("T")
+
+
+class _Files:
+    """The interpreter files, looked at when first asked about: desired asks, for each
+    architecture, down its emulators' preference order until one will do, so of some 250
+    candidate paths only the few that matter are checked, once per run."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.paths = frozenset(paths)
+        self.found: dict[str, _Found] = {}
+        self.dirs: dict[str, str | None] = {}
+
+    def look(self, path: str) -> _Found | None:
+        if path not in self.paths:
+            return None
+        if path not in self.found:
+            # Most candidates are not installed: a cheap existence check first (file_state
+            # checks again, on the file it opens, for those that are).
+            self.found[path] = file_state(path, self.dirs) if os.access(path, os.F_OK) \
+                else _NOTHING
+        return self.found[path]
+
+
+class _View(Mapping[str, T]):
+    """One side of what _Files found (state, identity or why untrusted), as a mapping."""
+
+    def __init__(self, files: _Files, side: Callable[[_Found], T | None]) -> None:
+        self.files = files
+        self.side = side
+
+    def __getitem__(self, path: str) -> T:
+        found = self.files.look(path)
+        value = None if found is None else self.side(found)
+        if value is None:
+            raise KeyError(path)
+        return value
+
+    def __iter__(self) -> Iterator[str]:  # every path, so: everything looked at
+        return (p for p in self.files.paths if p in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def probe_host(catalog: Catalog, paths: Iterable[str], machine: str | None = None) -> Host:
-    dirs: dict[str, str | None] = {}
-    # Most candidates are not installed: a cheap existence check first (file_state checks
-    # again, on the file it opens, for those that are).
-    states = {p: file_state(p, dirs) if os.access(p, os.F_OK) else _NOTHING for p in paths}
+    """This machine, with `paths` (the interpreters that may be asked about) looked at when
+    first asked about."""
+    files = _Files(paths)
     return Host(arch=host_arch(catalog, machine),
-                files={p: state for p, (state, _, _) in states.items()},
-                ids={p: ident for p, (_, ident, _) in states.items() if ident is not None},
+                files=_View(files, lambda f: f[0]),
+                ids=_View(files, lambda f: f[1]),
                 native=native()[0] if machine is None else None,
-                why={p: why for p, (_, _, why) in states.items() if why})
+                why=_View(files, lambda f: f[2] or None))
