@@ -9,6 +9,7 @@ from functools import partial
 from ..catalog import load_catalog
 from ..host.facts import host_arch
 from ..host.native import native
+from ..host.keep import write_whole
 from ..host.probing import verify
 from ..kernel.table import DEFAULT_PATH, BinfmtTable
 from ..model.options import Options
@@ -18,7 +19,7 @@ from ..service.background import Workers
 from ..service.glib_loop import GLibLoop
 from ..service.inotify import Watcher
 from ..service.lock import TableLock
-from ..service.metrics import Exporter, write_atomically
+from ..service.metrics import Exporter
 from ..service.protocols import Bus, Log
 from ..service.service import Service
 from ..service.systemd_glue import notify, watchdog_interval
@@ -44,4 +45,4 @@ def build_service(config: Config, options: Options, log: Log, dbus: bool = True,
                    watchdog_interval(),
                    native_why=lambda: native()[1], bus=_bus if dbus else None,
                    lock=TableLock(config.binfmt_dir).take,
-                   metrics=Exporter(write_atomically(metrics), log) if metrics else None)
+                   metrics=Exporter(partial(write_whole, metrics), log) if metrics else None)

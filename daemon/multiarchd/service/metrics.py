@@ -9,12 +9,7 @@ from collections.abc import Callable
 from ..core.messages import Event, Record
 from ..core.metrics import Counters, textfile
 from ..core.report import Report
-from ..host.keep import write_whole
 from .protocols import Log
-
-
-def write_atomically(path: str) -> Callable[[str], None]:
-    return lambda text: write_whole(path, text)
 
 
 class Exporter:
