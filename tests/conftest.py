@@ -55,6 +55,21 @@ def _host_table() -> tuple[bool, list[str]]:
     return mounted, names
 
 
+@pytest.fixture(scope="session")
+def runtime_dir() -> Iterator[Path]:
+    """One runtime directory for the whole run, as one boot has (the native answer kept)."""
+    with tempfile.TemporaryDirectory(prefix="multiarchd-run-") as path:
+        yield Path(path)
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, runtime_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test keeps what multiarchd keeps (the boot record, verdicts) in a cache of its
+    own, never the host's /var/cache or /run."""
+    monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path / "cache"))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(runtime_dir))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def host_table_untouched() -> Iterator[None]:
     """A tripwire: the tests work on private tables only; the host's is as it was, not even

@@ -24,8 +24,11 @@ class PrivateJournal(Closing):
         try:
             # journald says READY=1 on NOTIFY_SOCKET once its sockets are up.
             with NotifyListener(tmp, "journald") as ready:
+                # Not the tests' RUNTIME_DIRECTORY: journald would put its sockets there.
+                env = {k: v for k, v in os.environ.items()
+                       if k not in ("RUNTIME_DIRECTORY", "CACHE_DIRECTORY")}
                 self.journald = subprocess.Popen(
-                    self.enter(JOURNALD), env=dict(os.environ, NOTIFY_SOCKET=str(ready.path)),
+                    self.enter(JOURNALD), env=dict(env, NOTIFY_SOCKET=str(ready.path)),
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 ready.wait_for("READY=1", timeout)
         except BaseException:

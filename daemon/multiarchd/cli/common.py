@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..core.messages import change_records, problem_records
+from ..core.messages import outcome_records
 from ..core.render import EXIT_USAGE
 from ..core.report import Report
 from ..kernel.table import DEFAULT_PATH as BINFMT_PATH
-from ..model.policy import DEFAULT_PATH as POLICY_PATH
+from ..policy import DEFAULT_PATH as POLICY_PATH
 from ..reconciler.run import Config, Result
 from ..service.protocols import Log
 
@@ -29,10 +29,7 @@ def config_from(args: argparse.Namespace) -> Config:
 
 def tell_outcomes(report: Report, log: Log, drift: frozenset[str] = frozenset()) -> None:
     """One record per change, then the policy's problems."""
-    for record in change_records(report.outcomes, drift):
-        log.emit(record)
-    for record in problem_records(report.problems, report.rejected,
-                                  last_good=bool(report.statuses)):
+    for record in outcome_records(report, drift):
         log.emit(record)
 
 

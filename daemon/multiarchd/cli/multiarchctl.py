@@ -25,7 +25,7 @@ from ..host.facts import candidate_paths, probe_host
 from ..kernel.table import DEFAULT_PATH as BINFMT_PATH
 from ..kernel.table import BinfmtTable
 from ..model.errors import NotMounted, PolicyRejected, UnknownArchitecture
-from ..model.policy import DEFAULT_PATH as POLICY_PATH
+from ..policy import DEFAULT_PATH as POLICY_PATH
 from ..model.policy import Policy
 from ..model.table import Observed
 from ..policy.files import Unreadable, dropins, load_policy, policy_files, read_text

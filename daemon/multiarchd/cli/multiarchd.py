@@ -1,26 +1,29 @@
 """`multiarchd`: the service; `--once` applies the policy one time and exits; `--unregister`
 removes its entries (at shutdown).
 
-The one-shot path imports neither the main loop, the watcher, D-Bus nor systemd-python: only
-the service (serve) needs them.
+Every boot runs `--once` (the early unit), so it comes first: when the boot record holds
+(reconciler/record.py), it is replayed having imported little more than this module; else the
+full run. Only the service (serve) imports the main loop, the watcher, D-Bus and systemd.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from .. import __version__
-from ..core.messages import change_records
-from ..core.render import report_text
-from ..model.errors import NotMounted
-from ..model.options import Options
-from ..reconciler.run import reconcile_once, unregister_owned
-from ..service.logs import open_log
-from .common import add_path_options, config_from, plan_exit_code, tell_outcomes
+
+TYPE_CHECKING = False  # typing's, without importing typing: mypy knows it
+if TYPE_CHECKING:
+    import argparse
+
+_LOG_TARGETS = ("auto", "journal", "stderr")
 
 
 def parser() -> argparse.ArgumentParser:
+    import argparse
+
+    from ..model.options import Options
+    from .common import add_path_options
     p = argparse.ArgumentParser(
         prog="multiarchd",
         description="Keep the kernel's binfmt_misc table true to the multiarch policy.")
@@ -38,7 +41,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-textfile", metavar="PATH",
                    help="write Prometheus metrics to PATH after each run (for node-exporter's "
                         "textfile collector: a file ending in .prom in its directory)")
-    p.add_argument("--log-target", choices=("auto", "journal", "stderr"), default="auto")
+    p.add_argument("--log-target", choices=_LOG_TARGETS, default="auto")
     p.add_argument("--safety-interval", type=float, default=Options.safety_interval,
                    metavar="SECONDS", help="re-read everything this often even with no event "
                    f"(default {Options.safety_interval:g})")
@@ -51,7 +54,40 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def replayed(argv: list[str]) -> int | None:
+    """`--once` by the boot record, when the arguments are only --once and the paths (else a
+    full run parses them) and the record holds; None: run in full."""
+    from ..kernel.raw import DEFAULT_PATH as BINFMT_PATH
+    from ..policy import DEFAULT_PATH as POLICY_PATH
+    values = {"--config": POLICY_PATH, "--binfmt-dir": BINFMT_PATH, "--log-target": "auto"}
+    once, rest = False, list(argv)
+    while rest:
+        arg = rest.pop(0)
+        name, eq, value = arg.partition("=")
+        if arg == "--once":
+            once = True
+        elif name in values and (eq or rest):
+            values[name] = value if eq else rest.pop(0)
+        else:
+            return None
+    if not once or values["--log-target"] not in _LOG_TARGETS:
+        return None
+    from ..reconciler.record import replay
+    from ..service.logs import open_log
+    log = open_log(values["--log-target"])
+    done = replay(values["--config"], values["--binfmt-dir"], log.send)
+    if done is None:
+        return None
+    print(done[0])
+    return done[1]
+
+
 def run_once(args: argparse.Namespace) -> int:
+    from ..core.render import report_text
+    from ..model.errors import NotMounted
+    from ..reconciler.run import reconcile_once
+    from ..service.logs import open_log
+    from .common import config_from, plan_exit_code, tell_outcomes
     try:
         result = reconcile_once(config_from(args), dry_run=args.dry_run)
     except NotMounted as e:
@@ -68,6 +104,10 @@ def run_once(args: argparse.Namespace) -> int:
 
 
 def unregister(args: argparse.Namespace) -> int:
+    from ..core.messages import change_records
+    from ..reconciler.run import unregister_owned
+    from ..service.logs import open_log
+    from .common import config_from
     outcomes = unregister_owned(config_from(args))
     for record in change_records(outcomes):
         open_log(args.log_target).emit(record)
@@ -75,6 +115,9 @@ def unregister(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = replayed(sys.argv[1:] if argv is None else argv)
+    if code is not None:
+        return code
     args = parser().parse_args(argv)
     if args.dry_run and not args.once:
         parser().error("--dry-run goes with --once")
@@ -91,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     # Only the service needs the main loop, the watcher and systemd: imported here.
+    from ..model.options import Options
+    from ..service.logs import open_log
+    from .common import config_from
     from .service import build_service
     options = Options(safety_interval=args.safety_interval, repair_limit=args.repair_limit,
                       repair_window=args.repair_window, mount=not args.no_mount)

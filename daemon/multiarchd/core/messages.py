@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ..model.problems import Problem
 from ..model.registration import OWNED_PREFIX, printable
 from .plan import Kind, Outcome
+from .report import Report
 
 # syslog priorities
 ERR, WARNING, NOTICE, INFO = 3, 4, 5, 6
@@ -56,6 +57,12 @@ class Record:
     event: Event
     message: str
     fields: dict[str, str] = field(default_factory=dict)  # MULTIARCH_* journal fields
+
+    def journal_fields(self) -> dict[str, str]:
+        """The record as journald fields (the log adapters add SYSLOG_IDENTIFIER)."""
+        return {"MESSAGE": self.message, "MESSAGE_ID": self.event.message_id,
+                "PRIORITY": str(self.event.priority),
+                "MULTIARCH_EVENT": self.event.name.lower(), **self.fields}
 
 
 _BY_KIND = {Kind.REGISTER: Event.REGISTERED, Kind.REMOVE: Event.REMOVED,
@@ -108,6 +115,13 @@ def problem_records(problems: Iterable[Problem], rejected: bool,
         records.append(Record(Event.POLICY_REJECTED, "policy rejected; every registration is "
                               "left as it was until the file is fixed"))
     return records
+
+
+def outcome_records(report: Report, drift: frozenset[str] = frozenset()) -> list[Record]:
+    """What a run tells: one record per change (in the order made), then the policy's
+    problems."""
+    return [*change_records(report.outcomes, drift),
+            *problem_records(report.problems, report.rejected, last_good=bool(report.statuses))]
 
 
 def conflict_record(entry: str, writes: int, window: float) -> Record:

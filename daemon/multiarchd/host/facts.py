@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TypeVar
 
+from .. import identity
 from ..model.catalog import Catalog
 from ..model.host import FileId, FileState, Host
 from ..model.policy import Policy
@@ -43,21 +44,25 @@ def _untrusted(st: os.stat_result, what: str, path: str) -> str | None:
     return None
 
 
-def file_state(path: str, dirs: dict[str, str | None] | None = None
-               ) -> tuple[FileState, FileId | None, str]:
+def file_state(path: str, dirs: dict[str, str | None] | None = None,
+               seen: dict[str, str] | None = None) -> tuple[FileState, FileId | None, str]:
     """What the interpreter at `path` is, which file it is, and why it is untrusted.
 
     The file is opened first (following symlinks) and everything is checked on that descriptor,
     then every directory above the file actually opened: a file only root can replace, in
     directories only root can change, as sshd's StrictModes wants of authorized_keys. `dirs`
-    keeps what was found of each directory, for the next path.
+    keeps what was found of each directory, for the next path; `seen` gets the identity of the
+    file and of each directory, as decided on.
     """
     dirs = {} if dirs is None else dirs
+    seen = {} if seen is None else seen
+    seen[path] = identity.UNKNOWN
     try:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:
         return FileState.MISSING, None, ""
     try:
+        seen[path] = identity.of_fd(fd)
         st = os.fstat(fd)
         ident = (st.st_dev, st.st_ino)
         real = os.readlink(f"/proc/self/fd/{fd}")  # the file opened, symlinks resolved
@@ -71,6 +76,7 @@ def file_state(path: str, dirs: dict[str, str | None] | None = None
                 dfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW |
                               os.O_CLOEXEC)
                 try:
+                    seen[directory] = identity.of_fd(dfd)
                     dirs[directory] = _untrusted(os.fstat(dfd), "directory", directory)
                 finally:
                     os.close(dfd)
@@ -104,10 +110,11 @@ class _Files:
     architecture, down its emulators' preference order until one will do, so of some 250
     candidate paths only the few that matter are checked, once per run."""
 
-    def __init__(self, paths: Iterable[str]) -> None:
+    def __init__(self, paths: Iterable[str], seen: dict[str, str] | None = None) -> None:
         self.paths = frozenset(paths)
         self.found: dict[str, _Found] = {}
         self.dirs: dict[str, str | None] = {}
+        self.seen = {} if seen is None else seen
 
     def look(self, path: str) -> _Found | None:
         if path not in self.paths:
@@ -115,8 +122,10 @@ class _Files:
         if path not in self.found:
             # Most candidates are not installed: a cheap existence check first (file_state
             # checks again, on the file it opens, for those that are).
-            self.found[path] = file_state(path, self.dirs) if os.access(path, os.F_OK) \
-                else _NOTHING
+            if os.access(path, os.F_OK):
+                self.found[path] = file_state(path, self.dirs, self.seen)
+            else:
+                self.found[path], self.seen[path] = _NOTHING, identity.MISSING
         return self.found[path]
 
 
@@ -141,10 +150,11 @@ class _View(Mapping[str, T]):
         return sum(1 for _ in self)
 
 
-def probe_host(catalog: Catalog, paths: Iterable[str], machine: str | None = None) -> Host:
+def probe_host(catalog: Catalog, paths: Iterable[str], machine: str | None = None,
+               seen: dict[str, str] | None = None) -> Host:
     """This machine, with `paths` (the interpreters that may be asked about) looked at when
-    first asked about."""
-    files = _Files(paths)
+    first asked about; `seen` gets the identity of each file and directory looked at."""
+    files = _Files(paths, seen)
     return Host(arch=host_arch(catalog, machine),
                 files=_View(files, lambda f: f[0]),
                 ids=_View(files, lambda f: f[1]),

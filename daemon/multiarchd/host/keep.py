@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import stat
 
+from .. import __version__
+
 RUNTIME_DIR = "/run/multiarchd"  # per boot; systemd's RuntimeDirectory= sets $RUNTIME_DIRECTORY
 CACHE_DIR = "/var/cache/multiarchd"  # may be deleted at any time; $CACHE_DIRECTORY likewise
 
@@ -55,3 +57,34 @@ def write_whole(path: str, text: str, mode: int = 0o644, make_dir: bool = False)
         os.fchmod(out.fileno(), mode)  # whatever the umask
         out.write(text)
     os.rename(temp, path)
+
+
+def _native_path() -> str:
+    return os.path.join(runtime_dir(), "native")
+
+
+def _native_key() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = ""
+    return f"{boot} {os.uname().release} {__version__}"
+
+
+def kept_native() -> tuple[frozenset[str] | None, str] | None:
+    """The native architectures found earlier in this boot, by this kernel and this version of
+    multiarchd (None, why: they could not be found); None when nothing is kept for them."""
+    key = _native_key()
+    kept = (read_kept(_native_path()) or "").split("\n")
+    if len(kept) != 3 or kept[0] != key or not key.split()[0]:
+        return None
+    found, why = kept[1].split(), kept[2]
+    return (None if found == ["-"] else frozenset(found)), why
+
+
+def keep_native(arches: frozenset[str] | None, why: str) -> None:
+    """Keep native_arches' answer for the rest of this boot. OSError when it cannot be kept."""
+    write_whole(_native_path(), f"{_native_key()}\n"
+                                f"{' '.join(sorted(arches)) if arches is not None else '-'}\n{why}",
+                make_dir=True)

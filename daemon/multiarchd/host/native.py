@@ -4,11 +4,9 @@ table of a user namespace of our own (Linux 6.7+)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from functools import cache
 
-from .. import __version__
 from ..catalog import load_catalog
 from ..core.probes import PROBE_STATUS
 from ..model.catalog import Catalog
@@ -57,27 +55,15 @@ def native_arches(catalog: Catalog) -> tuple[frozenset[str] | None, str]:
     return frozenset(n for n, s in zip(names, statuses) if s == str(PROBE_STATUS)), ""
 
 
-def _boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
-
-
 @cache
 def native() -> tuple[frozenset[str] | None, str]:
     """native_arches once per boot: the kernel's abilities do not change while it runs, so the
     answer is kept in the runtime directory for the next run (the early unit's --once, then the
     service), for this boot, kernel and version of multiarchd's probes only."""
-    path = os.path.join(keep.runtime_dir(), "native")
-    key = f"{_boot_id()} {os.uname().release} {__version__}"
-    kept = (keep.read_kept(path) or "").split("\n")
-    if len(kept) == 3 and kept[0] == key and key.split()[0]:
-        found, why = kept[1].split(), kept[2]
-        return (None if found == ["-"] else frozenset(found)), why
+    kept = keep.kept_native()
+    if kept is not None:
+        return kept
     arches, why = native_arches(load_catalog())
     with contextlib.suppress(OSError):  # nowhere to keep it: found again next time
-        keep.write_whole(path, f"{key}\n{' '.join(sorted(arches)) if arches is not None else '-'}"
-                               f"\n{why}", make_dir=True)
+        keep.keep_native(arches, why)
     return arches, why

@@ -1,4 +1,4 @@
-"""One mounted binfmt_misc instance: read every entry, and the only code that writes to it.
+"""One mounted binfmt_misc instance: every entry read, and every change made (through raw.py).
 
 Facts this relies on (Linux 6.x; entryfile.py says what an entry file reads as): writing `0`/`1`
 to an entry disables/enables it, `-1` removes it. The directory lists entries newest first,
@@ -12,11 +12,12 @@ import os
 
 from ..model.registration import RESERVED_NAMES, Registration
 from ..model.table import Observed
+from . import raw
 from .entryfile import parse_entry
+from .raw import DEFAULT_PATH
 from .refusals import KernelError, explain
 
-DEFAULT_PATH = "/proc/sys/fs/binfmt_misc"
-_ENTRY_MAX = 1 << 16  # an entry file is at most a page; read no more whatever it claims
+__all__ = ["DEFAULT_PATH", "BinfmtTable"]
 
 
 class BinfmtTable:
@@ -24,6 +25,8 @@ class BinfmtTable:
 
     def __init__(self, path: str = DEFAULT_PATH) -> None:
         self.path = path
+        # What the last read() found, as bytes: the boot record keeps other tools' entries so.
+        self.raw: tuple[tuple[tuple[str, bytes], ...], str] = ((), "")
 
     def mounted(self) -> bool:
         return os.path.exists(os.path.join(self.path, "register"))
@@ -38,19 +41,12 @@ class BinfmtTable:
         )
 
     def read(self) -> Observed:
-        entries = []
-        names = [n for n in os.listdir(self.path) if n not in RESERVED_NAMES]
-        for newest_first, name in enumerate(names):
-            try:
-                with open(os.path.join(self.path, name), "rb") as f:
-                    data = f.read(_ENTRY_MAX)
-            except FileNotFoundError:
-                continue  # removed between listing and reading
-            entries.append(parse_entry(name, data, len(names) - newest_first))
+        self.raw = raw.read_all(self.path)
+        files, status = self.raw
+        entries = [parse_entry(name, data, len(files) - newest_first)
+                   for newest_first, (name, data) in enumerate(files)]
         entries.sort(key=lambda e: e.order)
-        with open(os.path.join(self.path, "status")) as f:
-            enabled = f.read().strip() == "enabled"
-        return Observed(entries=tuple(entries), enabled=enabled)
+        return Observed(entries=tuple(entries), enabled=status.strip() == "enabled")
 
     def register(self, reg: Registration) -> None:
         self._write("register", reg.register_line(), "register", reg.name, reg.interpreter)
@@ -69,11 +65,7 @@ class BinfmtTable:
 
     def _write(self, file: str, text: str, action: str, name: str, interp: str | None) -> None:
         try:
-            fd = os.open(os.path.join(self.path, file), os.O_WRONLY)
-            try:
-                os.write(fd, os.fsencode(text))
-            finally:
-                os.close(fd)
+            raw.write(self.path, file, text)
         except OSError as e:
             raise KernelError(name, action, e.errno or 0, explain(action, name, e.errno or 0,
                                                                   interp)) from e

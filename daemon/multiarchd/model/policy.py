@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from .flags import Flags
 from .problems import Place, Problem
 
-DEFAULT_PATH = "/etc/multiarch/arches.yaml"
 DEFAULT_EMULATORS = ("fex", "box64", "rosetta", "box86", "qemu")
 TOP_KEYS = ("defaults", "arches", "foreign_entries", "custom", "verify")
 DEFAULTS_KEYS = ("flags", "emulators")

@@ -12,6 +12,7 @@ import glob
 import os
 import stat
 
+from .. import identity
 from ..model.catalog import Catalog
 from ..model.policy import Policy
 from ..model.problems import Place
@@ -46,12 +47,17 @@ def dropin_dirs(main: str) -> list[str]:
     return [os.path.join(os.path.dirname(main), "arches.d")]
 
 
-def dropins(main: str) -> tuple[list[str], dict[str, str]]:
+Seen = dict[str, str]  # path -> identity.of_fd/of_path of each file and directory read
+
+
+def dropins(main: str, seen: Seen | None = None) -> tuple[list[str], dict[str, str]]:
     """The drop-ins in force, in name order (`*.yaml` and `*.yml`), and those overridden by one
     of the same name in a later directory (/etc beats /run beats /usr/lib): loser -> winner."""
     chosen: dict[str, str] = {}
     overridden: dict[str, str] = {}
     for directory in dropin_dirs(main):
+        if seen is not None:  # before listing: a change while listing moves it on
+            seen[directory] = identity.of_path(directory)
         for path in sorted(glob.glob(os.path.join(glob.escape(directory), "*.yaml")) +
                            glob.glob(os.path.join(glob.escape(directory), "*.yml"))):
             name = os.path.basename(path)
@@ -61,22 +67,29 @@ def dropins(main: str) -> tuple[list[str], dict[str, str]]:
     return [chosen[name] for name in sorted(chosen)], overridden
 
 
-def policy_files(main: str) -> list[str]:
+def policy_files(main: str, seen: Seen | None = None) -> list[str]:
     """The main file, then the drop-ins in force, in name order."""
-    return [main, *dropins(main)[0]]
+    return [main, *dropins(main, seen)[0]]
 
 
-def read_text(path: str) -> str:
-    """The file's text, or Unreadable saying why not and where."""
+def read_text(path: str, seen: Seen | None = None) -> str:
+    """The file's text, or Unreadable saying why not and where. `seen` gets the identity of
+    the file read (before it is read)."""
+    if seen is not None:
+        seen[path] = identity.UNKNOWN
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
+        if seen is not None:
+            seen[path] = identity.MISSING
         raise Unreadable(Place(path), "policy file not found; create it (`arches: {}` asks "
                                       "for no entries) or point --config at it") from None
     except OSError as e:
         raise Unreadable(Place(path), f"cannot open the policy file: {e.strerror}") from None
     try:
         st = os.fstat(fd)
+        if seen is not None:
+            seen[path] = identity.of_fd(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
             raise Unreadable(Place(path), f"the policy is {kind}, not a regular file; "
@@ -110,19 +123,21 @@ def decode(path: str, data: bytes) -> str:
                                                     "save the file as UTF-8") from None
 
 
-def _texts(main: str, only: str | None = None) -> list[tuple[str, str | Unreadable]]:
+def _texts(main: str, only: str | None = None, seen: Seen | None = None
+           ) -> list[tuple[str, str | Unreadable]]:
     texts: list[tuple[str, str | Unreadable]] = []
-    for path in [only] if only is not None else policy_files(main):
+    for path in [only] if only is not None else policy_files(main, seen):
         try:
-            texts.append((path, read_text(path)))
+            texts.append((path, read_text(path, seen)))
         except Unreadable as e:
             texts.append((path, e))
     return texts
 
 
-def load_policy(main: str, catalog: Catalog, only: str | None = None) -> Policy:
+def load_policy(main: str, catalog: Catalog, only: str | None = None,
+                seen: Seen | None = None) -> Policy:
     """Read and validate the policy (or only the one file `only`)."""
-    return policy_from(_texts(main, only), catalog, main, whole=only is None)
+    return policy_from(_texts(main, only, seen), catalog, main, whole=only is None)
 
 
 class PolicyCache:
@@ -133,8 +148,8 @@ class PolicyCache:
         self._key: tuple[object, ...] | None = None
         self._policy: Policy | None = None
 
-    def load(self, main: str, catalog: Catalog) -> Policy:
-        texts = _texts(main)
+    def load(self, main: str, catalog: Catalog, seen: Seen | None = None) -> Policy:
+        texts = _texts(main, seen=seen)
         key = (main, id(catalog), *((path, text if isinstance(text, str) else
                                      (text.place, text.message)) for path, text in texts))
         if self._policy is None or key != self._key:

@@ -40,6 +40,8 @@ class History:
     # is still so (the run's own writes, seen late) needs no run. None: any event runs.
     last_table: Observed | None = None
     policies: PolicyCache = field(default_factory=PolicyCache)  # parsed again only if changed
+    # What the boot record was last made from (boot.py): made again only when that changes.
+    recorded: object = None
 
     def drift(self, desired: Desired, observed: Observed) -> frozenset[str]:
         """Entries that were right, are still wanted the same, and are not right now; and

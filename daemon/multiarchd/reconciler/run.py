@@ -7,6 +7,7 @@ writes nothing. `multiarchd --once`, `multiarchctl` and the service all run this
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -15,7 +16,9 @@ from ..catalog import load_catalog
 from ..core.desired import Desired, desired
 from ..core.plan import Outcome, Plan, plan, release
 from ..core.report import Report, build_report
+from ..host import keep
 from ..host.facts import candidate_paths, probe_host
+from ..host.native import native
 from ..kernel.apply import apply
 from ..kernel.table import DEFAULT_PATH as DEFAULT_BINFMT
 from ..kernel.table import BinfmtTable
@@ -24,6 +27,8 @@ from ..model.errors import NotMounted
 from ..model.policy import Policy
 from ..model.table import Observed
 from ..policy.files import load_policy
+from . import record
+from .boot import boot_record
 from .history import History
 
 
@@ -50,16 +55,17 @@ class Result:
 
 
 def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed | None = None,
-             history: History | None = None, policy: Policy | None = None
+             history: History | None = None, policy: Policy | None = None,
+             table: BinfmtTable | None = None, seen: dict[str, str] | None = None
              ) -> tuple[Policy, Desired | None, Observed, Plan]:
     """Everything up to the plan, writing nothing. A rejected policy changes nothing: with a
     history that holds the last good policy, that one is planned for (drift is still healed);
-    without, there is no plan."""
+    without, there is no plan. `seen` gets the identity of every file decided from."""
     catalog = catalog or load_catalog()
     if policy is None:
-        policy = history.policies.load(config.policy_path, catalog) if history else \
-            load_policy(config.policy_path, catalog)
-    table = BinfmtTable(config.binfmt_dir)
+        policy = history.policies.load(config.policy_path, catalog, seen) if history else \
+            load_policy(config.policy_path, catalog, seen=seen)
+    table = table or BinfmtTable(config.binfmt_dir)
     nothing_to_do = policy.rejected and (history is None or history.last_good is None)
     if observed is None:
         if table.mounted():
@@ -74,7 +80,7 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
         if history is None or history.last_good is None:
             return policy, None, observed, Plan(())
         enforced = history.last_good
-    host = probe_host(catalog, candidate_paths(enforced, catalog))
+    host = probe_host(catalog, candidate_paths(enforced, catalog), seen=seen)
     want = desired(enforced, catalog, host)
     return policy, want, observed, plan(want, observed, history.held if history else None)
 
@@ -96,6 +102,26 @@ def ensure_mounted(table: Table, may_mount: bool) -> bool:
     return table.mounted()
 
 
+def keep_boot_record(config: Config, want: Desired, after: Observed,
+                     table: tuple[tuple[tuple[str, bytes], ...], str], seen: dict[str, str],
+                     history: History | None) -> None:
+    """Keep what --once would do at the next boot (record.py), when it differs from what was
+    kept: a daemon makes it again only when what it is made from changed."""
+    others = tuple((n, d) for n, d in table[0] if not n.startswith(record.OURS))
+    key = (config.policy_path, tuple(seen.items()), others, table[1], native()[0])
+    if history is not None and history.recorded == key:
+        return
+    text = boot_record(config.policy_path, want, after, table, native()[0], seen)
+    if text is None:
+        return
+    # Nowhere to keep it, or a path that is not UTF-8: the next boot runs in full.
+    with contextlib.suppress(OSError, UnicodeError):
+        if keep.read_kept(record.path()) != text:
+            keep.write_whole(record.path(), text, make_dir=True)
+        if history is not None:
+            history.recorded = key
+
+
 def unregister_owned(config: Config) -> tuple[Outcome, ...]:
     """Remove every entry of ours (multiarch-*), nothing else; an unmounted table has none (and
     is not mounted for this)."""
@@ -109,13 +135,16 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
                    history: History | None = None, mount: bool = True,
                    now: float | None = None) -> Result:
     catalog = catalog or load_catalog()
-    policy = history.policies.load(config.policy_path, catalog) if history else \
-        load_policy(config.policy_path, catalog)
+    seen: dict[str, str] = {}
+    policy = history.policies.load(config.policy_path, catalog, seen) if history else \
+        load_policy(config.policy_path, catalog, seen=seen)
     if mount and not dry_run and not (policy.rejected and (history is None or
                                                            history.last_good is None)):
         # Only to apply something: a bad policy mounts nothing.
         ensure_mounted(BinfmtTable(config.binfmt_dir), config.binfmt_dir == DEFAULT_BINFMT)
-    policy, want, observed, todo = evaluate(config, catalog, history=history, policy=policy)
+    table = BinfmtTable(config.binfmt_dir)
+    policy, want, observed, todo = evaluate(config, catalog, history=history, policy=policy,
+                                            table=table, seen=seen)
     if want is None:
         return Result(policy, None, todo, Report((), (), policy.problems, (), observed.enabled,
                                                  policy_rejected=True))
@@ -129,7 +158,6 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
     outcomes: tuple[Outcome, ...] = ()
     after = observed
     if todo and not dry_run:
-        table = BinfmtTable(config.binfmt_dir)
         outcomes = apply(todo, table)
         after = table.read()
     if history and not dry_run:
@@ -139,6 +167,8 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
         history.last_table = None if plan(want, after, history.held) else after
         if not policy.rejected:
             history.last_good = policy
+    if not dry_run and not policy.rejected:
+        keep_boot_record(config, want, after, table.raw, seen, history)
     report = build_report(want, after, outcomes, conflicts, refused)
     if policy.rejected:  # the last good policy was applied; the file on disk is the problem
         report = replace(report, problems=policy.problems, policy_rejected=True)

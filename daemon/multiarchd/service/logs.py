@@ -1,13 +1,16 @@
 """Where records go: journald (systemd_glue.JournalLog) when stderr is the journal stream or
-when asked, else one plain line each on stderr. systemd-python is imported only for journald."""
+when asked, else one plain line each on stderr. systemd-python is imported only for journald.
+Light to import: the boot record's replay sends its records through here."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-from ..core.messages import Record
-from .protocols import Log
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (3 ms): mypy knows it
+if TYPE_CHECKING:
+    from ..core.messages import Record
+    from .systemd_glue import JournalLog
 
 IDENTIFIER = "multiarchd"
 
@@ -28,10 +31,13 @@ class StderrLog:
         self.identifier = identifier
 
     def emit(self, record: Record) -> None:
-        print(f"{self.identifier}: {record.message}", file=sys.stderr, flush=True)
+        self.send(record.journal_fields())
+
+    def send(self, fields: dict[str, str]) -> None:
+        print(f"{self.identifier}: {fields['MESSAGE']}", file=sys.stderr, flush=True)
 
 
-def open_log(target: str = "auto", identifier: str = IDENTIFIER) -> Log:
+def open_log(target: str = "auto", identifier: str = IDENTIFIER) -> StderrLog | JournalLog:
     """`journal`: structured records to journald; `stderr`: their text; `auto`: journald when
     stderr is the journal stream."""
     if target == "journal" or (target == "auto" and stderr_is_journal()):

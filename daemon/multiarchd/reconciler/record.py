@@ -1,0 +1,164 @@
+"""The boot record: what `multiarchd --once` did into a table holding only other tools' entries,
+and everything that decided it, so that the next boot's --once can do the same again without
+parsing, planning or importing the rest of multiarchd (the early unit is on every boot's path).
+
+Every converged run writes it (boot.py makes it). It is replayed only when all of it still
+holds: the same code (version and every module's size and time), the same kernel, command
+line and CPU (what decides the native architectures), the same policy path and user, the same
+identity (identity.py) of every policy file, drop-in directory, interpreter and directory the
+run decided from, and a table holding exactly the same other entries, byte for byte, and none
+of ours. Anything else, or anything unreadable, and --once runs in full. The record is believed
+only if root wrote it (host/keep.py). The service checks everything again moments later.
+
+One line per fact, fields separated by tabs, each escaped (backslash, tab, newline).
+"""
+
+from __future__ import annotations
+
+import os
+
+from .. import __version__, identity
+from ..host import keep
+from ..kernel import raw
+
+TYPE_CHECKING = False  # typing's, without importing typing or collections.abc: mypy knows it
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+MAGIC = "multiarchd boot record 1"
+OURS = "multiarch-"  # model.registration.OWNED_PREFIX, not imported: this module stays light
+_VOLATILE_CPU = ("cpu mhz", "bogomips")  # /proc/cpuinfo lines that change while it runs
+
+
+def path() -> str:
+    return os.path.join(keep.cache_dir(), "boot-record")
+
+
+def escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def unescape(text: str) -> str:
+    return "\\".join(part.replace("\\t", "\t").replace("\\n", "\n")
+                     for part in text.split("\\\\"))
+
+
+def line(kind: str, *fields: str) -> str:
+    return "\t".join([kind, *map(escape, fields)])
+
+
+def fields_line(kind: str, fields: dict[str, str], *first: str) -> str:
+    return line(kind, *first, *(f"{k}={v}" for k, v in fields.items()))
+
+
+def _read(path: str, limit: int = 1 << 16) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit).decode(errors="replace")
+    except OSError:
+        return identity.UNKNOWN
+
+
+def code_key() -> str:
+    """This version of multiarchd and the size and time of each of its files."""
+    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parts, stack = [__version__, top], [top]
+    while stack:
+        directory = stack.pop()
+        with os.scandir(directory) as it:
+            for e in sorted(it, key=lambda e: e.name):
+                if e.is_dir(follow_symlinks=False):
+                    if e.name != "__pycache__":
+                        stack.append(e.path)
+                elif e.name.endswith((".py", ".toml")):
+                    st = e.stat(follow_symlinks=False)
+                    parts.append(f"{e.path[len(top):]}:{st.st_size}:{st.st_mtime_ns}")
+    return " ".join(parts)
+
+
+def machine_key() -> str:
+    """What decides which architectures run natively: the kernel, its command line (e.g.
+    ia32_emulation=, syscall.x32=) and the CPU (the first one's description)."""
+    u = os.uname()
+    cpu = _read("/proc/cpuinfo", 1 << 14).split("\n\n")[0].splitlines()
+    cpu = [c for c in cpu if not c.lower().startswith(_VOLATILE_CPU)]
+    return "\n".join([u.release, u.version, u.machine, _read("/proc/cmdline"), *cpu])
+
+
+def config_key(policy_path: str) -> tuple[str, str]:
+    """The policy named and who runs (trust is judged against the user). Not the table's path:
+    the table itself is compared."""
+    return policy_path, str(os.geteuid())
+
+
+def native_text(arches: Iterable[str] | None) -> str:
+    return "-" if arches is None else " ".join(sorted(arches))
+
+
+def table_lines(binfmt_dir: str) -> list[str]:
+    """The table's other entries (newest first) and status, as the record holds them; [] and
+    an unknown status when it cannot be read."""
+    try:
+        files, status = raw.read_all(binfmt_dir)
+    except OSError:
+        return [line("status", identity.UNKNOWN)]
+    return table_lines_of(files, status)
+
+
+def table_lines_of(files: Iterable[tuple[str, bytes]], status: str) -> list[str]:
+    # Names as bytes too: another tool's entry may be named with any bytes.
+    return [*(line("entry", os.fsencode(name).hex(), data.hex()) for name, data in files),
+            line("status", status)]
+
+
+class _Record:
+    def __init__(self, text: str) -> None:
+        self.lines = text.split("\n")
+        self.kinds: dict[str, list[list[str]]] = {}
+        for ln in self.lines:
+            kind, *fields = ln.split("\t")
+            self.kinds.setdefault(kind, []).append(fields)
+
+    def fields(self, kind: str) -> list[list[str]]:
+        return [[unescape(f) for f in fields] for fields in self.kinds.get(kind, [])]
+
+    def one(self, kind: str) -> list[str]:
+        found = self.fields(kind)
+        return found[0] if len(found) == 1 else []
+
+
+def _pairs(fields: list[str]) -> dict[str, str]:
+    return dict(f.split("=", 1) for f in fields)
+
+
+def replay(policy_path: str, binfmt_dir: str, send: Callable[[dict[str, str]], None]
+           ) -> tuple[str, int] | None:
+    """Do what the record says, if all of it still holds: its register lines, and `send` for
+    each of its log records (one after each line registered, the rest at the end). The text to
+    print and the exit status; None when the record does not hold (or a line was refused: then
+    what was registered has been told, and a full run must take over)."""
+    text = keep.read_kept(path())
+    if text is None or not text.startswith(MAGIC + "\n"):
+        return None
+    r = _Record(text)
+    if r.one("code") != [code_key()] or r.one("machine") != [machine_key()] or \
+            r.one("config") != list(config_key(policy_path)):
+        return None
+    kept = keep.kept_native()
+    if kept is not None and r.one("native") != [native_text(kept[0])]:
+        return None
+    if any(identity.of_path(p) != ident for p, ident in r.fields("seen")):
+        return None
+    wanted = [ln for ln in r.lines if ln.startswith(("entry\t", "status\t"))]
+    if table_lines(binfmt_dir) != wanted:
+        return None
+    for register, *fields in r.fields("register"):
+        try:
+            raw.write(binfmt_dir, "register", register)
+        except OSError:
+            return None
+        send(_pairs(fields))
+    for fields in r.fields("log"):
+        send(_pairs(fields))
+    printed, code = r.one("print"), r.one("exit")
+    return (printed[0] if printed else ""), int(code[0]) if code else 1

@@ -1,0 +1,162 @@
+"""The boot record: `multiarchd --once` at the next boot does what the last converged run would
+do into that boot's table without parsing or planning again, and says exactly what a full run
+says; anything that changed in between (the policy, an interpreter or its directory, the other
+tools' entries, the record's owner) makes it a full run again.
+
+Each "boot" is a fresh private binfmt_misc instance, --once run inside it as the early unit runs
+it (no --binfmt-dir); the record lives in the test's own cache directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, strategies as st
+
+from multiarchd.reconciler.record import escape, unescape
+from tests.support.binfmt import PrivateBinfmt
+from tests.support.commands import DaemonStarter, PolicyWriter
+from tests.support.paths import DEFAULT_POLICY
+from tests.test_once import QEMU_AARCH64
+
+# --once as the installed script runs it, then whether the YAML parser was ever imported.
+_ONCE = ("import sys\nfrom multiarchd.cli.multiarchd import main\ncode = main()\n"
+         "print('full run' if 'yaml' in sys.modules else 'replayed', file=sys.stderr)\n"
+         "sys.exit(code)")
+
+
+def boot(config: Path, *other_entries: str) -> tuple[int, str, str, dict[str, str], str]:
+    """A fresh table holding `other_entries`, then --once in it: exit status, stdout, stderr,
+    the table after, and how it ran ('replayed' or 'full run')."""
+    with PrivateBinfmt() as ns:
+        for line in other_entries:
+            ns.write("register", line)
+        r = subprocess.run(ns.enter(sys.executable, "-c", _ONCE, "--once", "--config",
+                                    str(config)),
+                           capture_output=True, text=True, timeout=120)
+        stderr, _, how = r.stderr.rstrip("\n").rpartition("\n")
+        return r.returncode, r.stdout, stderr + "\n" if stderr else "", ns.snapshot(), how
+
+
+def test_the_next_boot_replays_the_record_and_says_what_a_full_run_says() -> None:
+    full = boot(DEFAULT_POLICY)
+    assert full[4] == "full run" and full[0] == 0 and "converged: 33 active" in full[1]
+    again = boot(DEFAULT_POLICY)
+    assert again[4] == "replayed"
+    assert again[:4] == full[:4]  # exit status, report, one line per entry registered, table
+
+
+def test_other_tools_entries_are_part_of_what_the_record_holds() -> None:
+    full = boot(DEFAULT_POLICY, QEMU_AARCH64)
+    assert "overlaps foreign qemu-aarch64" in full[1]
+    again = boot(DEFAULT_POLICY, QEMU_AARCH64)
+    assert (again[4], again[:4]) == ("replayed", full[:4])
+    # A boot whose table differs (here: without the other tool's entry) runs in full.
+    without = boot(DEFAULT_POLICY)
+    assert without[4] == "full run" and "overlaps" not in without[1]
+
+
+def test_the_daemon_keeps_the_record_of_what_it_last_had_right(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter) -> None:
+    config = policy("arches: all\n")
+    d = start_daemon(config, binfmt)
+    code, out, _, table, how = boot(config)
+    assert (code, how, table) == (0, "replayed", binfmt.snapshot())
+    since = d.mark()
+    new = config.with_name("arches.yaml.new")
+    new.write_text("arches:\n  all: {}\n  s390x: false\n")
+    new.rename(config)
+    d.wait_log("removed multiarch-s390x", since)
+    code, out, _, table, how = boot(config)
+    assert (code, how, table) == (0, "replayed", binfmt.snapshot())
+    assert "multiarch-s390x" not in table
+
+
+def test_a_policy_edit_is_a_full_run(policy: PolicyWriter) -> None:
+    config = policy("arches: all\n")
+    assert boot(config)[4] == "full run"
+    assert boot(config)[4] == "replayed"
+    policy("arches:\n  all: {}\n  s390x: false\n")
+    code, out, _, table, how = boot(config)
+    assert (code, how) == (0, "full run")
+    assert "multiarch-s390x" not in table and len(table) == 32
+    # A drop-in appearing is a change of the policy too.
+    policy("arches:\n  s390x: true\n", "arches.d/50-s390x.yaml")
+    code, out, _, table, how = boot(config)
+    assert (how, "multiarch-s390x" in table) == ("full run", True)
+
+
+def test_an_interpreter_made_untrusted_is_never_replayed(
+        policy: PolicyWriter, trusted_dir: Path) -> None:
+    qemu = trusted_dir / "qemu-s390x-static"
+    shutil.copy("/usr/bin/qemu-s390x-static", qemu)
+    config = policy(f"arches:\n  s390x: {{interpreter: {qemu}}}\n")
+    assert boot(config)[3].keys() == {"multiarch-s390x"}
+    assert boot(config)[4] == "replayed"
+    qemu.chmod(0o757)  # writable by others: refused, whatever the record says
+    code, out, _, table, how = boot(config)
+    assert (code, how, table) == (2, "full run", {})  # 2: the policy names it
+    assert "writable by others" in out
+    qemu.chmod(0o755)
+    assert boot(config)[3].keys() == {"multiarch-s390x"}
+    trusted_dir.chmod(0o777)  # its directory too
+    try:
+        code, out, _, table, how = boot(config)
+    finally:
+        trusted_dir.chmod(0o755)
+    assert (how, table) == ("full run", {})
+    qemu.unlink()  # and an emulator gone
+    code, out, _, table, how = boot(config)
+    assert (how, table) == ("full run", {})
+
+
+def test_a_table_holding_our_entries_already_is_a_full_run_that_changes_nothing(
+        binfmt: PrivateBinfmt) -> None:
+    assert boot(DEFAULT_POLICY)[4] == "full run"
+    first = subprocess.run(binfmt.enter(sys.executable, "-c", _ONCE, "--once", "--config",
+                                        str(DEFAULT_POLICY)), capture_output=True, text=True)
+    assert first.stderr.splitlines()[-1] == "replayed"
+    inodes = {n: os.stat(os.path.join(binfmt.path, n)).st_ino for n in binfmt.names()}
+    second = subprocess.run(binfmt.enter(sys.executable, "-c", _ONCE, "--once", "--config",
+                                         str(DEFAULT_POLICY)), capture_output=True, text=True)
+    assert (second.returncode, second.stderr) == (0, "full run\n")
+    assert {n: os.stat(os.path.join(binfmt.path, n)).st_ino for n in binfmt.names()} == inodes
+
+
+def test_a_record_others_could_have_written_is_not_believed() -> None:
+    assert boot(DEFAULT_POLICY)[4] == "full run"
+    record = Path(os.environ["CACHE_DIRECTORY"], "boot-record")
+    record.chmod(0o666)
+    assert boot(DEFAULT_POLICY)[4] == "full run"  # and it is written anew, root's
+    assert record.stat().st_mode & 0o777 == 0o644
+    assert boot(DEFAULT_POLICY)[4] == "replayed"
+
+
+def test_other_arguments_are_a_full_run() -> None:
+    assert boot(DEFAULT_POLICY)[4] == "full run"
+    with PrivateBinfmt() as ns:
+        r = subprocess.run(ns.enter(sys.executable, "-c", _ONCE, "--once", "--config",
+                                    str(DEFAULT_POLICY), "--log-target", "stderr"),
+                           capture_output=True, text=True)
+        assert r.stderr.splitlines()[-1] == "replayed"  # the log target changes no fact
+    with PrivateBinfmt() as ns:
+        r = subprocess.run(ns.enter(sys.executable, "-c", _ONCE, "--once", "--dry-run",
+                                    "--config", str(DEFAULT_POLICY)),
+                           capture_output=True, text=True)
+        assert r.stderr.splitlines()[-1] == "full run" and ns.names() == []
+
+
+@pytest.mark.parametrize("text", ["", "a\tb", "x\\ty\nz\\", "\\\\x7f\\n", "\\", "é\t\n\\n"])
+def test_escaping_keeps_every_field_whole(text: str) -> None:
+    assert "\t" not in escape(text) and "\n" not in escape(text)
+    assert unescape(escape(text)) == text
+
+
+@given(st.text())
+def test_escaping_round_trips_any_text(text: str) -> None:
+    assert unescape(escape(text)) == text
