@@ -108,27 +108,31 @@ def boot_path(trials: int, tmp: Path) -> list[Row]:
 
     stops: list[float] = []
 
-    def ready() -> float:
-        with PrivateBinfmt() as ns:
-            start = time.perf_counter()
-            d = DaemonProcess([MULTIARCHD, "--config", DEFAULT_POLICY, "--binfmt-dir", ns.path],
-                              tmp, dict(env, **bus.env))
-            try:
-                d.wait_notify("READY=1", timeout=60)
-                took = time.perf_counter() - start
-                d.wait_log("D-Bus: io.github.multiarchd1 published")
-            finally:
-                stopping = time.perf_counter()
-                d.proc.terminate()  # SIGTERM, as systemctl stop sends
-                d.proc.wait()
-                stops.append(time.perf_counter() - stopping)
-                d.stop()
-            return took
+    def ready(wait_bus: bool = True, **where: str) -> Callable[[], float]:
+        def trial() -> float:
+            with PrivateBinfmt() as ns:
+                start = time.perf_counter()
+                d = DaemonProcess([MULTIARCHD, "--config", DEFAULT_POLICY, "--binfmt-dir",
+                                   ns.path], tmp, dict(env, **bus.env, **where))
+                try:
+                    d.wait_notify("READY=1", timeout=60)
+                    took = time.perf_counter() - start
+                    if wait_bus:
+                        d.wait_log("D-Bus: io.github.multiarchd1 published")
+                finally:
+                    stopping = time.perf_counter()
+                    d.proc.terminate()  # SIGTERM, as systemctl stop sends
+                    d.proc.wait()
+                    stops.append(time.perf_counter() - stopping)
+                    d.stop()
+                return took
+        return trial
     try:
-        ready_t, once2_t = alternate(
-            trials, ready,
-            in_fresh_table(lambda ns: inside(ns, MULTIARCHD, "--once", "--config",
-                                             str(DEFAULT_POLICY))))
+        # With the boot record (READY=1 once the record's lines are in), then without one
+        # (READY=1 after the first full run) and stopped right at READY=1.
+        ready_t, once2_t = alternate(trials, ready(), once())
+        cold_t, full2_t = alternate(trials, ready(False, CACHE_DIRECTORY=nowhere),
+                                    once(CACHE_DIRECTORY=nowhere))
     finally:
         bus.close()
     return [
@@ -138,8 +142,12 @@ def boot_path(trials: int, tmp: Path) -> list[Row]:
                  "systemd-binfmt", median(systemd_t), ""),
         compared("--once, full run, first of a boot (finds the native arches)",
                  median(first_t), "systemd-binfmt", median(systemd_t), ""),
-        compared("cold start to READY=1", median(ready_t), "--once", median(once2_t), "<= 2x"),
-        ("SIGTERM to exit (D-Bus on), worst", ms(max(stops)), "", "", "< 1 s"),
+        compared("cold start to READY=1 (the record replayed)", median(ready_t), "--once",
+                 median(once2_t), "<= 2x"),
+        compared("cold start to READY=1, full first run", median(cold_t), "--once, full run",
+                 median(full2_t), ""),
+        ("SIGTERM to exit, worst (after D-Bus is up, or at READY=1)", ms(max(stops)), "", "",
+         "< 1 s"),
     ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,20 @@ def test_the_daemon_keeps_the_record_of_what_it_last_had_right(
     assert "multiarch-s390x" not in table
 
 
+def test_the_service_started_with_a_record_is_ready_with_the_table_applied_and_told_once(
+        binfmt: PrivateBinfmt, start_daemon: DaemonStarter) -> None:
+    assert boot(DEFAULT_POLICY)[4] == "full run"  # the record (the daemon shares the cache)
+    d = start_daemon(DEFAULT_POLICY, binfmt, ready=False)
+    d.wait_notify("READY=1")
+    assert len(binfmt.names()) == 33
+    d.wait_notify("STATUS=converged: 33 active")
+    d.signal(signal.SIGTERM)  # straight away: still a clean stop
+    d.wait_notify("STOPPING=1")
+    assert d.stop() == 0
+    registered = [line for line in d.lines if " registered multiarch-" in line]
+    assert len(registered) == len(set(registered)) == 33  # the first full run redid nothing
+
+
 def test_a_policy_edit_is_a_full_run(policy: PolicyWriter) -> None:
     config = policy("arches: all\n")
     assert boot(config)[4] == "full run"
@@ -85,6 +100,15 @@ def test_a_policy_edit_is_a_full_run(policy: PolicyWriter) -> None:
     code, out, _, table, how = boot(config)
     assert (code, how) == (0, "full run")
     assert "multiarch-s390x" not in table and len(table) == 32
+    # An edit that keeps the size and the modification time (two saves within one clock tick
+    # look so): the text is what counts.
+    before = config.stat()
+    config.write_text("arches: {}\n\n")  # as long as "arches: all\n"
+    assert config.stat().st_size == len("arches: all\n")
+    os.utime(config, ns=(before.st_atime_ns, before.st_mtime_ns))
+    code, out, _, table, how = boot(config)
+    assert (how, table) == ("full run", {})
+    policy("arches:\n  all: {}\n  s390x: false\n")
     # A drop-in appearing is a change of the policy too.
     policy("arches:\n  s390x: true\n", "arches.d/50-s390x.yaml")
     code, out, _, table, how = boot(config)

@@ -1,18 +1,22 @@
-"""Which file a path is, as one string that changes whenever the file does: device, inode, mode,
-owner, group, size, modification and change times, and the path it resolves to.
+"""What a run decided from, noted so that a later look can tell whether all of it is still the
+same (the boot record, reconciler/record.py, is replayed only then):
 
-A run notes the identity of each file and directory it decided from, taken from the very
-descriptor it decided on (no window between looking and noting); the boot record
-(reconciler/record.py) is replayed only while every one of them is still the same. The change
-time moves with any write, chmod, chown or rename of the file, and cannot be set back.
+- each interpreter and directory by its identity: device, inode, mode, owner, group, size,
+  modification and change times, and the path it resolves to, taken from the very descriptor
+  the run decided on. Every attribute a decision reads is there itself (type, mode, owner), so
+  a timestamp that does not move within one clock tick hides nothing decided from;
+- each policy file by its text (an edit within one clock tick keeps the timestamps);
+- each drop-in directory by its listing, taken before the drop-ins are looked for.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 
 MISSING = "-"  # nothing at the path
-UNKNOWN = "?"  # could not be looked at: never equal to a noted identity
+UNKNOWN = "?"  # could not be looked at cleanly: never equal to anything noted
+TEXT_MAX = 1 << 20  # policy/files.py reads no more of a policy file
 
 
 def of_fd(fd: int) -> str:
@@ -35,3 +39,64 @@ def of_path(path: str) -> str:
         return UNKNOWN
     finally:
         os.close(fd)
+
+
+def text(decoded: str) -> str:
+    """A policy file's text as noted (apart from the two markers)."""
+    return "=" + decoded
+
+
+def text_of(path: str) -> str:
+    """The text of the regular file at `path`, as noted, read as policy/files.py reads it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return MISSING
+    except OSError:
+        return UNKNOWN
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return UNKNOWN
+        chunks, size = [], 0
+        while size <= TEXT_MAX:
+            chunk = os.read(fd, TEXT_MAX + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return text(b"".join(chunks).decode("utf-8")) if size <= TEXT_MAX else UNKNOWN
+    except (OSError, UnicodeDecodeError):
+        return UNKNOWN
+    finally:
+        os.close(fd)
+
+
+def listing_of(directory: str) -> str:
+    try:
+        return "\n".join(sorted(os.listdir(directory)))
+    except (FileNotFoundError, NotADirectoryError):
+        return MISSING
+    except OSError:
+        return UNKNOWN
+
+
+class Seen:
+    """Everything one run decided from, each as noted (see above)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, str] = {}
+        self.texts: dict[str, str] = {}
+        self.listings: dict[str, str] = {}
+
+    def clean(self) -> bool:
+        return UNKNOWN not in (*self.files.values(), *self.texts.values(),
+                               *self.listings.values())
+
+    def key(self) -> tuple[tuple[tuple[str, str], ...], ...]:
+        return tuple(tuple(sorted(d.items())) for d in (self.files, self.texts, self.listings))
+
+    def still(self) -> bool:
+        """Whether all of it is still as noted."""
+        return all(of_path(p) == i for p, i in self.files.items()) and \
+            all(listing_of(p) == i for p, i in self.listings.items()) and \
+            all(text_of(p) == i for p, i in self.texts.items())

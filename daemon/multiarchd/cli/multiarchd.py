@@ -74,12 +74,11 @@ def replayed(argv: list[str]) -> int | None:
         return None
     from ..reconciler.record import replay
     from ..service.logs import open_log
-    log = open_log(values["--log-target"])
-    done = replay(values["--config"], values["--binfmt-dir"], log.send)
+    done = replay(values["--config"], values["--binfmt-dir"], open_log(values["--log-target"]).send)
     if done is None:
         return None
-    print(done[0])
-    return done[1]
+    print(done.printed)
+    return done.code
 
 
 def run_once(args: argparse.Namespace) -> int:
@@ -133,16 +132,36 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from ..reconciler.record import replay
+    from ..service.lock import TableLock
+    from ..service.logs import open_log
+    from ..service.systemd_glue import notify
+    log = open_log(args.log_target)
+    # Until the main loop takes them over, a stop asked for is kept, and done once it runs:
+    # READY=1 may come before the rest is imported, and a stop right after it is a clean one.
+    asked: list[int] = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda n, _: asked.append(n))
+    lock = TableLock(args.binfmt_dir)
+    if lock.take() is None:
+        # The table as the boot record says, before importing the rest (about 60 ms here):
+        # ready as soon as it is so; the first full run follows at once and checks it all.
+        done = replay(args.config, args.binfmt_dir, log.send, settled=True)
+        if done is not None:
+            notify("READY=1", f"STATUS={done.summary}; starting")
     # Only the service needs the main loop, the watcher and systemd: imported here.
     from ..model.options import Options
-    from ..service.logs import open_log
     from .common import config_from
     from .service import build_service
     options = Options(safety_interval=args.safety_interval, repair_limit=args.repair_limit,
                       repair_window=args.repair_window, mount=not args.no_mount)
-    service = build_service(config_from(args), options, open_log(args.log_target),
-                            dbus=not args.no_dbus, metrics=args.metrics_textfile)
+    service = build_service(config_from(args), options, log, dbus=not args.no_dbus,
+                            metrics=args.metrics_textfile, lock=lock)
     service.start()
+    if asked and not service.exit_code:
+        service.loop.call_soon_threadsafe(service.stop)
     if not service.exit_code:
         service.loop.run()
     return service.exit_code

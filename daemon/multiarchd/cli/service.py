@@ -33,7 +33,7 @@ def _bus(service: Service) -> Bus:
 
 
 def build_service(config: Config, options: Options, log: Log, dbus: bool = True,
-                  metrics: str | None = None) -> Service:
+                  metrics: str | None = None, lock: TableLock | None = None) -> Service:
     catalog = load_catalog()
     reconciler = Reconciler(config, options, BinfmtTable(config.binfmt_dir),
                             standard_place=config.binfmt_dir == DEFAULT_PATH)
@@ -44,5 +44,5 @@ def build_service(config: Config, options: Options, log: Log, dbus: bool = True,
                    host_arch(catalog), loop, time.monotonic, Watcher, notify, log,
                    watchdog_interval(),
                    native_why=lambda: native()[1], bus=_bus if dbus else None,
-                   lock=TableLock(config.binfmt_dir).take,
+                   lock=(lock or TableLock(config.binfmt_dir)).take,
                    metrics=Exporter(partial(write_whole, metrics), log) if metrics else None)

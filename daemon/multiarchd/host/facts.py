@@ -45,7 +45,7 @@ def _untrusted(st: os.stat_result, what: str, path: str) -> str | None:
 
 
 def file_state(path: str, dirs: dict[str, str | None] | None = None,
-               seen: dict[str, str] | None = None) -> tuple[FileState, FileId | None, str]:
+               seen: identity.Seen | None = None) -> tuple[FileState, FileId | None, str]:
     """What the interpreter at `path` is, which file it is, and why it is untrusted.
 
     The file is opened first (following symlinks) and everything is checked on that descriptor,
@@ -55,14 +55,14 @@ def file_state(path: str, dirs: dict[str, str | None] | None = None,
     file and of each directory, as decided on.
     """
     dirs = {} if dirs is None else dirs
-    seen = {} if seen is None else seen
-    seen[path] = identity.UNKNOWN
+    noted = {} if seen is None else seen.files
+    noted[path] = identity.UNKNOWN
     try:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:
         return FileState.MISSING, None, ""
     try:
-        seen[path] = identity.of_fd(fd)
+        noted[path] = identity.of_fd(fd)
         st = os.fstat(fd)
         ident = (st.st_dev, st.st_ino)
         real = os.readlink(f"/proc/self/fd/{fd}")  # the file opened, symlinks resolved
@@ -76,7 +76,7 @@ def file_state(path: str, dirs: dict[str, str | None] | None = None,
                 dfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW |
                               os.O_CLOEXEC)
                 try:
-                    seen[directory] = identity.of_fd(dfd)
+                    noted[directory] = identity.of_fd(dfd)
                     dirs[directory] = _untrusted(os.fstat(dfd), "directory", directory)
                 finally:
                     os.close(dfd)
@@ -110,11 +110,11 @@ class _Files:
     architecture, down its emulators' preference order until one will do, so of some 250
     candidate paths only the few that matter are checked, once per run."""
 
-    def __init__(self, paths: Iterable[str], seen: dict[str, str] | None = None) -> None:
+    def __init__(self, paths: Iterable[str], seen: identity.Seen | None = None) -> None:
         self.paths = frozenset(paths)
         self.found: dict[str, _Found] = {}
         self.dirs: dict[str, str | None] = {}
-        self.seen = {} if seen is None else seen
+        self.seen = identity.Seen() if seen is None else seen
 
     def look(self, path: str) -> _Found | None:
         if path not in self.paths:
@@ -125,7 +125,7 @@ class _Files:
             if os.access(path, os.F_OK):
                 self.found[path] = file_state(path, self.dirs, self.seen)
             else:
-                self.found[path], self.seen[path] = _NOTHING, identity.MISSING
+                self.found[path], self.seen.files[path] = _NOTHING, identity.MISSING
         return self.found[path]
 
 
@@ -151,7 +151,7 @@ class _View(Mapping[str, T]):
 
 
 def probe_host(catalog: Catalog, paths: Iterable[str], machine: str | None = None,
-               seen: dict[str, str] | None = None) -> Host:
+               seen: identity.Seen | None = None) -> Host:
     """This machine, with `paths` (the interpreters that may be asked about) looked at when
     first asked about; `seen` gets the identity of each file and directory looked at."""
     files = _Files(paths, seen)

@@ -20,7 +20,7 @@ from .nodes import Node, YamlError
 from .validate import Merger
 from .yamlnodes import parse
 
-MAX_BYTES = 1 << 20  # 1 MiB: a policy is a few hundred bytes
+MAX_BYTES = identity.TEXT_MAX  # 1 MiB: a policy is a few hundred bytes
 
 _KINDS = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device",
           stat.S_IFBLK: "a block device", stat.S_IFSOCK: "a socket"}
@@ -47,17 +47,14 @@ def dropin_dirs(main: str) -> list[str]:
     return [os.path.join(os.path.dirname(main), "arches.d")]
 
 
-Seen = dict[str, str]  # path -> identity.of_fd/of_path of each file and directory read
-
-
-def dropins(main: str, seen: Seen | None = None) -> tuple[list[str], dict[str, str]]:
+def dropins(main: str, seen: identity.Seen | None = None) -> tuple[list[str], dict[str, str]]:
     """The drop-ins in force, in name order (`*.yaml` and `*.yml`), and those overridden by one
     of the same name in a later directory (/etc beats /run beats /usr/lib): loser -> winner."""
     chosen: dict[str, str] = {}
     overridden: dict[str, str] = {}
     for directory in dropin_dirs(main):
-        if seen is not None:  # before listing: a change while listing moves it on
-            seen[directory] = identity.of_path(directory)
+        if seen is not None:  # before looking: a drop-in made meanwhile is a change
+            seen.listings[directory] = identity.listing_of(directory)
         for path in sorted(glob.glob(os.path.join(glob.escape(directory), "*.yaml")) +
                            glob.glob(os.path.join(glob.escape(directory), "*.yml"))):
             name = os.path.basename(path)
@@ -67,29 +64,26 @@ def dropins(main: str, seen: Seen | None = None) -> tuple[list[str], dict[str, s
     return [chosen[name] for name in sorted(chosen)], overridden
 
 
-def policy_files(main: str, seen: Seen | None = None) -> list[str]:
+def policy_files(main: str, seen: identity.Seen | None = None) -> list[str]:
     """The main file, then the drop-ins in force, in name order."""
     return [main, *dropins(main, seen)[0]]
 
 
-def read_text(path: str, seen: Seen | None = None) -> str:
-    """The file's text, or Unreadable saying why not and where. `seen` gets the identity of
-    the file read (before it is read)."""
+def read_text(path: str, seen: identity.Seen | None = None) -> str:
+    """The file's text, or Unreadable saying why not and where; `seen` notes the text."""
     if seen is not None:
-        seen[path] = identity.UNKNOWN
+        seen.texts[path] = identity.UNKNOWN
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
         if seen is not None:
-            seen[path] = identity.MISSING
+            seen.texts[path] = identity.MISSING
         raise Unreadable(Place(path), "policy file not found; create it (`arches: {}` asks "
                                       "for no entries) or point --config at it") from None
     except OSError as e:
         raise Unreadable(Place(path), f"cannot open the policy file: {e.strerror}") from None
     try:
         st = os.fstat(fd)
-        if seen is not None:
-            seen[path] = identity.of_fd(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
             raise Unreadable(Place(path), f"the policy is {kind}, not a regular file; "
@@ -108,7 +102,10 @@ def read_text(path: str, seen: Seen | None = None) -> str:
     if size > MAX_BYTES:
         raise Unreadable(Place(path), f"the policy file is larger than {MAX_BYTES} bytes (1 MiB), "
                                       "the most multiarchd reads; a policy is a few lines")
-    return decode(path, b"".join(chunks))
+    decoded = decode(path, b"".join(chunks))
+    if seen is not None:
+        seen.texts[path] = identity.text(decoded)
+    return decoded
 
 
 def decode(path: str, data: bytes) -> str:
@@ -123,7 +120,7 @@ def decode(path: str, data: bytes) -> str:
                                                     "save the file as UTF-8") from None
 
 
-def _texts(main: str, only: str | None = None, seen: Seen | None = None
+def _texts(main: str, only: str | None = None, seen: identity.Seen | None = None
            ) -> list[tuple[str, str | Unreadable]]:
     texts: list[tuple[str, str | Unreadable]] = []
     for path in [only] if only is not None else policy_files(main, seen):
@@ -135,7 +132,7 @@ def _texts(main: str, only: str | None = None, seen: Seen | None = None
 
 
 def load_policy(main: str, catalog: Catalog, only: str | None = None,
-                seen: Seen | None = None) -> Policy:
+                seen: identity.Seen | None = None) -> Policy:
     """Read and validate the policy (or only the one file `only`)."""
     return policy_from(_texts(main, only, seen), catalog, main, whole=only is None)
 
@@ -148,7 +145,7 @@ class PolicyCache:
         self._key: tuple[object, ...] | None = None
         self._policy: Policy | None = None
 
-    def load(self, main: str, catalog: Catalog, seen: Seen | None = None) -> Policy:
+    def load(self, main: str, catalog: Catalog, seen: identity.Seen | None = None) -> Policy:
         texts = _texts(main, seen=seen)
         key = (main, id(catalog), *((path, text if isinstance(text, str) else
                                      (text.place, text.message)) for path, text in texts))

@@ -10,7 +10,7 @@ from ..core.desired import Desired
 from ..core.messages import outcome_records
 from ..core.plan import Kind, Outcome, plan
 from ..core.render import report_text
-from ..core.report import build_report
+from ..core.report import build_report, overall
 from ..model.registration import owned
 from ..model.table import Observed
 from . import record
@@ -18,12 +18,12 @@ from . import record
 
 def boot_record(policy_path: str, want: Desired, after: Observed,
                 table: tuple[tuple[tuple[str, bytes], ...], str], native: frozenset[str] | None,
-                seen: dict[str, str]) -> str | None:
+                seen: identity.Seen) -> str | None:
     """The record of a run that left the table `after` (read as `table`), converged, with
     `want` made from the files `seen`; None when there is nothing a replay could do alike: the
     table is not as wanted, something was not looked at cleanly, or --once would do more than
     register (replace, enable or disable an entry)."""
-    if identity.UNKNOWN in seen.values() or plan(want, after):
+    if not seen.clean() or plan(want, after):
         return None
     others = tuple(e for e in after.entries if not owned(e.name))
     ours = {e.name: e for e in after.entries if owned(e.name)}
@@ -41,16 +41,23 @@ def boot_record(policy_path: str, want: Desired, after: Observed,
     report = build_report(want, then, outcomes)
     records = [r.journal_fields() for r in outcome_records(report)]
     files, status = table
+    theirs = [(n, d) for n, d in files if not owned(n)]
+    # As the table will list them after the replay: newest first, so ours first, last written
+    # first, then the others as they are.
+    data = dict(files)
+    listed = [*((a.entry, data[a.entry]) for a in reversed(todo.actions)), *theirs]
     lines = [record.MAGIC, record.line("code", record.code_key()),
              record.line("machine", record.machine_key()),
              record.line("config", *record.config_key(policy_path)),
              record.line("native", record.native_text(native)),
-             *(record.line("seen", p, i) for p, i in sorted(seen.items())),
-             *record.table_lines_of(((n, d) for n, d in files if not owned(n)), status)]
+             *record.seen_lines(seen),
+             *record.table_lines_of(theirs, status),
+             *record.table_lines_of(listed, status, "after")[:-1]]
     for action, fields in zip(todo.actions, records):
         assert action.registration is not None
         lines.append(record.fields_line("register", fields, action.registration.register_line()))
     lines += [record.fields_line("log", fields) for fields in records[len(todo.actions):]]
-    lines += [record.line("print", report_text(report)), record.line("exit",
-                                                                     str(report.exit_code()))]
+    lines += [record.line("print", report_text(report)),
+              record.line("summary", f"{overall(report)}: {report.summary()}"),
+              record.line("exit", str(report.exit_code()))]
     return "\n".join(lines) + "\n"

@@ -1,14 +1,16 @@
 """The boot record: what `multiarchd --once` did into a table holding only other tools' entries,
 and everything that decided it, so that the next boot's --once can do the same again without
-parsing, planning or importing the rest of multiarchd (the early unit is on every boot's path).
+parsing, planning or importing the rest of multiarchd (the early unit is on every boot's path);
+the service, starting, does the same and is ready before the rest of it is imported.
 
 Every converged run writes it (boot.py makes it). It is replayed only when all of it still
 holds: the same code (version and every module's size and time), the same kernel, command
 line and CPU (what decides the native architectures), the same policy path and user, the same
-identity (identity.py) of every policy file, drop-in directory, interpreter and directory the
-run decided from, and a table holding exactly the same other entries, byte for byte, and none
-of ours. Anything else, or anything unreadable, and --once runs in full. The record is believed
-only if root wrote it (host/keep.py). The service checks everything again moments later.
+policy texts, drop-in directories, interpreters and their directories as the run decided from
+(as identity.py notes them), and a table holding exactly the same other entries, byte for
+byte, and none of ours. Anything else, or anything unreadable, and the run is a full one. The
+record is believed only if root wrote it (host/keep.py). The service's first full run, moments
+later, checks everything again.
 
 One line per fact, fields separated by tabs, each escaped (backslash, tab, newline).
 """
@@ -95,6 +97,14 @@ def native_text(arches: Iterable[str] | None) -> str:
     return "-" if arches is None else " ".join(sorted(arches))
 
 
+_SEEN = {"file": "files", "text": "texts", "list": "listings"}  # record kind -> Seen's
+
+
+def seen_lines(seen: identity.Seen) -> list[str]:
+    return [line(kind, p, i) for kind, noted in _SEEN.items()
+            for p, i in sorted(getattr(seen, noted).items())]
+
+
 def table_lines(binfmt_dir: str) -> list[str]:
     """The table's other entries (newest first) and status, as the record holds them; [] and
     an unknown status when it cannot be read."""
@@ -105,9 +115,10 @@ def table_lines(binfmt_dir: str) -> list[str]:
     return table_lines_of(files, status)
 
 
-def table_lines_of(files: Iterable[tuple[str, bytes]], status: str) -> list[str]:
+def table_lines_of(files: Iterable[tuple[str, bytes]], status: str, kind: str = "entry"
+                   ) -> list[str]:
     # Names as bytes too: another tool's entry may be named with any bytes.
-    return [*(line("entry", os.fsencode(name).hex(), data.hex()) for name, data in files),
+    return [*(line(kind, os.fsencode(name).hex(), data.hex()) for name, data in files),
             line("status", status)]
 
 
@@ -131,12 +142,21 @@ def _pairs(fields: list[str]) -> dict[str, str]:
     return dict(f.split("=", 1) for f in fields)
 
 
-def replay(policy_path: str, binfmt_dir: str, send: Callable[[dict[str, str]], None]
-           ) -> tuple[str, int] | None:
+class Replayed:
+    """What a replay did: the text --once prints, its exit status, the one-line summary (as the
+    service's STATUS=), and whether it wrote anything."""
+
+    def __init__(self, printed: str, code: int, summary: str, wrote: bool) -> None:
+        self.printed, self.code, self.summary, self.wrote = printed, code, summary, wrote
+
+
+def replay(policy_path: str, binfmt_dir: str, send: Callable[[dict[str, str]], None],
+           settled: bool = False) -> Replayed | None:
     """Do what the record says, if all of it still holds: its register lines, and `send` for
-    each of its log records (one after each line registered, the rest at the end). The text to
-    print and the exit status; None when the record does not hold (or a line was refused: then
-    what was registered has been told, and a full run must take over)."""
+    each of its log records (one after each line registered, the rest at the end). None when
+    the record does not hold (or a line was refused: then what was registered has been told,
+    and a full run must take over). With `settled`, a table already as the record leaves it
+    holds too (nothing written or told): the service starting after the early unit."""
     text = keep.read_kept(path())
     if text is None or not text.startswith(MAGIC + "\n"):
         return None
@@ -147,10 +167,21 @@ def replay(policy_path: str, binfmt_dir: str, send: Callable[[dict[str, str]], N
     kept = keep.kept_native()
     if kept is not None and r.one("native") != [native_text(kept[0])]:
         return None
-    if any(identity.of_path(p) != ident for p, ident in r.fields("seen")):
+    seen = identity.Seen()
+    for kind, noted in _SEEN.items():
+        getattr(seen, noted).update((p, i) for p, i in r.fields(kind))
+    if not seen.still():
         return None
-    wanted = [ln for ln in r.lines if ln.startswith(("entry\t", "status\t"))]
-    if table_lines(binfmt_dir) != wanted:
+    table = table_lines(binfmt_dir)
+    before = [ln for ln in r.lines if ln.startswith(("entry\t", "status\t"))]
+    after = [ln.replace("after", "entry", 1) for ln in r.lines if ln.startswith("after\t")] + \
+        [ln for ln in r.lines if ln.startswith("status\t")]
+    printed, code, summary = r.one("print"), r.one("exit"), r.one("summary")
+    done = Replayed(printed[0] if printed else "", int(code[0]) if code else 1,
+                    summary[0] if summary else "", wrote=False)
+    if settled and after == table:
+        return done
+    if table != before:
         return None
     for register, *fields in r.fields("register"):
         try:
@@ -160,5 +191,5 @@ def replay(policy_path: str, binfmt_dir: str, send: Callable[[dict[str, str]], N
         send(_pairs(fields))
     for fields in r.fields("log"):
         send(_pairs(fields))
-    printed, code = r.one("print"), r.one("exit")
-    return (printed[0] if printed else ""), int(code[0]) if code else 1
+    done.wrote = True
+    return done

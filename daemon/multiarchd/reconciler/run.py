@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+from .. import identity
 from ..catalog import load_catalog
 from ..core.desired import Desired, desired
 from ..core.plan import Outcome, Plan, plan, release
@@ -56,11 +57,11 @@ class Result:
 
 def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed | None = None,
              history: History | None = None, policy: Policy | None = None,
-             table: BinfmtTable | None = None, seen: dict[str, str] | None = None
+             table: BinfmtTable | None = None, seen: identity.Seen | None = None
              ) -> tuple[Policy, Desired | None, Observed, Plan]:
     """Everything up to the plan, writing nothing. A rejected policy changes nothing: with a
     history that holds the last good policy, that one is planned for (drift is still healed);
-    without, there is no plan. `seen` gets the identity of every file decided from."""
+    without, there is no plan. `seen` notes every file decided from."""
     catalog = catalog or load_catalog()
     if policy is None:
         policy = history.policies.load(config.policy_path, catalog, seen) if history else \
@@ -103,12 +104,12 @@ def ensure_mounted(table: Table, may_mount: bool) -> bool:
 
 
 def keep_boot_record(config: Config, want: Desired, after: Observed,
-                     table: tuple[tuple[tuple[str, bytes], ...], str], seen: dict[str, str],
+                     table: tuple[tuple[tuple[str, bytes], ...], str], seen: identity.Seen,
                      history: History | None) -> None:
     """Keep what --once would do at the next boot (record.py), when it differs from what was
     kept: a daemon makes it again only when what it is made from changed."""
     others = tuple((n, d) for n, d in table[0] if not n.startswith(record.OURS))
-    key = (config.policy_path, tuple(seen.items()), others, table[1], native()[0])
+    key = (config.policy_path, seen.key(), others, table[1], native()[0])
     if history is not None and history.recorded == key:
         return
     text = boot_record(config.policy_path, want, after, table, native()[0], seen)
@@ -135,7 +136,7 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
                    history: History | None = None, mount: bool = True,
                    now: float | None = None) -> Result:
     catalog = catalog or load_catalog()
-    seen: dict[str, str] = {}
+    seen = identity.Seen()
     policy = history.policies.load(config.policy_path, catalog, seen) if history else \
         load_policy(config.policy_path, catalog, seen=seen)
     if mount and not dry_run and not (policy.rejected and (history is None or
