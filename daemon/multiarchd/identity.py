@@ -41,6 +41,18 @@ def of_path(path: str) -> str:
         os.close(fd)
 
 
+def read_upto(fd: int, limit: int) -> bytes:
+    """What `fd` holds, but no more than `limit` + 1 bytes (more than `limit`: too large)."""
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = os.read(fd, limit + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def text(decoded: str) -> str:
     """A policy file's text as noted (apart from the two markers)."""
     return "=" + decoded
@@ -57,14 +69,8 @@ def text_of(path: str) -> str:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return UNKNOWN
-        chunks, size = [], 0
-        while size <= TEXT_MAX:
-            chunk = os.read(fd, TEXT_MAX + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return text(b"".join(chunks).decode("utf-8")) if size <= TEXT_MAX else UNKNOWN
+        data = read_upto(fd, TEXT_MAX)
+        return text(data.decode("utf-8")) if len(data) <= TEXT_MAX else UNKNOWN
     except (OSError, UnicodeDecodeError):
         return UNKNOWN
     finally:

@@ -88,21 +88,15 @@ def read_text(path: str, seen: identity.Seen | None = None) -> str:
             kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
             raise Unreadable(Place(path), f"the policy is {kind}, not a regular file; "
                                           "point it at a file")
-        chunks, size = [], 0
-        while size <= MAX_BYTES:
-            chunk = os.read(fd, MAX_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        data = identity.read_upto(fd, MAX_BYTES)
     except OSError as e:
         raise Unreadable(Place(path), f"cannot read the policy file: {e.strerror}") from None
     finally:
         os.close(fd)
-    if size > MAX_BYTES:
+    if len(data) > MAX_BYTES:
         raise Unreadable(Place(path), f"the policy file is larger than {MAX_BYTES} bytes (1 MiB), "
                                       "the most multiarchd reads; a policy is a few lines")
-    decoded = decode(path, b"".join(chunks))
+    decoded = decode(path, data)
     if seen is not None:
         seen.texts[path] = identity.text(decoded)
     return decoded
