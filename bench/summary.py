@@ -4,9 +4,13 @@ same run (trials interleaved: yardstick, figure, yardstick, figure ...), the rat
 target. Everything runs in private binfmt_misc instances; the host's table is not touched.
 
   --once            whole process on the shipped policy into an empty table, against
-                    systemd-binfmt given the same lines (both through the same nsenter);
+                    systemd-binfmt given the same lines (both through the same nsenter): with
+                    the boot record of the previous run (as at every boot after the first),
+                    without one (a full run), and without the native answer either (the first
+                    full run of a boot);
   READY=1           a cold start of the service (D-Bus on a private bus, verify on) until
-                    READY=1, against --once; then SIGTERM until it has exited;
+                    READY=1, against --once, with the boot record and without; then SIGTERM
+                    until it has exited (after D-Bus is up, or right at READY=1);
   no-op run         a converged daemon's run, against reading the table (33 and 1,033 entries);
   register          applying the registrations, against bare os.write() calls (idem);
   drift, save       reaction times with events 100 ms apart: an owned entry removed until it

@@ -339,3 +339,26 @@ def test_drop_ins_are_layered_as_binfmt_d_is(tmp_path: Path) -> None:
     cat = run("multiarchctl", "cat-config", config=main)
     assert f"# {dirs['usr/lib']}/50-rosetta.yaml: overridden by {dirs['run']}/50-rosetta.yaml" \
         in cat.stdout
+
+
+def test_a_daemon_parses_again_only_the_file_whose_text_changed(
+        policy: PolicyWriter, monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiarchd.policy.files as files
+    from multiarchd.policy.yamlnodes import parse as real
+    parsed: list[str] = []
+
+    def counted(text: str) -> files.Parsed:
+        parsed.append(text)
+        return real(text)
+    monkeypatch.setattr(files, "parse", counted)
+    main = policy("arches: {s390x: {}}\n")
+    policy("arches: {arm64: {}}\n", "arches.d/10-arm.yaml")
+    policy("arches: {riscv64: {}}\n", "arches.d/20-riscv.yaml")
+    cache, catalog = files.PolicyCache(), load_catalog()
+    first = cache.load(str(main), catalog)
+    assert len(parsed) == 3 and not first.problems
+    assert cache.load(str(main), catalog) is first and len(parsed) == 3  # nothing changed
+    policy("arches: {riscv64: false}\n", "arches.d/20-riscv.yaml")
+    second = cache.load(str(main), catalog)
+    assert parsed[3:] == ["arches: {riscv64: false}\n"]  # that file only
+    assert set(second.arches) == set(first.arches) and second != first

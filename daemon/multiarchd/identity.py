@@ -19,11 +19,14 @@ UNKNOWN = "?"  # could not be looked at cleanly: never equal to anything noted
 TEXT_MAX = 1 << 20  # policy/files.py reads no more of a policy file
 
 
-def of_fd(fd: int) -> str:
-    st = os.fstat(fd)
-    real = os.readlink(f"/proc/self/fd/{fd}")
+def of_stat(st: os.stat_result, real: str) -> str:
+    """`st` of the file at the resolved path `real`, as noted."""
     return (f"{st.st_dev}:{st.st_ino}:{st.st_mode:o}:{st.st_uid}:{st.st_gid}:{st.st_size}:"
             f"{st.st_mtime_ns}:{st.st_ctime_ns}:{real}")
+
+
+def of_fd(fd: int) -> str:
+    return of_stat(os.fstat(fd), os.readlink(f"/proc/self/fd/{fd}"))
 
 
 def of_path(path: str) -> str:

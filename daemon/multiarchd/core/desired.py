@@ -101,10 +101,13 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
     entry = OWNED_PREFIX + arch.name
     rule = policy.rule_for(arch.name)
     explicit = arch.name in policy.arches
-    base = Want(arch.name, "arch", entry, None, explicit=explicit)
+    # Wants are made whole, not by dataclasses.replace on the common paths: it is several
+    # times slower, and a daemon makes one per architecture at every run.
     if host.native is not None and arch.name in host.native:
-        return replace(base, verdict=Why.NATIVE, message=f"runs natively on this {host.arch} "
-                       "host (its probe ran with an empty binfmt_misc table)")
+        return Want(arch.name, "arch", entry, None, Why.NATIVE, explicit=explicit,
+                    message=f"runs natively on this {host.arch} host (its probe ran with an "
+                            "empty binfmt_misc table)")
+    base = Want(arch.name, "arch", entry, None, explicit=explicit)
     if host.native is None and catalog.family_of(arch.name) == catalog.family_of(host.arch):
         return replace(base, verdict=Why.NATIVE,
                        message=f"runs natively on this {host.arch} host (same family)")
@@ -116,7 +119,8 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
     emulator, interpreter = picked if picked else (None, None)
     if rule is not None and rule.interpreter:
         emulator, interpreter = "explicit", rule.interpreter
-    base = replace(base, emulator=emulator, interpreter=interpreter)
+    base = Want(arch.name, "arch", entry, None, interpreter=interpreter, emulator=emulator,
+                explicit=explicit)
     if rule is None:
         return replace(base, verdict=Why.UNMANAGED, message="not in the policy")
     if not rule.enabled:
@@ -139,7 +143,8 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
     emu_flags = catalog.emulators[emulator].flags if emulator in catalog.emulators else customary
     flags = rule.flags or policy.flags or emu_flags
     reg = Registration(entry, interpreter, flags, arch.magic, arch.mask)
-    return replace(base, registration=reg, interpreter_id=host.ids.get(interpreter))
+    return Want(arch.name, "arch", entry, reg, None, interpreter, host.ids.get(interpreter),
+                emulator, explicit=explicit)
 
 
 def _custom_want(rule: CustomRule, host: Host, problems: list[Problem]) -> Want:
@@ -154,7 +159,8 @@ def _custom_want(rule: CustomRule, host: Host, problems: list[Problem]) -> Want:
         return _refused(base, problem, host, rule.interpreter)
     reg = Registration(entry, rule.interpreter, rule.flags or Flags(), rule.magic, rule.mask,
                        rule.offset, rule.extension)
-    return replace(base, registration=reg, interpreter_id=host.ids.get(rule.interpreter))
+    return Want(rule.name, "custom", entry, reg, None, rule.interpreter,
+                host.ids.get(rule.interpreter), "custom", explicit=True)
 
 
 def desired(policy: Policy, catalog: Catalog, host: Host) -> Desired:

@@ -109,36 +109,38 @@ def _shadowing(entry: Entry, observed: Observed) -> tuple[list[Entry], list[Entr
 
 
 def _status(want: Want, observed: Observed, failure: str | None) -> Status:
+    state, message = _state(want, observed, failure)
     reg = want.registration
-    status = Status(
-        name=want.label, kind=want.kind, state=State(want.verdict) if want.verdict else State.PENDING, entry=want.entry,
-        interpreter=want.interpreter or "", emulator=want.emulator or "",
-        flags=str(reg.flags) if reg else "", message=want.message, explicit=want.explicit,
-    )
+    # Made whole (not by dataclasses.replace, several times slower): one per entry per run.
+    return Status(name=want.label, kind=want.kind, state=state, entry=want.entry,
+                  interpreter=want.interpreter or "", emulator=want.emulator or "",
+                  flags=str(reg.flags) if reg else "", message=message, explicit=want.explicit)
+
+
+def _state(want: Want, observed: Observed, failure: str | None) -> tuple[State, str]:
+    reg = want.registration
     entry = observed.get(want.entry)
     if reg is None:
+        unchanged = State(want.verdict) if want.verdict else State.PENDING
         if entry is None or want.frozen:
-            return status
+            return unchanged, want.message
         # The policy wants it gone but the kernel still holds it.
         if failure:
-            return replace(status, state=State.ERROR, message=failure)
-        return replace(status, state=State.PENDING,
-                       message=f"still registered; to be removed ({want.verdict}: {want.message})")
+            return State.ERROR, failure
+        return State.PENDING, f"still registered; to be removed ({want.verdict}: {want.message})"
     if entry is None or entry.registration != reg or not entry.enabled:
         if failure:
-            return replace(status, state=State.ERROR, message=failure)
-        return replace(status, message="not applied yet")
+            return State.ERROR, failure
+        return State.PENDING, "not applied yet"
     later, earlier = _shadowing(entry, observed)
     if later:
         names = ", ".join(printable(e.name) for e in later)
-        return replace(status, state=State.SHADOWED,
-                       message=f"shadowed by {names}, registered later: the kernel hands these "
-                               "binaries to it (set foreign_entries: disable to take them back)")
-    message = ""
+        return State.SHADOWED, (f"shadowed by {names}, registered later: the kernel hands these "
+                                "binaries to it (set foreign_entries: disable to take them back)")
     if earlier:
-        message = (f"overlaps foreign {', '.join(printable(e.name) for e in earlier)}; this entry was "
-                   "registered later and wins")
-    return replace(status, state=State.ACTIVE, message=message)
+        return State.ACTIVE, (f"overlaps foreign {', '.join(printable(e.name) for e in earlier)}; "
+                              "this entry was registered later and wins")
+    return State.ACTIVE, ""
 
 
 def _conflict(status: Status) -> Status:

@@ -62,10 +62,10 @@ def file_state(path: str, dirs: dict[str, str | None] | None = None,
     except OSError:
         return FileState.MISSING, None, ""
     try:
-        noted[path] = identity.of_fd(fd)
         st = os.fstat(fd)
         ident = (st.st_dev, st.st_ino)
         real = os.readlink(f"/proc/self/fd/{fd}")  # the file opened, symlinks resolved
+        noted[path] = identity.of_stat(st, real)
         if not stat.S_ISREG(st.st_mode) or not (st.st_mode & 0o111) or \
                 not os.access(f"/proc/self/fd/{fd}", os.X_OK):
             return FileState.NOT_EXECUTABLE, ident, ""
@@ -76,8 +76,9 @@ def file_state(path: str, dirs: dict[str, str | None] | None = None,
                 dfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW |
                               os.O_CLOEXEC)
                 try:
-                    noted[directory] = identity.of_fd(dfd)
-                    dirs[directory] = _untrusted(os.fstat(dfd), "directory", directory)
+                    dst = os.fstat(dfd)
+                    noted[directory] = identity.of_stat(dst, directory)  # (a resolved path)
+                    dirs[directory] = _untrusted(dst, "directory", directory)
                 finally:
                     os.close(dfd)
             why = dirs[directory]

@@ -17,6 +17,8 @@ from ..model.catalog import Catalog
 from ..model.policy import Policy
 from ..model.problems import Place
 from .nodes import Node, YamlError
+
+Parsed = Node | YamlError | None  # a file's YAML: its root node, or why it is not YAML
 from .validate import Merger
 from .yamlnodes import parse
 
@@ -133,33 +135,45 @@ def load_policy(main: str, catalog: Catalog, only: str | None = None,
 
 class PolicyCache:
     """The last policy made, with the exact texts it was made from: a daemon reads the files at
-    every run (a few small reads) and parses and validates them again only when one changed."""
+    every run (a few small reads) and makes the policy again only when one changed, parsing
+    again only the files whose text changed (their nodes are kept, by path and text)."""
 
     def __init__(self) -> None:
         self._key: tuple[object, ...] | None = None
         self._policy: Policy | None = None
+        self._parsed: dict[tuple[str, str], Parsed] = {}
 
     def load(self, main: str, catalog: Catalog, seen: identity.Seen | None = None) -> Policy:
         texts = _texts(main, seen=seen)
         key = (main, id(catalog), *((path, text if isinstance(text, str) else
                                      (text.place, text.message)) for path, text in texts))
         if self._policy is None or key != self._key:
-            self._policy, self._key = policy_from(texts, catalog, main), key
+            # Only the files there are now: the nodes of texts replaced are let go.
+            parsed = {(p, t): self._parsed[p, t] for p, t in texts
+                      if isinstance(t, str) and (p, t) in self._parsed}
+            self._policy, self._key = policy_from(texts, catalog, main, parsed=parsed), key
+            self._parsed = parsed
         return self._policy
 
 
+def _parse(text: str) -> Parsed:
+    try:
+        return parse(text)
+    except YamlError as e:
+        return e
+
+
 def policy_from(texts: list[tuple[str, str | Unreadable]], catalog: Catalog, main: str,
-                whole: bool = True) -> Policy:
-    """The policy the texts of these files (in merge order) make."""
+                whole: bool = True, parsed: dict[tuple[str, str], Parsed] | None = None) -> Policy:
+    """The policy the texts of these files (in merge order) make; `parsed` keeps each file's
+    nodes by path and text (those missing are parsed and added)."""
+    parsed = {} if parsed is None else parsed
     merger = Merger(catalog)
     for path, text in texts:
         if isinstance(text, Unreadable):
             merger.unreadable(text.place, text.message)
             continue
-        root: Node | YamlError | None
-        try:
-            root = parse(text)
-        except YamlError as e:
-            root = e
-        merger.add_file(path, root, main=path == main)
+        if (path, text) not in parsed:
+            parsed[path, text] = _parse(text)
+        merger.add_file(path, parsed[path, text], main=path == main)
     return merger.result(tuple(path for path, _ in texts), whole)
