@@ -54,9 +54,10 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def replayed(argv: list[str]) -> int | None:
-    """`--once` by the boot record, when the arguments are only --once and the paths (else a
-    full run parses them) and the record holds; None: run in full."""
+def light_arguments(argv: list[str]) -> tuple[bool, dict[str, str]] | None:
+    """(whether --once is asked, the path and log options), when the arguments are only those
+    and --no-dbus or --no-mount, well-formed: what the boot record's replay needs to know
+    before argparse and the rest are imported. None: anything else (argparse decides)."""
     from ..kernel.raw import DEFAULT_PATH as BINFMT_PATH
     from ..policy import DEFAULT_PATH as POLICY_PATH
     values = {"--config": POLICY_PATH, "--binfmt-dir": BINFMT_PATH, "--log-target": "auto"}
@@ -64,14 +65,19 @@ def replayed(argv: list[str]) -> int | None:
     while rest:
         arg = rest.pop(0)
         name, eq, value = arg.partition("=")
-        if arg == "--once":
-            once = True
-        elif name in values and (eq or rest):
-            values[name] = value if eq else rest.pop(0)
+        if arg in ("--once", "--no-dbus", "--no-mount"):
+            once = once or arg == "--once"
+        elif name in values and eq:
+            values[name] = value
+        elif arg in values and rest and not rest[0].startswith("-"):
+            values[arg] = rest.pop(0)
         else:
             return None
-    if not once or values["--log-target"] not in _LOG_TARGETS:
-        return None
+    return (once, values) if values["--log-target"] in _LOG_TARGETS else None
+
+
+def replayed(values: dict[str, str]) -> int | None:
+    """`--once` by the boot record, when it holds; None: run in full."""
     from ..reconciler.record import replay
     from ..service.logs import open_log
     done = replay(values["--config"], values["--binfmt-dir"], open_log(values["--log-target"]).send)
@@ -79,6 +85,29 @@ def replayed(argv: list[str]) -> int | None:
         return None
     print(done.printed)
     return done.code
+
+
+class Early:
+    """A service's start before the rest of it is imported: the log, the table's lock, a stop
+    asked for meanwhile (kept, and done once the main loop runs), and READY=1 when the table is
+    as the boot record says (the first full run follows at once and checks it all)."""
+
+    def __init__(self, config: str, binfmt_dir: str, log_target: str) -> None:
+        import signal
+
+        from ..reconciler.record import replay
+        from ..service.lock import TableLock
+        from ..service.logs import open_log
+        from ..service.systemd_glue import notify
+        self.log = open_log(log_target)
+        self.asked: list[int] = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda n, _: self.asked.append(n))
+        self.lock = TableLock(binfmt_dir)
+        if self.lock.take() is None:
+            done = replay(config, binfmt_dir, self.log.send, settled=True)
+            if done is not None:
+                notify("READY=1", f"STATUS={done.summary}; starting")
 
 
 def run_once(args: argparse.Namespace) -> int:
@@ -114,9 +143,14 @@ def unregister(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    code = replayed(sys.argv[1:] if argv is None else argv)
-    if code is not None:
-        return code
+    argv = sys.argv[1:] if argv is None else argv
+    light, early = light_arguments(argv), None
+    if light is not None and light[0]:
+        code = replayed(light[1])
+        if code is not None:
+            return code
+    elif light is not None:
+        early = Early(light[1]["--config"], light[1]["--binfmt-dir"], light[1]["--log-target"])
     args = parser().parse_args(argv)
     if args.dry_run and not args.once:
         parser().error("--dry-run goes with --once")
@@ -128,39 +162,20 @@ def main(argv: list[str] | None = None) -> int:
         return unregister(args)
     if args.once:
         return run_once(args)
-    return serve(args)
+    return serve(args, early or Early(args.config, args.binfmt_dir, args.log_target))
 
 
-def serve(args: argparse.Namespace) -> int:
-    import signal
-
-    from ..reconciler.record import replay
-    from ..service.lock import TableLock
-    from ..service.logs import open_log
-    from ..service.systemd_glue import notify
-    log = open_log(args.log_target)
-    # Until the main loop takes them over, a stop asked for is kept, and done once it runs:
-    # READY=1 may come before the rest is imported, and a stop right after it is a clean one.
-    asked: list[int] = []
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda n, _: asked.append(n))
-    lock = TableLock(args.binfmt_dir)
-    if lock.take() is None:
-        # The table as the boot record says, before importing the rest (about 60 ms here):
-        # ready as soon as it is so; the first full run follows at once and checks it all.
-        done = replay(args.config, args.binfmt_dir, log.send, settled=True)
-        if done is not None:
-            notify("READY=1", f"STATUS={done.summary}; starting")
+def serve(args: argparse.Namespace, early: Early) -> int:
     # Only the service needs the main loop, the watcher and systemd: imported here.
     from ..model.options import Options
     from .common import config_from
     from .service import build_service
     options = Options(safety_interval=args.safety_interval, repair_limit=args.repair_limit,
                       repair_window=args.repair_window, mount=not args.no_mount)
-    service = build_service(config_from(args), options, log, dbus=not args.no_dbus,
-                            metrics=args.metrics_textfile, lock=lock)
+    service = build_service(config_from(args), options, early.log, dbus=not args.no_dbus,
+                            metrics=args.metrics_textfile, lock=early.lock)
     service.start()
-    if asked and not service.exit_code:
+    if early.asked and not service.exit_code:
         service.loop.call_soon_threadsafe(service.stop)
     if not service.exit_code:
         service.loop.run()
