@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from multiarchd.reconciler.record import escape, unescape
+from multiarchd.model.registration import OWNED_PREFIX
+from multiarchd.reconciler.record import OURS, escape, unescape
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.commands import DaemonStarter, PolicyWriter
 from tests.support.paths import DEFAULT_POLICY
@@ -173,6 +174,10 @@ def test_other_arguments_are_a_full_run() -> None:
                                     "--config", str(DEFAULT_POLICY)),
                            capture_output=True, text=True)
         assert r.stderr.splitlines()[-1] == "full run" and ns.names() == []
+
+
+def test_the_record_knows_our_entries_as_the_model_does() -> None:
+    assert OURS == OWNED_PREFIX  # (spelled out there to stay light to import)
 
 
 @pytest.mark.parametrize("text", ["", "a\tb", "x\\ty\nz\\", "\\\\x7f\\n", "\\", "é\t\n\\n"])
