@@ -40,3 +40,27 @@ def test_what_saves_look_like(tmp_path: Path) -> None:
     assert writes and all(name in ("arches.yaml", "arches.yaml.new") for name, _ in writes)
     assert ("arches.yaml", "closed") in seen and ("arches.yaml.new", "moved") in seen
     assert (tmp_path.name, "modified") not in seen  # the directory itself is only "changed"
+
+
+def test_renames_leave_nothing_behind_in_the_watcher(tmp_path: Path) -> None:
+    """watchdog before 7 keeps every move it paired (its issue #1041), about 1 KiB a rename:
+    a daemon watching /usr/bin through a year of upgrades, or a policy saved by an editor
+    every day, would grow without end. Renames of names the watch does not want count too."""
+    moves = threading.Event()
+    st = tmp_path.stat()
+    watcher = Watcher(lambda path, kind: moves.set() if path.endswith("/x") else None)
+    watcher.start()
+    try:
+        watcher.update({Watch(str(tmp_path), frozenset({"arches.yaml", "last"}), False,
+                              (st.st_dev, st.st_ino))})
+        for i in range(200):
+            (tmp_path / f"other.{i}").write_text("x")
+            os.replace(tmp_path / f"other.{i}", tmp_path / f"unwanted.{i}")
+        (tmp_path / "x").write_text("x")
+        os.replace(tmp_path / "x", tmp_path / "last")
+        assert moves.wait(10)
+        kept = [getattr(getattr(getattr(e, "_inotify", None), "_inotify", None),
+                        "_moved_from_events", {}) for e in watcher.observer.emitters]
+    finally:
+        watcher.stop()
+    assert sum(len(k) for k in kept) <= 1  # (watchdog 7 keeps none of its own)

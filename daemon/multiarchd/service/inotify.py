@@ -21,11 +21,15 @@ from .watches import Watch
 
 
 class _Handler(FileSystemEventHandler):  # type: ignore[misc]
-    def __init__(self, watch: Watch, on_event: Callable[[str, str], None]) -> None:
+    def __init__(self, watch: Watch, on_event: Callable[[str, str], None],
+                 moved: Callable[[], None]) -> None:
         self.watch = watch
         self.on_event = on_event
+        self.moved = moved
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type == "moved":  # any, wanted or not (dpkg renames in /usr/bin)
+            self.moved()
         if event.event_type in ("opened", "closed_no_write"):
             return
         paths = [event.src_path, getattr(event, "dest_path", "")]
@@ -60,6 +64,17 @@ class Watcher:
     def start(self) -> None:
         self.observer.start()
 
+    def _forget_moves(self) -> None:
+        """watchdog before 7 keeps every IN_MOVED_FROM it pairs, for ever (its issue #1041:
+        about 1 KiB a rename, and every editor saves by rename). Once a move has been told,
+        its record is let go; a move whose two halves straddle this is then told as a
+        creation, which is the same news to us: look again."""
+        for emitter in list(self.observer.emitters):
+            buffer = getattr(emitter, "_inotify", None)
+            forget = getattr(getattr(buffer, "_inotify", None), "clear_move_records", None)
+            if forget is not None:
+                forget()
+
     def update(self, watches: set[Watch]) -> bool:
         for gone in set(self.current) - watches:
             self.observer.unschedule(self.current.pop(gone))
@@ -69,7 +84,7 @@ class Watcher:
             try:
                 how = {"event_filter": _WANTED} if _FILTERS else {}
                 self.current[new] = self.observer.schedule(
-                    _Handler(new, self.on_event), new.directory, recursive=new.recursive, **how)
+                    _Handler(new, self.on_event, self._forget_moves), new.directory, recursive=new.recursive, **how)
             except OSError as e:
                 self.failed[new] = e.strerror or str(e)
         return bool(watches - self.failed.keys() - before)
