@@ -64,11 +64,17 @@ def interleaved(trials: int, *runs: Callable[[], float]) -> list[list[float]]:
     return times
 
 
-def timed(fn: Callable[[], object]) -> Callable[[], float]:
+def timed(fn: Callable[[], object], least: float = 0.005) -> Callable[[], float]:
+    """A trial of fn: repeated until it has taken `least` seconds (a tenth of a millisecond is
+    near the clock's noise), the time of one call."""
     def run() -> float:
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
+        start, calls = time.perf_counter(), 0
+        while True:
+            fn()
+            calls += 1
+            took = time.perf_counter() - start
+            if took >= least:
+                return took / calls
     return run
 
 
@@ -135,7 +141,7 @@ def main() -> None:
     print(f"  {'':<12}" + "".join(f"{s:>10}" for s in SIZES) + f"{'1033/133':>10}")
     for name in names:
         row = [results[s][name] for s in SIZES]
-        print(f"  {name:<12}" + "".join(f"{v:>10.2f}" for v in row) + f"{row[2] / row[1]:>9.1f}x")
+        print(f"  {name:<12}" + "".join(f"{v:>10.3f}" for v in row) + f"{row[2] / row[1]:>9.1f}x")
     for s in SIZES:
         r = results[s]
         print(f"  at {s:>4}: no-op run / table read {r['no-op run'] / r['table read']:.1f}x, "

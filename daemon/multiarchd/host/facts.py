@@ -51,14 +51,17 @@ def file_state(path: str, dirs: dict[str, str | None] | None = None,
     The file is opened first (following symlinks) and everything is checked on that descriptor,
     then every directory above the file actually opened: a file only root can replace, in
     directories only root can change, as sshd's StrictModes wants of authorized_keys. `dirs`
-    keeps what was found of each directory, for the next path; `seen` gets the identity of the
-    file and of each directory, as decided on.
+    keeps what was found of each directory and those above it, for the next path; `seen` gets
+    the identity of the file and of each directory, as decided on.
     """
     dirs = {} if dirs is None else dirs
     noted = {} if seen is None else seen.files
     noted[path] = identity.UNKNOWN
     try:
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        noted[path] = identity.MISSING
+        return FileState.MISSING, None, ""
     except OSError:
         return FileState.MISSING, None, ""
     try:
@@ -69,27 +72,31 @@ def file_state(path: str, dirs: dict[str, str | None] | None = None,
         if not stat.S_ISREG(st.st_mode) or not (st.st_mode & 0o111) or \
                 not os.access(f"/proc/self/fd/{fd}", os.X_OK):
             return FileState.NOT_EXECUTABLE, ident, ""
-        why = _untrusted(st, "interpreter", real if real == path else f"{path} (-> {real})")
-        directory = os.path.dirname(real)
-        while why is None:
-            if directory not in dirs:
-                dfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW |
-                              os.O_CLOEXEC)
-                try:
-                    dst = os.fstat(dfd)
-                    noted[directory] = identity.of_stat(dst, directory)  # (a resolved path)
-                    dirs[directory] = _untrusted(dst, "directory", directory)
-                finally:
-                    os.close(dfd)
-            why = dirs[directory]
-            if directory == "/":
-                break
-            directory = os.path.dirname(directory)
+        why = _untrusted(st, "interpreter", real if real == path else f"{path} (-> {real})") \
+            or _directories(os.path.dirname(real), dirs, noted)
     except OSError:
         return FileState.MISSING, None, ""  # gone while we looked
     finally:
         os.close(fd)
     return (FileState.UNTRUSTED, ident, why) if why else (FileState.OK, ident, "")
+
+
+def _directories(directory: str, dirs: dict[str, str | None], noted: dict[str, str]
+                 ) -> str | None:
+    """Why `directory` or one above it cannot be trusted (None: all can), each looked at once
+    per run (`dirs`)."""
+    if directory not in dirs:
+        dfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            st = os.fstat(dfd)
+            noted[directory] = identity.of_stat(st, directory)  # (a resolved path)
+            why = _untrusted(st, "directory", directory)
+        finally:
+            os.close(dfd)
+        if why is None and directory != "/":
+            why = _directories(os.path.dirname(directory), dirs, noted)
+        dirs[directory] = why
+    return dirs[directory]
 
 
 def candidate_paths(policy: Policy | None, catalog: Catalog) -> set[str]:
@@ -102,7 +109,6 @@ def candidate_paths(policy: Policy | None, catalog: Catalog) -> set[str]:
 
 
 _Found = tuple[FileState, FileId | None, str]
-_NOTHING: _Found = (FileState.MISSING, None, "")
 T = TypeVar("T")
 
 
@@ -121,12 +127,7 @@ class _Files:
         if path not in self.paths:
             return None
         if path not in self.found:
-            # Most candidates are not installed: a cheap existence check first (file_state
-            # checks again, on the file it opens, for those that are).
-            if os.access(path, os.F_OK):
-                self.found[path] = file_state(path, self.dirs, self.seen)
-            else:
-                self.found[path], self.seen.files[path] = _NOTHING, identity.MISSING
+            self.found[path] = file_state(path, self.dirs, self.seen)
         return self.found[path]
 
 
