@@ -3,7 +3,8 @@ removes its entries (at shutdown).
 
 Every boot runs `--once` (the early unit), so it comes first: when the boot record holds
 (reconciler/record.py), it is replayed having imported little more than this module; else the
-full run. Only the service (serve) imports the main loop, the watcher, D-Bus and systemd.
+full run. The service likewise replays it (Early) before importing the rest and says READY=1.
+Only the service (serve) imports the main loop, the watcher, D-Bus and systemd.
 """
 
 from __future__ import annotations
