@@ -101,23 +101,24 @@ def _foreign_actions(desired: Desired, observed: Observed) -> list[Action]:
     return actions
 
 
-def _owned_action(entry: Entry, desired: Desired, held: Mapping[str, FileId]) -> Action | None:
-    want = desired.want(entry.name)
+def _owned_action(entry: Entry, name: str, desired: Desired, held: Mapping[str, FileId]
+                  ) -> Action | None:
+    want = desired.want(name)
     if want is None:
-        return Action(Kind.REMOVE, entry.name, "not in the policy")
+        return Action(Kind.REMOVE, name, "not in the policy")
     if want.frozen:
         return None
     if want.registration is None:
-        return Action(Kind.REMOVE, entry.name, f"{want.label} is {want.verdict}: {want.message}")
+        return Action(Kind.REMOVE, name, f"{want.label} is {want.verdict}: {want.message}")
     if entry.registration != want.registration:
-        return Action(Kind.REPLACE, entry.name, _differences(entry.registration, want.registration),
+        return Action(Kind.REPLACE, name, _differences(entry.registration, want.registration),
                       want.registration)
-    opened = held.get(entry.name)
-    if "F" in want.registration.flags and opened and opened != want.interpreter_id:
-        return Action(Kind.REPLACE, entry.name, f"{want.registration.interpreter} was replaced on "
+    opened = held.get(name)
+    if opened and opened != want.interpreter_id and "F" in want.registration.flags:
+        return Action(Kind.REPLACE, name, f"{want.registration.interpreter} was replaced on "
                       "disk; F keeps the old file open until re-registered", want.registration)
     if not entry.enabled:
-        return Action(Kind.ENABLE, entry.name, "was disabled by someone else")
+        return Action(Kind.ENABLE, name, "was disabled by someone else")
     return None
 
 
@@ -125,12 +126,15 @@ def plan(desired: Desired, observed: Observed, held: Mapping[str, FileId] | None
     """`held`: for entries registered with F, which interpreter file the kernel holds open
     (known to whoever registered them; the kernel does not tell)."""
     actions = _foreign_actions(desired, observed)
+    held = held or {}
+    present = set()
     for entry in observed.entries:
-        if owned(entry.name):
-            action = _owned_action(entry, desired, held or {})
+        name = entry.name
+        present.add(name)
+        if owned(name):
+            action = _owned_action(entry, name, desired, held)
             if action is not None:
                 actions.append(action)
-    present = {e.name for e in observed.entries}
     for want in desired.wants:
         if want.registration is not None and want.entry not in present:
             actions.append(Action(Kind.REGISTER, want.entry,

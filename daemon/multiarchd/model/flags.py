@@ -20,6 +20,9 @@ class Flags:
 
     letters: str = ""
 
+    def __eq__(self, other: object) -> bool:  # (as dataclass's, without building tuples)
+        return self.letters == other.letters if isinstance(other, Flags) else NotImplemented
+
     @classmethod
     def parse(cls, text: str, strict: bool = True) -> Flags:
         """`strict`: an unknown letter is an error, else ignored (a newer kernel's flag)."""

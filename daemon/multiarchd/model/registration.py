@@ -66,6 +66,17 @@ class Registration:
     offset: int = 0
     extension: str | None = None  # set for an E (extension) entry, without the dot
 
+    def __eq__(self, other: object) -> bool:
+        # Field by field, the most telling first, with none of the tuples dataclass's own
+        # builds: a daemon compares every entry with what it wants at every run.
+        if not isinstance(other, Registration):
+            return NotImplemented
+        return self is other or (
+            self.name == other.name and self.magic == other.magic and
+            self.interpreter == other.interpreter and self.flags == other.flags and
+            self.mask == other.mask and self.offset == other.offset and
+            self.extension == other.extension)
+
     @property
     def kind(self) -> str:
         return "E" if self.extension is not None else "M"
