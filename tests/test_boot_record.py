@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, strategies as st
 
-from multiarchd.model.registration import OWNED_PREFIX
+from multiarchd.kernel import raw
+from multiarchd.kernel.table import BinfmtTable
+from multiarchd.model.registration import OWNED_PREFIX, RESERVED_NAMES
 from multiarchd.reconciler.record import OURS, escape, unescape
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.commands import DaemonStarter, PolicyWriter
@@ -85,7 +87,9 @@ def test_the_service_started_with_a_record_is_ready_with_the_table_applied_and_t
     d = start_daemon(DEFAULT_POLICY, binfmt, ready=False)
     d.wait_notify("READY=1")
     assert len(binfmt.names()) == 33
-    d.wait_notify("STATUS=converged: 33 active")
+    # Said from the record, before the rest of the daemon was imported; then from its first run.
+    assert d.wait_notify("STATUS=") == "STATUS=converged: 33 active; starting"
+    d.wait_until(lambda: "STATUS=converged: 33 active" in d.messages, "the first run's STATUS")
     d.signal(signal.SIGTERM)  # straight away: still a clean stop
     d.wait_notify("STOPPING=1")
     assert d.stop() == 0
@@ -176,8 +180,24 @@ def test_other_arguments_are_a_full_run() -> None:
         assert r.stderr.splitlines()[-1] == "full run" and ns.names() == []
 
 
-def test_the_record_knows_our_entries_as_the_model_does() -> None:
-    assert OURS == OWNED_PREFIX  # (spelled out there to stay light to import)
+def test_the_light_modules_know_our_entries_and_the_control_files_as_the_model_does() -> None:
+    # (spelled out there to stay light to import)
+    assert OURS == OWNED_PREFIX and raw.CONTROL == RESERVED_NAMES
+
+
+@pytest.mark.parametrize("file, text", [("status", "-1"), ("status", "0"), ("register", "-1"),
+                                        ("..", "-1"), ("a/b", "0"), ("multiarch-x", ":x:M::a::/b:")])
+def test_no_write_reaches_status_nor_anything_but_a_line_reaches_register(
+        tmp_path: Path, file: str, text: str) -> None:
+    with pytest.raises(ValueError, match="refusing"):
+        raw.write(str(tmp_path / "nothing-here"), file, text)
+    table = BinfmtTable(str(tmp_path))  # and so through the table, whose only writer it is
+    if text == "-1":
+        with pytest.raises(ValueError, match="refusing"):
+            table.remove(file)
+    elif text == "0":
+        with pytest.raises(ValueError, match="refusing"):
+            table.set_enabled(file, False)
 
 
 @pytest.mark.parametrize("text", ["", "a\tb", "x\\ty\nz\\", "\\\\x7f\\n", "\\", "é\t\n\\n"])

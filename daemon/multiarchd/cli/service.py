@@ -8,8 +8,8 @@ from functools import partial
 
 from ..catalog import load_catalog
 from ..host.facts import host_arch
-from ..host.native import native
 from ..host.keep import write_whole
+from ..host.native import native
 from ..host.probing import verify
 from ..kernel.table import DEFAULT_PATH, BinfmtTable
 from ..model.options import Options
@@ -22,8 +22,8 @@ from ..service.lock import TableLock
 from ..service.metrics import Exporter
 from ..service.protocols import Bus, Log
 from ..service.service import Service
-from ..service.systemd_glue import notify, watchdog_interval
 from ..service.proven import Proven
+from ..service.systemd_glue import notify, watchdog_interval
 from ..service.verifier import Verifier
 
 

@@ -107,13 +107,12 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
         return Want(arch.name, "arch", entry, None, Why.NATIVE, explicit=explicit,
                     message=f"runs natively on this {host.arch} host (its probe ran with an "
                             "empty binfmt_misc table)")
-    base = Want(arch.name, "arch", entry, None, explicit=explicit)
     if host.native is None and catalog.family_of(arch.name) == catalog.family_of(host.arch):
-        return replace(base, verdict=Why.NATIVE,
-                       message=f"runs natively on this {host.arch} host (same family)")
+        return Want(arch.name, "arch", entry, None, Why.NATIVE, explicit=explicit,
+                    message=f"runs natively on this {host.arch} host (same family)")
     if policy.spoiled("arch", arch.name):
-        return replace(base, verdict=Why.ERROR, frozen=True,
-                       message="policy error (see above): its entry is left as it is")
+        return Want(arch.name, "arch", entry, None, Why.ERROR, frozen=True, explicit=explicit,
+                    message="policy error (see above): its entry is left as it is")
     default_rule = ArchRule(arch=arch.name, place=Place(""))
     picked = _pick(arch, rule or default_rule, policy, catalog, host)
     emulator, interpreter = picked if picked else (None, None)

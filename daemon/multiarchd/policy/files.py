@@ -17,10 +17,10 @@ from ..model.catalog import Catalog
 from ..model.policy import Policy
 from ..model.problems import Place
 from .nodes import Node, YamlError
-
-Parsed = Node | YamlError | None  # a file's YAML: its root node, or why it is not YAML
 from .validate import Merger
 from .yamlnodes import parse
+
+Parsed = Node | YamlError | None  # a file's YAML: its root node, or why it is not YAML
 
 MAX_BYTES = identity.TEXT_MAX  # 1 MiB: a policy is a few hundred bytes
 

@@ -143,11 +143,11 @@ def _pairs(fields: list[str]) -> dict[str, str]:
 
 
 class Replayed:
-    """What a replay did: the text --once prints, its exit status, the one-line summary (as the
-    service's STATUS=), and whether it wrote anything."""
+    """What a replay says: the text --once prints, its exit status, and the one-line summary
+    (as the service's STATUS=)."""
 
-    def __init__(self, printed: str, code: int, summary: str, wrote: bool) -> None:
-        self.printed, self.code, self.summary, self.wrote = printed, code, summary, wrote
+    def __init__(self, printed: str, code: int, summary: str) -> None:
+        self.printed, self.code, self.summary = printed, code, summary
 
 
 def replay(policy_path: str, binfmt_dir: str, send: Callable[[dict[str, str]], None],
@@ -178,7 +178,7 @@ def replay(policy_path: str, binfmt_dir: str, send: Callable[[dict[str, str]], N
         [ln for ln in r.lines if ln.startswith("status\t")]
     printed, code, summary = r.one("print"), r.one("exit"), r.one("summary")
     done = Replayed(printed[0] if printed else "", int(code[0]) if code else 1,
-                    summary[0] if summary else "", wrote=False)
+                    summary[0] if summary else "")
     if settled and after == table:
         return done
     if table != before:
@@ -191,5 +191,4 @@ def replay(policy_path: str, binfmt_dir: str, send: Callable[[dict[str, str]], N
         send(_pairs(fields))
     for fields in r.fields("log"):
         send(_pairs(fields))
-    done.wrote = True
     return done

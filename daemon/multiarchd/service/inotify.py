@@ -84,7 +84,8 @@ class Watcher:
             try:
                 how = {"event_filter": _WANTED} if _FILTERS else {}
                 self.current[new] = self.observer.schedule(
-                    _Handler(new, self.on_event, self._forget_moves), new.directory, recursive=new.recursive, **how)
+                    _Handler(new, self.on_event, self._forget_moves), new.directory,
+                    recursive=new.recursive, **how)
             except OSError as e:
                 self.failed[new] = e.strerror or str(e)
         return bool(watches - self.failed.keys() - before)

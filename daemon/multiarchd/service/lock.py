@@ -10,7 +10,6 @@ import os
 from ..host import keep
 
 
-
 class TableLock:
     def __init__(self, binfmt_dir: str, runtime_dir: str | None = None) -> None:
         self.binfmt_dir = binfmt_dir
