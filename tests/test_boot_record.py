@@ -47,6 +47,7 @@ def boot(config: Path, *other_entries: str) -> tuple[int, str, str, dict[str, st
         return r.returncode, r.stdout, stderr + "\n" if stderr else "", ns.snapshot(), how
 
 
+@pytest.mark.kernel  # fresh private binfmt_misc tables (no user namespaces in a chroot)
 def test_the_next_boot_replays_the_record_and_says_what_a_full_run_says() -> None:
     full = boot(DEFAULT_POLICY)
     assert full[4] == "full run" and full[0] == 0 and "converged: 33 active" in full[1]
@@ -55,6 +56,7 @@ def test_the_next_boot_replays_the_record_and_says_what_a_full_run_says() -> Non
     assert again[:4] == full[:4]  # exit status, report, one line per entry registered, table
 
 
+@pytest.mark.kernel  # fresh private binfmt_misc tables (no user namespaces in a chroot)
 def test_other_tools_entries_are_part_of_what_the_record_holds() -> None:
     full = boot(DEFAULT_POLICY, QEMU_AARCH64)
     assert "overlaps foreign qemu-aarch64" in full[1]
@@ -97,6 +99,7 @@ def test_the_service_started_with_a_record_is_ready_with_the_table_applied_and_t
     assert len(registered) == len(set(registered)) == 33  # the first full run redid nothing
 
 
+@pytest.mark.kernel  # fresh private binfmt_misc tables (no user namespaces in a chroot)
 def test_a_policy_edit_is_a_full_run(policy: PolicyWriter) -> None:
     config = policy("arches: all\n")
     assert boot(config)[4] == "full run"
@@ -157,6 +160,7 @@ def test_a_table_holding_our_entries_already_is_a_full_run_that_changes_nothing(
     assert {n: os.stat(os.path.join(binfmt.path, n)).st_ino for n in binfmt.names()} == inodes
 
 
+@pytest.mark.kernel  # fresh private binfmt_misc tables (no user namespaces in a chroot)
 def test_a_record_others_could_have_written_is_not_believed() -> None:
     assert boot(DEFAULT_POLICY)[4] == "full run"
     record = Path(os.environ["CACHE_DIRECTORY"], "boot-record")
@@ -166,6 +170,7 @@ def test_a_record_others_could_have_written_is_not_believed() -> None:
     assert boot(DEFAULT_POLICY)[4] == "replayed"
 
 
+@pytest.mark.kernel  # fresh private binfmt_misc tables (no user namespaces in a chroot)
 def test_other_arguments_are_a_full_run() -> None:
     assert boot(DEFAULT_POLICY)[4] == "full run"
     with PrivateBinfmt() as ns:
@@ -209,3 +214,121 @@ def test_escaping_keeps_every_field_whole(text: str) -> None:
 @given(st.text())
 def test_escaping_round_trips_any_text(text: str) -> None:
     assert unescape(escape(text)) == text
+
+
+# -- a record that cannot be stale or partial --------------------------------------------------
+
+def _record() -> Path:
+    return Path(os.environ["CACHE_DIRECTORY"], "boot-record")
+
+
+@pytest.mark.kernel  # fresh private binfmt_misc tables (no user namespaces in a chroot)
+def test_a_record_cut_short_anywhere_is_a_full_run_that_registers_everything() -> None:
+    full = boot(DEFAULT_POLICY)
+    assert full[4] == "full run"
+    whole = _record().read_bytes()
+    rng = __import__("random").Random(16)
+    # (all but the last newline, without which a record is still whole)
+    cuts = sorted({*rng.sample(range(1, len(whole) - 1), 24), len(whole) - 2, len(whole) - 3})
+    for cut in cuts:
+        _record().write_bytes(whole[:cut])
+        code, out, err, table, how = boot(DEFAULT_POLICY)
+        assert (code, how, len(table)) == (0, "full run", 33), (cut, err)
+        assert "Traceback" not in err and table == full[3]
+    _record().write_bytes(whole + b"log\tMESSAGE=more\n")  # something appended
+    assert boot(DEFAULT_POLICY)[4] == "full run"
+
+
+@pytest.mark.kernel  # fresh private binfmt_misc tables (no user namespaces in a chroot)
+def test_a_record_too_large_is_neither_kept_nor_read(policy: PolicyWriter) -> None:
+    custom = "".join(f"  - {{name: c{i}, extension: e{i}, interpreter: /usr/bin/true}}\n"
+                     for i in range(2000))
+    config = policy("arches: all\ncustom:\n" + custom)
+    for _ in range(2):
+        code, out, err, table, how = boot(config)
+        assert (code, how, len(table)) == (0, "full run", 2033), err
+    assert not _record().exists()
+    assert boot(DEFAULT_POLICY)[4] == "full run"
+    whole = _record().read_text()
+    _record().write_text(whole[:-1] + "x" * (1 << 20) + "\n")  # over the limit, however sealed
+    assert boot(DEFAULT_POLICY)[4] == "full run"
+
+
+@pytest.mark.parametrize("kept", ["cache", "runtime"])
+@pytest.mark.kernel  # fresh private binfmt_misc tables (no user namespaces in a chroot)
+def test_a_fifo_where_a_kept_file_goes_hangs_nothing(kept: str) -> None:
+    directory = Path(os.environ["CACHE_DIRECTORY" if kept == "cache" else "RUNTIME_DIRECTORY"])
+    directory.mkdir(parents=True, exist_ok=True)
+    name = directory / ("boot-record" if kept == "cache" else "native")
+    saved = name.read_bytes() if name.exists() else None
+    name.unlink(missing_ok=True)
+    os.mkfifo(name)
+    try:
+        code, out, err, table, how = boot(DEFAULT_POLICY)  # (boot() times out at 120 s)
+        assert (code, how, len(table)) == (0, "full run", 33), err
+    finally:
+        name.unlink(missing_ok=True)
+        if saved is not None:
+            name.write_bytes(saved)
+
+
+def test_an_interpreter_on_a_mount_made_noexec_is_a_full_run(
+        policy: PolicyWriter, trusted_dir: Path) -> None:
+    (trusted_dir / "bin").mkdir()
+    shutil.copy("/usr/bin/qemu-s390x-static", trusted_dir / "bin" / "qemu-s390x-static")
+    config = policy(f"arches:\n  s390x: {{interpreter: {trusted_dir}/bin/qemu-s390x-static, "
+                    "flags: [P]}\n")
+    assert boot(config)[3].keys() == {"multiarch-s390x"}
+    assert boot(config)[4] == "replayed"
+    where = str(trusted_dir / "bin")
+    subprocess.run(["mount", "--bind", where, where], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,noexec", where], check=True)
+        code, out, err, table, how = boot(config)
+    finally:
+        subprocess.run(["umount", where], check=True)
+    assert (code, how, table) == (2, "full run", {}), out
+
+
+@pytest.mark.kernel  # fresh private binfmt_misc tables (no user namespaces in a chroot)
+def test_the_code_is_known_by_its_content(tmp_path: Path) -> None:
+    """An edit of the catalog that keeps its size and modification time still counts."""
+    import multiarchd
+    copy = Path("/var/lib") / f"multiarchd-code-{os.getpid()}"
+    shutil.copytree(Path(multiarchd.__file__).parent, copy / "multiarchd")
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    try:
+        def boot_with_copy() -> str:
+            with PrivateBinfmt() as ns:
+                r = subprocess.run(ns.enter(sys.executable, "-c", _ONCE, "--once", "--config",
+                                            str(DEFAULT_POLICY)),
+                                   capture_output=True, text=True, timeout=120, env=env)
+                return r.stderr.splitlines()[-1]
+        assert boot_with_copy() == "full run"
+        assert boot_with_copy() == "replayed"
+        catalog = copy / "multiarchd" / "catalog" / "catalog.toml"
+        before = catalog.stat()
+        text = catalog.read_text()
+        catalog.write_text(text.replace("\\xff", "\\xfe", 1))
+        os.utime(catalog, ns=(before.st_atime_ns, before.st_mtime_ns))
+        assert catalog.stat().st_size == before.st_size
+        assert boot_with_copy() == "full run"
+    finally:
+        shutil.rmtree(copy)
+
+
+def test_a_drop_in_name_holding_a_newline_is_not_two_names(tmp_path: Path) -> None:
+    from multiarchd.identity import listing_of
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "50-off.yaml\nzz").touch()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "50-off.yaml").touch()
+    (tmp_path / "b" / "zz").touch()
+    assert listing_of(str(tmp_path / "a")) != listing_of(str(tmp_path / "b"))
+
+
+def test_only_the_boot_path_keeps_the_record(binfmt: PrivateBinfmt, policy: PolicyWriter) -> None:
+    from tests.support.commands import run
+    r = run("multiarchctl", "apply", "--local", binfmt=binfmt, config=policy("arches: all\n"))
+    assert r.returncode == 0, r.stderr
+    assert not _record().exists()

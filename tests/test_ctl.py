@@ -74,6 +74,21 @@ def test_check_config(policy: PolicyWriter) -> None:
                                 "F (fix-binary)")
     alone = ctl("check-config", str(main), "--json")  # the main file by itself is fine
     assert json.loads(alone.stdout)["ok"] is True and alone.returncode == 0
+    assert json.loads(alone.stdout)["role"] == "a main policy file"
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "defaults: {flags: [F]}\n"])
+def test_check_config_judges_a_file_as_a_run_would(policy: PolicyWriter, text: str) -> None:
+    """A file outside any arches.d is a main file: what --once --config FILE rejects, check-config
+    FILE rejects too; the same text in arches.d is a drop-in, which may say nothing."""
+    main = policy("arches: all\n")
+    lone = main.with_name("other.yaml")
+    lone.write_text(text)
+    r = ctl("check-config", str(lone))
+    assert r.returncode == 2 and f"{lone}:1:1: " in r.stdout, r.stdout
+    dropin = policy(text, "arches.d/50-x.yaml").parent / "arches.d" / "50-x.yaml"
+    r = ctl("check-config", str(dropin))
+    assert r.returncode == 0 and r.stdout.strip().endswith(": ok (judged as a drop-in)")
 
 
 def test_arches_lists_the_whole_catalog(binfmt: PrivateBinfmt) -> None:

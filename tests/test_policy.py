@@ -99,8 +99,8 @@ BAD = [
     ("arches:\n  aarch64: {enabled: maybe}\n", "2:22", "must be true or false",
      ("arch", "aarch64")),
     ("arches: 12\n", "1:9", "arches (`all` or a map of architectures) must be a map", None),
-    ("arches:\n  arm65: {}\n", "2:3", "unknown architecture 'arm65' (did you mean 'arm64'?)",
-     ("arch", "aarch64")),  # the one meant keeps its entry
+    ("arches:\n  arm65: {}\n  s390x: {}\n", "2:3", "unknown architecture 'arm65' (did you "
+     "mean 'arm64'?)", ("arch", "aarch64")),  # the one meant keeps its entry
     ("arches:\n  arm64: {}\n  aarch64: {}\n", "3:3", "'aarch64' is given twice: as 'arm64' at "
      "line 2", ("arch", "aarch64")),
     ("arches:\n  riscv64: {flags: [F, X]}\n", "2:24", "unknown flag 'X'; allowed: P",
@@ -173,6 +173,20 @@ BAD += [
     ("arches: !foo all\n", "1:9", "unknown tag '!foo'", None),
     ("arches: all\n---\narches: {}\n", "2:1", "a second YAML document", None),
     ("arches: " + "[" * 10000 + "\n", "1:40", "nested more than 32 levels deep", None),
+    # YAML values that used to raise out of the reader (a traceback, a daemon that stopped
+    # healing): each is a problem with its place.
+    ("arches: all\nx: " + "9" * 4301 + "\n", "2:4", "is too long to read", None),
+    ("arches: all\nupdated: 2023-02-30\n", "2:1", "unknown key 'updated'", None),
+    ("arches: {s390x: {enabled: !!int x}}\n", "1:27", "'x' is not a valid !!int", None),
+    ("arches: all\nupdated: !!float x\n", "2:10", "'x' is not a valid !!float", None),
+    ("arches: all\nupdated: !!bool maybe\n", "2:10", "'maybe' is not a valid !!bool", None),
+    ("arches: {all: {interpreter: /bin/true}}\n", "1:15", "arches.all cannot name an "
+     "interpreter", None),
+    # Typos that used to wipe every entry: rejected whole, nothing changed.
+    ("arches: {al: {}}\n", "1:9", "no name in arches is an architecture", None),
+    ("arches: {5: true}\n", "1:9", "no name in arches is an architecture", None),
+    ("defaults: {emulators: []}\narches: all\n", "1:23", "emulators is empty", None),
+    ("arches: {s390x: {emulators: []}}\n", "1:29", "emulators is empty", ("arch", "s390x")),
     ("a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
         f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n"
         for i in range(8)), "5:12", "more than 20000 values", None),

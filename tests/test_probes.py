@@ -99,6 +99,13 @@ def test_failures_are_said_in_words(binfmt: PrivateBinfmt, tmp_path: Path) -> No
         assert words in r.stdout, r.stdout
         if interpreter:
             binfmt.write("multiarch-s390x", "-1")
+    # Stopped from outside (systemd's SIGTERM to the unit as the service stops): no crash.
+    (tmp_path / "stopped").write_text("#!/bin/sh\nkill -TERM $$\n")
+    (tmp_path / "stopped").chmod(0o755)
+    binfmt.write("register", f":multiarch-s390x:M::{magic}:{mask}:{tmp_path}/stopped:")
+    r = ctl_inside(binfmt, "test", "s390x", "--local")
+    assert "untested" in r.stdout and "stopped by SIGTERM" in r.stdout, r.stdout
+    assert "crashed" not in r.stdout
 
 
 def test_unknown_arch_is_a_usage_error(binfmt: PrivateBinfmt) -> None:

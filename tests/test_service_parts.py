@@ -504,3 +504,14 @@ def test_table_events_from_the_runs_own_writes_make_no_new_run(tmp_path: Path) -
     rig.watcher.on_event(str(tmp_path / "usr-bin" / "qemu-s390x-static"), "modified")
     rig.loop.advance(1)
     assert rig.script.runs == 3  # an interpreter event always runs
+
+
+@pytest.mark.parametrize("usec,interval", [("30000000", 15.0), ("1", 0.1), ("-5", None),
+                                           ("abc", None), ("1e6", None), ("0", None),
+                                           ("", None)])
+def test_a_watchdog_timeout_systemd_could_not_mean_asks_for_no_busy_loop(
+        monkeypatch: pytest.MonkeyPatch, usec: str, interval: float | None) -> None:
+    from multiarchd.service.systemd_glue import watchdog_interval
+    monkeypatch.setenv("WATCHDOG_USEC", usec)
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    assert watchdog_interval() == interval

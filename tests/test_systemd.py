@@ -151,6 +151,27 @@ def test_installed_package_under_real_systemd(deb: Path, busybox: dict[str, Path
     assert host_table() == before
 
 
+def test_apt_remove_leaves_no_entry_and_logs_no_error(deb: Path, tmp_path: Path) -> None:
+    """Removed while the daemon runs (the usual case): it must be stopped before the early
+    unit's stop unregisters, else it puts every entry back with nothing left to remove them; a
+    probe stopped with the service is no emulator crash."""
+    c = BootedContainer(tmp_path)
+    try:
+        c.copy_in(deb, "/root/multiarchd.deb")
+        c.run("dpkg", "-i", "/root/multiarchd.deb")
+        assert state(c) == 's "converged"'
+        c.run("sh", "-c", "printf ':other:E::xyz::/bin/true:' > /proc/sys/fs/binfmt_misc/register")
+        mark = cursor(c)
+        c.run("dpkg", "--remove", "multiarchd")
+        assert list(c.table()) == ["other"]
+        errors = [json.loads(line) for line in c.run(
+            "journalctl", "-o", "json", "-p", "err", "--after-cursor", mark).stdout.splitlines()]
+        assert [r["MESSAGE"] for r in errors
+                if r.get("SYSLOG_IDENTIFIER") == "multiarchd"] == []
+    finally:
+        c.close()
+
+
 FOREIGN_AT_BOOT = """[Unit]
 Description=A foreign program at boot, with default dependencies and no retry
 [Service]

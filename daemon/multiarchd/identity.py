@@ -2,7 +2,7 @@
 same (the boot record, reconciler/record.py, is replayed only then):
 
 - each interpreter and directory by its identity: device, inode, mode, owner, group, size,
-  modification and change times, and the path it resolves to, taken from the very descriptor
+  modification and change times, its mount's flags (noexec), and the path it resolves to, taken from the very descriptor
   the run decided on. Every attribute a decision reads is there itself (type, mode, owner), so
   a timestamp that does not move within one clock tick hides nothing decided from;
 - each policy file by its text (an edit within one clock tick keeps the timestamps);
@@ -19,14 +19,18 @@ UNKNOWN = "?"  # could not be looked at cleanly: never equal to anything noted
 TEXT_MAX = 1 << 20  # policy/files.py reads no more of a policy file
 
 
-def of_stat(st: os.stat_result, real: str) -> str:
-    """`st` of the file at the resolved path `real`, as noted."""
+# Mount flags a decision reads: noexec refuses an interpreter, nosuid changes what `C` does.
+_MOUNT_FLAGS = os.ST_NOEXEC | os.ST_NOSUID | os.ST_RDONLY
+
+
+def of_stat(st: os.stat_result, real: str, mount: int) -> str:
+    """`st` of the file at the resolved path `real` on a mount with flags `mount`, as noted."""
     return (f"{st.st_dev}:{st.st_ino}:{st.st_mode:o}:{st.st_uid}:{st.st_gid}:{st.st_size}:"
-            f"{st.st_mtime_ns}:{st.st_ctime_ns}:{real}")
+            f"{st.st_mtime_ns}:{st.st_ctime_ns}:{mount & _MOUNT_FLAGS:x}:{real}")
 
 
 def of_fd(fd: int) -> str:
-    return of_stat(os.fstat(fd), os.readlink(f"/proc/self/fd/{fd}"))
+    return of_stat(os.fstat(fd), os.readlink(f"/proc/self/fd/{fd}"), os.fstatvfs(fd).f_flag)
 
 
 def of_path(path: str) -> str:
@@ -81,8 +85,10 @@ def text_of(path: str) -> str:
 
 
 def listing_of(directory: str) -> str:
+    """The names in `directory`, each ended by '/' (which no name can hold: a name with a
+    newline cannot pass for two)."""
     try:
-        return "\n".join(sorted(os.listdir(directory)))
+        return "".join(f"{name}/" for name in sorted(os.listdir(directory)))
     except (FileNotFoundError, NotADirectoryError):
         return MISSING
     except OSError:

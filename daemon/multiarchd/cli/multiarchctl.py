@@ -28,7 +28,7 @@ from ..model.errors import NotMounted, PolicyRejected, UnknownArchitecture
 from ..policy import DEFAULT_PATH as POLICY_PATH
 from ..model.policy import Policy
 from ..model.table import Observed
-from ..policy.files import Unreadable, dropins, load_policy, policy_files, read_text
+from ..policy.files import Unreadable, dropins, load_policy, policy_files, read_text, role
 from ..service.logs import StderrLog
 from .common import add_path_options, config_from, tell_outcomes
 from .sources import Local, Source, connect
@@ -173,6 +173,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         problems = desired(policy, catalog, host).problems
     if args.json:
         print(dumps({"files": list(policy.files), "ok": not problems,
+                     "role": role(args.file) if args.file else None,
                      "problems": [{"file": p.place.file, "line": p.place.line,
                                    "column": p.place.column, "message": p.message}
                                   for p in problems]}))
@@ -180,7 +181,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         for p in problems:
             print(p)
         if not problems:
-            print(f"{', '.join(policy.files)}: ok")
+            judged = f" (judged as {role(args.file)})" if args.file else ""
+            print(f"{', '.join(policy.files)}: ok{judged}")
     return EXIT_USAGE if problems else EXIT_OK
 
 

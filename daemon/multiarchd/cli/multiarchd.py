@@ -68,6 +68,8 @@ def light_arguments(argv: list[str]) -> tuple[bool, dict[str, str]] | None:
         name, eq, value = arg.partition("=")
         if arg in ("--once", "--no-dbus", "--no-mount"):
             once = once or arg == "--once"
+            if arg == "--no-mount":
+                values[arg] = "yes"
         elif name in values and eq:
             values[name] = value
         elif arg in values and rest and not rest[0].startswith("-"):
@@ -78,9 +80,25 @@ def light_arguments(argv: list[str]) -> tuple[bool, dict[str, str]] | None:
 
 
 def replayed(values: dict[str, str]) -> int | None:
-    """`--once` by the boot record, when it holds; None: run in full."""
+    """`--once` by the boot record, when it holds; None: run in full. A table not mounted yet
+    (a container's boot) is mounted first, as the full run would (only at its standard
+    place, and not with --no-mount)."""
+    import os
+
     from ..reconciler.record import replay
     from ..service.logs import open_log
+    binfmt = values["--binfmt-dir"]
+    if not os.path.exists(os.path.join(binfmt, "register")):
+        from ..kernel.raw import DEFAULT_PATH
+        if binfmt != DEFAULT_PATH or values.get("--no-mount"):
+            return None
+        import subprocess
+
+        from ..kernel.table import BinfmtTable
+        try:
+            BinfmtTable(binfmt).mount()
+        except (OSError, subprocess.CalledProcessError):  # the full run says why
+            return None
     done = replay(values["--config"], values["--binfmt-dir"], open_log(values["--log-target"]).send)
     if done is None:
         return None
@@ -118,7 +136,8 @@ def run_once(args: argparse.Namespace) -> int:
     from ..service.logs import open_log
     from .common import config_from, plan_exit_code, tell_outcomes
     try:
-        result = reconcile_once(config_from(args), dry_run=args.dry_run)
+        result = reconcile_once(config_from(args), dry_run=args.dry_run, mount=not args.no_mount,
+                                keep_record=True)
     except NotMounted as e:
         print(f"multiarchd: {e}", file=sys.stderr)
         return 1

@@ -45,6 +45,9 @@ class Desired:
     wants: tuple[Want, ...]
     foreign: ForeignMode
     problems: tuple[Problem, ...]
+    # The policy has a problem: an entry of ours it does not name is left as it is (a typo
+    # must never remove what the admin meant to keep), until the problems are fixed.
+    tentative: bool = False
 
     _by_entry: dict[str, Want] = field(init=False, repr=False, compare=False)
 
@@ -120,6 +123,10 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
         emulator, interpreter = "explicit", rule.interpreter
     base = Want(arch.name, "arch", entry, None, interpreter=interpreter, emulator=emulator,
                 explicit=explicit)
+    if rule is None and policy.problems:
+        return replace(base, verdict=Why.UNMANAGED, frozen=True,
+                       message="not in the policy; its entry is left as it is until the "
+                               "policy's problems are fixed")
     if rule is None:
         return replace(base, verdict=Why.UNMANAGED, message="not in the policy")
     if not rule.enabled:
@@ -167,7 +174,11 @@ def desired(policy: Policy, catalog: Catalog, host: Host) -> Desired:
     wants = [_arch_want(a, policy, catalog, host, problems) for a in catalog.arches.values()]
     spoiled_custom = {p.scope[1] for p in policy.problems if p.scope and p.scope[0] == "custom"}
     wants += [_custom_want(c, host, problems) for c in policy.custom]
+    # (a custom entry named like an architecture is refused, and must not freeze that
+    # architecture's own entry)
+    taken = {w.entry for w in wants}
     wants += [Want(name, "custom", OWNED_PREFIX + name, None, verdict=Why.ERROR, frozen=True,
                    explicit=True, message="policy error (see above): its entry is left as it is")
-              for name in sorted(spoiled_custom) if name not in {c.name for c in policy.custom}]
-    return Desired(wants=tuple(wants), foreign=policy.foreign, problems=tuple(problems))
+              for name in sorted(spoiled_custom) if OWNED_PREFIX + name not in taken]
+    return Desired(wants=tuple(wants), foreign=policy.foreign, problems=tuple(problems),
+                   tentative=bool(policy.problems))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from ..model.problems import Problem
 from ..model.registration import OWNED_PREFIX, printable
 from .plan import Kind, Outcome
-from .report import Report
+from .report import Report, Status
 
 # syslog priorities
 ERR, WARNING, NOTICE, INFO = 3, 4, 5, 6
@@ -42,6 +42,7 @@ class Event(enum.Enum):
     SECOND_DAEMON = ("e282a38a79474352b1ec04539803f3c6", ERR)  # another keeps the table
     NOTIFY_FAILED = ("c83c2bef79934523bd69807cc6512f72", WARNING)  # sd_notify could not be sent
     METRICS_UNWRITABLE = ("5426bf3c119743de941b1e7498345cf8", WARNING)  # --metrics-textfile
+    SHADOWED = ("78d0590bc0f94b848d4f2649f4420b19", WARNING)  # another tool's entry took over
 
     @property
     def message_id(self) -> str:
@@ -130,3 +131,10 @@ def conflict_record(entry: str, writes: int, window: float) -> Record:
                   f"{window:g} s); backing off, will repair again when it stops",
                   {"MULTIARCH_ARCH": _arch_of(entry), "MULTIARCH_ENTRY": entry,
                    "MULTIARCH_ACTION": "backoff"})
+
+
+def shadowed_record(status: Status) -> Record:
+    """An entry of ours that another tool's entry, registered later, now takes over."""
+    return Record(Event.SHADOWED, f"{status.entry}: {status.message}",
+                  {"MULTIARCH_ARCH": status.name if status.kind == "arch" else "",
+                   "MULTIARCH_ENTRY": status.entry, "MULTIARCH_ACTION": "shadowed"})

@@ -105,7 +105,8 @@ def _owned_action(entry: Entry, name: str, desired: Desired, held: Mapping[str, 
                   ) -> Action | None:
     want = desired.want(name)
     if want is None:
-        return Action(Kind.REMOVE, name, "not in the policy")
+        # While the policy has a problem, what it does not name may be what a typo hid.
+        return None if desired.tentative else Action(Kind.REMOVE, name, "not in the policy")
     if want.frozen:
         return None
     if want.registration is None:

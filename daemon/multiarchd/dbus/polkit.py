@@ -61,8 +61,8 @@ def authorize(invocation: Gio.DBusMethodInvocation, what: str, wait: Wait) -> No
     try:
         authorized, challenge, _details = con.call_finish(replies[0]).unpack()[0]
     except GLib.Error as e:  # no polkitd on this bus: only root may
-        raise AccessDenied(f"{needed}; polkit could not be asked: "
-                           f"{Gio.DBusError.strip_remote_error(e) or e.message}") from None
+        Gio.DBusError.strip_remote_error(e)  # (in place; it returns whether it stripped)
+        raise AccessDenied(f"{needed}; polkit could not be asked: {e.message}") from None
     if authorized:
         return
     if challenge and not interactive:

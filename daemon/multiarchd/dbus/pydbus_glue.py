@@ -205,7 +205,10 @@ class BusLink:
         return False
 
     def after_run(self, result: Result | None, changed: bool) -> None:
-        self.face.changed(result.plan if result and changed else None)
+        # What was done: an action the kernel refused changed nothing (the journal says why).
+        done = core_plan.Plan(tuple(o.action for o in result.report.outcomes if o.ok)) \
+            if result and changed else None
+        self.face.changed(done)
 
     def _closed(self, _con: Any, _remote: bool, error: Any) -> None:
         self.bus = self.publication = None

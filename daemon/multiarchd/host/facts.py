@@ -12,6 +12,7 @@ from .. import identity
 from ..model.catalog import Catalog
 from ..model.host import FileId, FileState, Host
 from ..model.policy import Policy
+from . import paths
 from .native import native
 
 # `uname -m` spellings that are not catalog names.
@@ -31,72 +32,63 @@ def host_arch(catalog: Catalog, machine: str | None = None) -> str:
     return catalog.canonical(name) or name
 
 
-def _untrusted(st: os.stat_result, what: str, path: str) -> str | None:
-    """Why a file or directory that others could change cannot be trusted, and the fix."""
-    if st.st_uid not in (0, os.geteuid()):
-        return (f"{what} {path} is owned by uid {st.st_uid}, not root: whoever owns it can "
-                f"change what runs for every foreign program (chown root {path})")
-    if st.st_mode & 0o022:
-        who = "group and others" if st.st_mode & 0o022 == 0o022 else \
-            "its group" if st.st_mode & 0o020 else "others"
-        return (f"{what} {path} is writable by {who} (mode {stat.S_IMODE(st.st_mode):04o}): "
-                f"they can change what runs for every foreign program (chmod go-w {path})")
-    return None
+# A shell as an interpreter would run the bytes of every matching file as commands (and with
+# `C`, as the owner of a setuid one): never an emulator.
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "pdksh", "csh", "tcsh",
+                    "fish", "ash", "yash", "rbash", "posh"})
 
 
 def file_state(path: str, dirs: dict[str, str | None] | None = None,
                seen: identity.Seen | None = None) -> tuple[FileState, FileId | None, str]:
     """What the interpreter at `path` is, which file it is, and why it is untrusted.
 
-    The file is opened first (following symlinks) and everything is checked on that descriptor,
-    then every directory above the file actually opened: a file only root can replace, in
-    directories only root can change, as sshd's StrictModes wants of authorized_keys. `dirs`
-    keeps what was found of each directory and those above it, for the next path; `seen` gets
-    the identity of the file and of each directory, as decided on.
+    The path is followed as the kernel follows it at every exec, one component at a time
+    (paths.walk): every directory a name is looked up in, a symlink's included, must be one
+    only root can change, then the file at the end is checked on its descriptor: a file only
+    root can replace, as sshd's StrictModes wants of authorized_keys. `dirs` keeps what was
+    found of each directory, for the next path; `seen` gets the identity of the file and of
+    each directory, as decided on.
     """
     dirs = {} if dirs is None else dirs
     noted = {} if seen is None else seen.files
     noted[path] = identity.UNKNOWN
     try:
-        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        walked = paths.walk(path, judged=dirs, noted=noted)
+    except paths.Untrusted as e:
+        return FileState.UNTRUSTED, None, str(e)
     except (FileNotFoundError, NotADirectoryError):
         noted[path] = identity.MISSING
         return FileState.MISSING, None, ""
     except OSError:
         return FileState.MISSING, None, ""
     try:
+        fd = os.open(walked.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     dir_fd=walked.dir_fd)
+    except FileNotFoundError:
+        noted[path] = identity.MISSING
+        return FileState.MISSING, None, ""
+    except OSError:
+        return FileState.MISSING, None, ""
+    finally:
+        os.close(walked.dir_fd)
+    try:
         st = os.fstat(fd)
         ident = (st.st_dev, st.st_ino)
-        real = os.readlink(f"/proc/self/fd/{fd}")  # the file opened, symlinks resolved
-        noted[path] = identity.of_stat(st, real)
+        real = os.path.join(walked.directory, walked.name)
+        noted[path] = identity.of_fd(fd)  # mount flags too: noexec is decided from below
         if not stat.S_ISREG(st.st_mode) or not (st.st_mode & 0o111) or \
                 not os.access(f"/proc/self/fd/{fd}", os.X_OK):
             return FileState.NOT_EXECUTABLE, ident, ""
-        why = _untrusted(st, "interpreter", real if real == path else f"{path} (-> {real})") \
-            or _directories(os.path.dirname(real), dirs, noted)
+        shown = real if real == path else f"{path} (-> {real})"
+        why = paths.untrusted(st, "interpreter", shown)
+        if why is None and walked.name in SHELLS:
+            why = (f"interpreter {shown} is a shell, not an emulator: it would run the bytes of "
+                   "every matching file as commands; name the emulator itself")
     except OSError:
         return FileState.MISSING, None, ""  # gone while we looked
     finally:
         os.close(fd)
     return (FileState.UNTRUSTED, ident, why) if why else (FileState.OK, ident, "")
-
-
-def _directories(directory: str, dirs: dict[str, str | None], noted: dict[str, str]
-                 ) -> str | None:
-    """Why `directory` or one above it cannot be trusted (None: all can), each looked at once
-    per run (`dirs`)."""
-    if directory not in dirs:
-        dfd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        try:
-            st = os.fstat(dfd)
-            noted[directory] = identity.of_stat(st, directory)  # (a resolved path)
-            why = _untrusted(st, "directory", directory)
-        finally:
-            os.close(dfd)
-        if why is None and directory != "/":
-            why = _directories(os.path.dirname(directory), dirs, noted)
-        dirs[directory] = why
-    return dirs[directory]
 
 
 def candidate_paths(policy: Policy | None, catalog: Catalog) -> set[str]:

@@ -4,10 +4,12 @@ written is not: it could fake a verdict or hide a native architecture)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 
-from .. import __version__
+from .. import __version__, identity
+from . import paths
 
 RUNTIME_DIR = "/run/multiarchd"  # per boot; systemd's RuntimeDirectory= sets $RUNTIME_DIRECTORY
 CACHE_DIR = "/var/cache/multiarchd"  # may be deleted at any time; $CACHE_DIRECTORY likewise
@@ -27,18 +29,21 @@ def _ours(st: os.stat_result) -> bool:
 
 def read_kept(path: str, limit: int = 1 << 20) -> str | None:
     """The text of a file only root (or we) could have written, in a directory likewise; None
-    for anything else, or nothing there."""
+    for anything else (a FIFO or device is not opened for reading, nothing larger than `limit`
+    is believed), or nothing there."""
     try:
         if not _ours(os.stat(os.path.dirname(path))):
             return None
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY |
+                     os.O_CLOEXEC)
     except OSError:
         return None
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or not _ours(st):
+        if not stat.S_ISREG(st.st_mode) or not _ours(st) or st.st_size > limit:
             return None
-        return os.read(fd, limit).decode(errors="replace")
+        data = identity.read_upto(fd, limit)
+        return None if len(data) > limit else data.decode(errors="replace")
     except OSError:
         return None
     finally:
@@ -47,16 +52,35 @@ def read_kept(path: str, limit: int = 1 << 20) -> str | None:
 
 def write_whole(path: str, text: str, mode: int = 0o644, make_dir: bool = False) -> None:
     """Replace `path` by rename, so that no reader sees half of it (with `make_dir`, its
-    directory is made if missing). OSError when it cannot be written."""
+    directory is made if missing). OSError when it cannot be written.
+
+    The directory is reached by paths.walk and everything is done relative to it: where someone
+    else owns a directory on the way (node-exporter's, say), a symlink of theirs is never
+    followed, so root never writes where they point it."""
     directory, name = os.path.split(os.path.abspath(path))
     if make_dir:
         os.makedirs(directory, mode=0o755, exist_ok=True)
+    dfd = paths.open_directory(directory)
     # A dot name a reader of *.prom or of this name skips, in the same file system.
-    temp = os.path.join(directory, f".{name}.{os.getpid()}")
-    with open(temp, "w", opener=lambda p, f: os.open(p, f | os.O_NOFOLLOW, mode)) as out:
-        os.fchmod(out.fileno(), mode)  # whatever the umask
-        out.write(text)
-    os.rename(temp, path)
+    temp = f".{name}.{os.getpid()}"
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp, dir_fd=dfd)  # left by a run of ours that was stopped
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     mode, dir_fd=dfd)
+        try:
+            with open(fd, "w", closefd=False) as out:
+                os.fchmod(fd, mode)  # whatever the umask
+                out.write(text)
+            os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=dfd)  # a full disk leaves nothing behind
+            raise
+        finally:
+            os.close(fd)
+    finally:
+        os.close(dfd)
 
 
 def _native_path() -> str:

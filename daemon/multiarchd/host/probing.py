@@ -51,6 +51,9 @@ def _explain_exec_error(e: OSError) -> str:
     return f"exec failed: {os.strerror(e.errno or 0)}"
 
 
+# Signals an emulator does not raise itself: its probe was stopped, it did not crash.
+_FROM_OUTSIDE = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGKILL})
+
 # Probes running now (their process groups): killed if multiarchd exits before they end, so
 # that a hung emulator does not outlive the service.
 _running: set[int] = set()
@@ -81,6 +84,11 @@ def run_probe(arch: str, path: str) -> Verdict:
     r = subprocess.CompletedProcess([path], proc.returncode, b"", stderr)
     if r.returncode == PROBE_STATUS:
         return Verdict(arch, "ok", "probe ran")
+    if r.returncode < 0 and -r.returncode in _FROM_OUTSIDE:
+        # Not a crash: someone stopped it (systemd's SIGTERM to the whole unit as multiarchd
+        # stops, an admin): nothing is known about the emulator.
+        name = signal.Signals(-r.returncode).name
+        return Verdict(arch, "untested", f"the probe was stopped by {name} before it ended")
     if r.returncode < 0:
         name = signal.Signals(-r.returncode).name
         return Verdict(arch, "failed", f"emulator crashed with signal {-r.returncode} ({name})")

@@ -29,6 +29,10 @@ def read_all(path: str) -> tuple[tuple[tuple[str, bytes], ...], str]:
     return tuple(entries), status
 
 
+class NotOpened(OSError):
+    """The control file itself could not be opened for writing (not root, say)."""
+
+
 def write(path: str, file: str, text: str) -> None:
     """One write of `text` to `file` in the table at `path`: a register line to `register`, or
     1/0/-1 to an entry. Never to `status` (-1 there removes every entry). OSError as the kernel
@@ -36,7 +40,10 @@ def write(path: str, file: str, text: str) -> None:
     if file == "status" or file in (".", "..") or "/" in file or \
             (file == "register") != text.startswith(":"):
         raise ValueError(f"refusing to write {text!r} to {file!r}")
-    fd = os.open(os.path.join(path, file), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open(os.path.join(path, file), os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:  # the file's own mode (root's), not what the kernel made of the text
+        raise NotOpened(e.errno, e.strerror, e.filename) from e
     try:
         os.write(fd, os.fsencode(text))
     finally:

@@ -8,6 +8,7 @@ kernel hands them out in per-CPU batches.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from ..model.registration import Registration
@@ -15,9 +16,14 @@ from ..model.table import Observed
 from . import raw
 from .entryfile import parse_entry
 from .raw import DEFAULT_PATH
-from .refusals import KernelError, explain
+from .refusals import KernelError, explain, explain_unopened
 
 __all__ = ["DEFAULT_PATH", "BinfmtTable"]
+
+
+MOUNT = ("/usr/bin/mount", "/bin/mount")  # util-linux's, merged /usr or not
+SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+UNOPENED = (errno.EACCES, errno.EPERM)  # a control file's own mode: the writer is not root
 
 
 class BinfmtTable:
@@ -35,9 +41,11 @@ class BinfmtTable:
         """Mount binfmt_misc at the path, as systemd's own mount unit does; callers do this only
         when nothing is mounted there."""
         import subprocess  # (rarely needed: not on the boot path where systemd mounts it)
+        # By its own path, with a PATH of root's: never a `mount` found where PATH points.
+        mount = next((m for m in MOUNT if os.path.exists(m)), MOUNT[0])
         subprocess.run(
-            ["mount", "-t", "binfmt_misc", "-o", "nosuid,nodev,noexec", "binfmt_misc", self.path],
-            check=True, capture_output=True, text=True,
+            [mount, "-t", "binfmt_misc", "-o", "nosuid,nodev,noexec", "binfmt_misc", self.path],
+            check=True, capture_output=True, text=True, env={"PATH": SAFE_PATH, "LC_ALL": "C"},
         )
 
     def read(self) -> Observed:
@@ -64,5 +72,8 @@ class BinfmtTable:
         try:
             raw.write(self.path, file, text)
         except OSError as e:
-            raise KernelError(name, action, e.errno or 0, explain(action, name, e.errno or 0,
-                                                                  interp)) from e
+            err = e.errno or 0
+            why = explain_unopened(action, name, err, os.path.join(self.path, file)) \
+                if isinstance(e, raw.NotOpened) and err in UNOPENED else \
+                explain(action, name, err, interp)
+            raise KernelError(name, action, err, why) from e

@@ -123,6 +123,10 @@ class Fields:
                              f"{did_you_mean(str(name), self.catalog.emulators)}", scope)
                 return None
             names.append(name)
+        if not names:
+            self.problem(self.at(node), "emulators is empty: nothing could run any architecture; "
+                         "list at least one, such as [qemu]", scope)
+            return None
         return tuple(names)
 
     def _bool(self, node: Node, what: str, scope: Scope) -> bool | None:

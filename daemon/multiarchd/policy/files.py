@@ -129,8 +129,21 @@ def _texts(main: str, only: str | None = None, seen: identity.Seen | None = None
 
 def load_policy(main: str, catalog: Catalog, only: str | None = None,
                 seen: identity.Seen | None = None) -> Policy:
-    """Read and validate the policy (or only the one file `only`)."""
+    """Read and validate the policy (or only the one file `only`, judged in its role: a file in
+    an `arches.d` directory as a drop-in, any other as a main file, which must say
+    `arches:`)."""
+    if only is not None and role(only) == MAIN_ROLE:
+        return policy_from(_texts(main, only, seen), catalog, only)
     return policy_from(_texts(main, only, seen), catalog, main, whole=only is None)
+
+
+MAIN_ROLE, DROP_IN_ROLE = "a main policy file", "a drop-in"
+
+
+def role(path: str) -> str:
+    """How a file given alone is judged: a drop-in when it sits in an `arches.d` directory."""
+    return DROP_IN_ROLE if os.path.basename(os.path.dirname(os.path.abspath(path))) == \
+        "arches.d" else MAIN_ROLE
 
 
 class PolicyCache:

@@ -114,6 +114,12 @@ class Merger(Fields):
             return
         seen: dict[str, Scalar] = {}
         named = {self.catalog.canonical(str(k.value)) for k, _ in section.items}
+        if section.items and not named - {None} and \
+                not any(str(k.value) == ALL for k, _ in section.items):
+            # Nothing here is an architecture: a typo (`al` for `all`), not a wish for none.
+            self.problem(self.at(section), "no name in arches is an architecture; nothing is "
+                         "changed: write `arches: all`, known names (see `multiarchctl "
+                         "arches`), or `arches: {}` to remove every entry")
         for key, value in section.items:
             raw = str(key.value)
             arch = ALL if raw == ALL else self.catalog.canonical(raw)
@@ -135,6 +141,11 @@ class Merger(Fields):
                              "keep one", scope)
                 continue
             seen[arch] = key
+            if arch == ALL and isinstance(value, MapNode) and \
+                    any(k.value == "interpreter" for k, _ in value.items):
+                self.problem(self.at(value), "arches.all cannot name an interpreter: each "
+                             "architecture needs its own; give it under the architecture's name")
+                continue
             fields = self._arch_rule(value, raw, scope)
             if fields is not None:
                 merged = self.arch_fields.setdefault(arch, {})
@@ -187,6 +198,7 @@ class Merger(Fields):
                 self.problem(rule.place, f"custom entry {rule.name!r} is given twice (first at "
                              f"line {here[rule.name].line}); keep one",
                              ("custom", rule.name))
+                self.custom.pop(rule.name, None)  # neither applies: its entry stays as it is
                 continue
             here[rule.name] = rule.place
             self.custom[rule.name] = rule  # over one of the same name in an earlier file

@@ -22,6 +22,7 @@ MAX_VALUES = 20_000  # scalars, lists and maps, counting what aliases repeat
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _YAML = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_YAML}{t}" for t in ("str", "int", "float", "bool", "null")}
+_CONSTRUCTED = _SCALAR_TAGS - {f"{_YAML}str"}
 
 
 def _mark(m: Any) -> Mark:
@@ -66,16 +67,25 @@ class _Builder:
     def _scalar(self, event: Any) -> Scalar:
         at = _mark(event.start_mark)
         self._tag(event.tag, _SCALAR_TAGS, at)
-        tag = event.tag if event.tag not in (None, "!") else \
+        explicit = event.tag not in (None, "!")
+        tag = event.tag if explicit else \
             self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
         value: Value = event.value
-        if tag != f"{_YAML}str":
+        # Only what a policy can hold is made a value; dates and other exotic scalars are kept
+        # as the text the user wrote (never constructed: 2023-02-30 would raise).
+        if tag in _CONSTRUCTED:
             node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark,
                                    event.style)
-            constructed = self.loader.construct_object(node)
-            # Dates and other exotic scalars are kept as the text the user wrote.
-            if isinstance(constructed, (int, float, bool, type(None))):
-                value = constructed
+            try:
+                value = self.loader.construct_object(node)
+            except (ValueError, KeyError, TypeError, OverflowError, yaml.YAMLError):
+                short = event.value if len(event.value) <= 40 else event.value[:37] + "..."
+                if explicit:
+                    raise YamlError(at, f"{short!r} is not a valid {tag.replace(_YAML, '!!')}; "
+                                        "fix the value or remove the tag") from None
+                raise YamlError(at, f"the number {short} ({len(event.value)} characters) is "
+                                    "too long to read; a policy has no such number: quote it "
+                                    "or shorten it") from None
         return Scalar(value, at, event.value)
 
     def _add(self, node: Node, size: int, at: Mark) -> Node | None:

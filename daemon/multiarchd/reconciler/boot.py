@@ -60,4 +60,5 @@ def boot_record(policy_path: str, want: Desired, after: Observed,
     lines += [record.line("print", report_text(report)),
               record.line("summary", f"{overall(report)}: {report.summary()}"),
               record.line("exit", str(report.exit_code()))]
-    return "\n".join(lines) + "\n"
+    text = record.seal("\n".join(lines) + "\n")
+    return text if len(text.encode()) <= record.LIMIT else None

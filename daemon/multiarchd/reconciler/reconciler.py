@@ -35,7 +35,7 @@ RunOnce = Callable[[Config, History, float], Result]
 
 
 def _run_once(config: Config, history: History, now: float) -> Result:
-    return reconcile_once(config, history=history, mount=False, now=now)
+    return reconcile_once(config, history=history, mount=False, now=now, keep_record=True)
 
 
 class Reconciler:

@@ -18,6 +18,7 @@ One line per fact, fields separated by tabs, each escaped (backslash, tab, newli
 from __future__ import annotations
 
 import os
+import sys
 
 from .. import __version__, identity
 from ..host import keep
@@ -27,7 +28,8 @@ TYPE_CHECKING = False  # typing's, without importing typing or collections.abc: 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-MAGIC = "multiarchd boot record 1"
+MAGIC = "multiarchd boot record 2"
+LIMIT = 1 << 20  # bytes: a larger record is not kept (that policy runs in full at boot)
 OURS = "multiarch-"  # model.registration.OWNED_PREFIX, not imported: this module stays light
 _VOLATILE_CPU = ("cpu mhz", "bogomips")  # /proc/cpuinfo lines that change while it runs
 
@@ -61,10 +63,10 @@ def _read(path: str, limit: int = 1 << 16) -> str:
         return identity.UNKNOWN
 
 
-def code_key() -> str:
-    """This version of multiarchd and the size and time of each of its files."""
-    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    parts, stack = [__version__, top], [top]
+def _tree_key(top: str) -> list[str]:
+    """Each Python file under `top` by inode, size and change time: a file edited or replaced
+    changes its ctime, which no one can set back (unlike the modification time)."""
+    parts, stack = [top], [top]
     while stack:
         directory = stack.pop()
         with os.scandir(directory) as it:
@@ -72,9 +74,23 @@ def code_key() -> str:
                 if e.is_dir(follow_symlinks=False):
                     if e.name != "__pycache__":
                         stack.append(e.path)
-                elif e.name.endswith((".py", ".toml")):
+                elif e.name.endswith((".py", ".toml", ".so")):
                     st = e.stat(follow_symlinks=False)
-                    parts.append(f"{e.path[len(top):]}:{st.st_size}:{st.st_mtime_ns}")
+                    parts.append(f"{e.path[len(top):]}:{st.st_ino}:{st.st_size}:"
+                                 f"{st.st_ctime_ns}")
+    return parts
+
+
+def code_key() -> str:
+    """What decides what a full run would do besides its inputs: this version of multiarchd
+    and each of its files, the Python that runs it, and the YAML library that reads the
+    policy (found, not imported)."""
+    from importlib.util import find_spec  # (importlib itself is loaded at every start)
+    top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    parts = [__version__, sys.version, sys.executable, *_tree_key(top)]
+    spec = find_spec("yaml")
+    if spec is not None and spec.origin:
+        parts += _tree_key(os.path.dirname(spec.origin))
     return " ".join(parts)
 
 
@@ -150,17 +166,41 @@ class Replayed:
         self.printed, self.code, self.summary = printed, code, summary
 
 
+def seal(text: str) -> str:
+    """The record with its last line: how long it is before it, so that a record cut short (or
+    anything appended) is never replayed."""
+    return f"{text}{line('end', str(len(text.encode())))}\n"
+
+
+def unsealed(text: str) -> str | None:
+    """The record without its last line, when that line says it is whole; else None."""
+    body, sep, last = text.rstrip("\n").rpartition("\n")
+    body += sep
+    if not last.startswith("end\t") or last[4:] != str(len(body.encode())):
+        return None
+    return body
+
+
 def replay(policy_path: str, binfmt_dir: str, send: Callable[[dict[str, str]], None],
            settled: bool = False) -> Replayed | None:
     """Do what the record says, if all of it still holds: its register lines, and `send` for
-    each of its log records (one after each line registered, the rest at the end). None when
-    the record does not hold (or a line was refused: then what was registered has been told,
-    and a full run must take over). With `settled`, a table already as the record leaves it
-    holds too (nothing written or told): the service starting after the early unit."""
-    text = keep.read_kept(path())
-    if text is None or not text.startswith(MAGIC + "\n"):
+    each of its log records (one after each line registered, the rest at the end), then read
+    the table back. None when the record does not hold, is not whole, or the table is not then
+    as the record says (what was registered has been told, and a full run must take over).
+    With `settled`, a table already as the record leaves it holds too (nothing written or
+    told): the service starting after the early unit."""
+    text = keep.read_kept(path(), LIMIT)
+    body = unsealed(text) if text is not None and text.startswith(MAGIC + "\n") else None
+    if body is None:
         return None
-    r = _Record(text)
+    try:
+        return _replay(_Record(body), policy_path, binfmt_dir, send, settled)
+    except (ValueError, IndexError, KeyError, UnicodeError):
+        return None  # a record of another shape: a full run makes it anew
+
+
+def _replay(r: _Record, policy_path: str, binfmt_dir: str,
+            send: Callable[[dict[str, str]], None], settled: bool) -> Replayed | None:
     if r.one("code") != [code_key()] or r.one("machine") != [machine_key()] or \
             r.one("config") != list(config_key(policy_path)):
         return None
@@ -177,18 +217,26 @@ def replay(policy_path: str, binfmt_dir: str, send: Callable[[dict[str, str]], N
     after = [ln.replace("after", "entry", 1) for ln in r.lines if ln.startswith("after\t")] + \
         [ln for ln in r.lines if ln.startswith("status\t")]
     printed, code, summary = r.one("print"), r.one("exit"), r.one("summary")
-    done = Replayed(printed[0] if printed else "", int(code[0]) if code else 1,
-                    summary[0] if summary else "")
+    if len(printed) != 1 or len(code) != 1 or len(summary) != 1:
+        return None
+    done = Replayed(printed[0], int(code[0]), summary[0])
     if settled and after == table:
         return done
     if table != before:
         return None
-    for register, *fields in r.fields("register"):
+    registers = r.fields("register")
+    if any(len(fields) < 1 for fields in registers):
+        return None
+    logs = [_pairs(fields) for fields in r.fields("log")]
+    told = [_pairs(fields) for _, *fields in registers]  # (every field checked before a write)
+    for (register, *_), fields in zip(registers, told):
         try:
             raw.write(binfmt_dir, "register", register)
         except OSError:
             return None
-        send(_pairs(fields))
-    for fields in r.fields("log"):
-        send(_pairs(fields))
+        send(fields)
+    if table_lines(binfmt_dir) != after:  # read back: anything else, and a full run decides
+        return None
+    for fields in logs:
+        send(fields)
     return done

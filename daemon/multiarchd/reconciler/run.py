@@ -8,6 +8,7 @@ writes nothing. `multiarchd --once`, `multiarchctl` and the service all run this
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -113,7 +114,9 @@ def keep_boot_record(config: Config, want: Desired, after: Observed,
     if history is not None and history.recorded == key:
         return
     text = boot_record(config.policy_path, want, after, table, native()[0], seen)
-    if text is None:
+    if text is None:  # nothing a replay could do alike: no record is better than a stale one
+        with contextlib.suppress(OSError):
+            os.unlink(record.path())
         return
     # Nowhere to keep it, or a path that is not UTF-8: the next boot runs in full.
     with contextlib.suppress(OSError, UnicodeError):
@@ -134,7 +137,10 @@ def unregister_owned(config: Config) -> tuple[Outcome, ...]:
 
 def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | None = None,
                    history: History | None = None, mount: bool = True,
-                   now: float | None = None) -> Result:
+                   now: float | None = None, keep_record: bool = False) -> Result:
+    """One run. `keep_record`: this is a run of the boot path (`--once`, the service), whose
+    record the next boot replays; any other caller (`multiarchctl apply --local --config
+    other.yaml`) leaves the record alone."""
     catalog = catalog or load_catalog()
     seen = identity.Seen()
     policy = history.policies.load(config.policy_path, catalog, seen) if history else \
@@ -168,7 +174,7 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
         history.last_table = None if plan(want, after, history.held) else after
         if not policy.rejected:
             history.last_good = policy
-    if not dry_run and not policy.rejected:
+    if keep_record and not dry_run and not policy.rejected:
         keep_boot_record(config, want, after, table.raw, seen, history)
     report = build_report(want, after, outcomes, conflicts, refused)
     if policy.rejected:  # the last good policy was applied; the file on disk is the problem

@@ -29,7 +29,8 @@ class TableLock:
         self.path = os.path.join(self.runtime_dir, f"table-{device:x}.lock")
         try:
             os.makedirs(self.runtime_dir, mode=0o755, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o644)
         except OSError:
             self.fd = -1  # no runtime directory of ours here (a test's namespace): go on
             return None

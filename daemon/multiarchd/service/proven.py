@@ -1,5 +1,5 @@
 """Verdicts kept across starts: a probe that ran through an entry is not run again at the next
-start while the registration (its register line), the interpreter file (device, inode, mtime)
+start while the registration (its register line), the interpreter file (identity.py's note of it)
 and the kernel are the same. Only successes are kept; a failure is probed again."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 
+from .. import identity
 from ..core.probes import Verdict
 from ..host import keep
 from ..model.registration import Registration
@@ -16,11 +17,12 @@ EARLIER = "probe ran at an earlier start, through the same entry and interpreter
 
 
 def _identity(reg: Registration) -> str | None:
-    try:
-        st = os.stat(reg.interpreter)
-    except OSError:
+    """The interpreter file as identity.py notes it (size and change time too: a file rewritten
+    in place with its modification time put back is another file) on this kernel."""
+    ident = identity.of_path(reg.interpreter)
+    if ident in (identity.MISSING, identity.UNKNOWN):
         return None
-    return f"{st.st_dev}:{st.st_ino}:{st.st_mtime_ns} {os.uname().release}"
+    return f"{ident} {os.uname().release}"
 
 
 class Proven:

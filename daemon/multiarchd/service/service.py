@@ -15,10 +15,11 @@ from dataclasses import replace
 
 from .. import __version__
 from ..core.metrics import Counters
-from ..core.messages import Event, Record, change_records, conflict_record, problem_records
+from ..core.messages import (Event, Record, change_records, conflict_record, problem_records,
+                             shadowed_record)
 from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
-from ..core.report import Report, overall
+from ..core.report import Report, State, overall
 from ..model.catalog import Catalog
 from ..model.errors import NotMounted, PolicyRejected, Stopping
 from ..model.options import Options
@@ -70,6 +71,8 @@ class Service:
         self._ready = False
         self._why = ""  # why the last run could not happen
         self._problems: tuple[str, ...] = ()
+        self._status = ""  # the last STATUS= sent after a run
+        self._shadowed: set[str] = set()  # entries of ours another tool's entry takes over
         self._conflicts: frozenset[str] = frozenset()
         self.metrics = metrics  # the metrics file (opt-in), or None
         self.counters = Counters()
@@ -245,12 +248,14 @@ class Service:
             if self.state != "waiting":
                 self.log.emit(Record(Event.WAITING, f"{step.why}; waiting for it to "
                                      "appear"))
-                self.notify(f"STATUS=waiting: {step.why}")
+                self._status = f"waiting: {step.why}"
+                self.notify(f"STATUS={self._status}")
             self.state = "waiting"  # the mount table wakes us (watched since start)
         else:
             self.log.emit(Record(Event.RUN_FAILED, f"{step.why}; will retry"))
             self.state = "degraded"
-            self.notify(f"STATUS=degraded: {step.why}")
+            self._status = f"degraded: {step.why}"
+            self.notify(f"STATUS={self._status}")
         if self.bus is not None and self.state != before:
             self.bus.after_run(None, False)  # State changed with no run: PropertiesChanged
         self._export()
@@ -267,14 +272,18 @@ class Service:
             elif self._problems:
                 self.log.emit(Record(Event.POLICY_ACCEPTED, "policy accepted; applying it"))
             self._problems = problems
+        shadowed = {st.entry: st for st in result.report.statuses if st.state is State.SHADOWED}
+        for entry in sorted(shadowed.keys() - self._shadowed):  # said once, when it starts
+            self.log.emit(shadowed_record(shadowed[entry]))
+        self._shadowed = set(shadowed)
         for entry in sorted(result.conflicts - self._conflicts):
             times = self.reconciler.history.repairs.get(entry, ())
             self.log.emit(conflict_record(entry, len(times), self.options.repair_window))
         self._conflicts = result.conflicts
-        state = overall(result.report)
-        if state != self.state or result.report.outcomes:
-            self.notify(f"STATUS={self._status_line(result)}")
-        self.state = state
+        state, line = overall(result.report), self._status_line(result)
+        if line != self._status or result.report.outcomes:  # (a new problem says so too)
+            self.notify(f"STATUS={line}")
+        self.state, self._status = state, line
 
     def status_line(self) -> str:
         if self.last:

@@ -46,10 +46,16 @@ def notify(*assignments: str) -> str | None:
     return None
 
 
+MIN_PING = 0.1  # seconds: a timeout shorter than this cannot be kept by any ping; no busy loop
+
+
 def watchdog_interval() -> float | None:
-    """Half the watchdog timeout systemd asked for, in seconds, or None."""
-    usec = os.environ.get("WATCHDOG_USEC")
+    """Half the watchdog timeout systemd asked for, in seconds, or None. As sd_watchdog_enabled:
+    anything but a whole number of microseconds above zero (`abc`, `1e6`, `-5`) asks for
+    nothing."""
+    usec = os.environ.get("WATCHDOG_USEC", "")
     pid = os.environ.get("WATCHDOG_PID")
-    if not usec or (pid and pid != str(os.getpid())):
+    if not (usec.isascii() and usec.isdigit()) or int(usec) == 0 or \
+            (pid and pid != str(os.getpid())):
         return None
-    return int(usec) / 2 / 1_000_000
+    return max(int(usec) / 2 / 1_000_000, MIN_PING)
