@@ -8,6 +8,7 @@ import json
 import os
 import random
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -415,3 +416,51 @@ def test_a_full_notify_socket_holds_up_no_repair_and_a_missing_one_no_stop(
                      ready=False)
     d.wait_log("cannot notify systemd at .*: No such file or directory")
     assert d.stop() == 0
+
+
+def test_a_test_call_on_a_hung_probe_delays_no_other_caller(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, bus: PrivateBus, trusted_dir: Path,
+        start_daemon: DaemonStarter) -> None:
+    """Two Test calls at once: the second on an emulator that hangs (its probe gives up after
+    20 s) comes while the first one's probe runs. The first is answered when its own probe
+    ends. With a nested main loop per call, the first waited behind the second (last in,
+    first out)."""
+    hang = trusted_dir / "qemu-hangs"
+    hang.write_text("#!/bin/sh\nexec sleep 600\n")
+    started = trusted_dir / "started"
+    os.mkfifo(started)
+    slow = trusted_dir / "qemu-slow"  # says when arm's probe starts, then takes a second
+    slow.write_text(f"#!/bin/sh\necho >{started}\nsleep 1\nexec /usr/bin/qemu-arm-static \"$@\"\n")
+    for script in (hang, slow):
+        script.chmod(0o755)
+    start_daemon(policy(f"verify: false\narches:\n  s390x: {{interpreter: {hang}}}\n"
+                        f"  arm: {{interpreter: {slow}, flags: []}}\n"), binfmt,
+                 inside=True, bus=bus)
+
+    def test_call(arch: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            ["busctl", "--system", "--json=short", "--timeout=120", "call",
+             "io.github.multiarchd1", "/io/github/multiarchd1", "io.github.multiarchd1.Manager",
+             "Test", "as", "1", arch], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, **bus.env))
+    fifo = os.open(started, os.O_RDONLY | os.O_NONBLOCK)  # kept open: the script never blocks
+    first = test_call("arm")
+    stuck: subprocess.Popen[str] | None = None
+    try:
+        assert select.select([fifo], [], [], 60)[0], "arm's probe did not start"
+        stuck = test_call("s390x")  # while the first call waits for its probe
+        out, err = first.communicate(timeout=60)
+        assert first.returncode == 0, err
+        assert json.loads(out)["data"] == [[["arm", "ok", "probe ran"]]]
+        again = bus.busctl("call", "io.github.multiarchd1", "/io/github/multiarchd1",
+                           "io.github.multiarchd1.Manager", "Reconcile")
+        assert again.returncode == 0, again.stderr
+        assert stuck.poll() is None  # the hung one still waits for its own probe
+        out, err = stuck.communicate(timeout=60)  # and gets its own answer in the end
+        assert "hung for more than" in out, err
+    finally:
+        os.close(fifo)
+        for p in (first, stuck):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()

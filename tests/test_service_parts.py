@@ -515,3 +515,73 @@ def test_a_watchdog_timeout_systemd_could_not_mean_asks_for_no_busy_loop(
     monkeypatch.setenv("WATCHDOG_USEC", usec)
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     assert watchdog_interval() == interval
+
+
+def test_every_explicit_ask_waits_for_a_half_written_policy_as_events_do(tmp_path: Path) -> None:
+    """SIGHUP (and D-Bus, which asks the same way) goes through the trigger: a policy file open
+    for writing is not read half-written, whoever asks."""
+    rig = Rig(tmp_path, Script(result()))
+    rig.service.start()
+    assert rig.script.runs == 1
+    policy = str(tmp_path / "etc" / "arches.yaml")
+    rig.watcher.on_event(policy, "modified")
+    rig.loop.advance(0)
+    rig.loop.signals[signal.SIGHUP]()
+    assert rig.script.runs == 1 and "RELOADING=1" in rig.notes.sent
+    assert "READY=1" not in rig.notes.sent[rig.notes.sent.index("RELOADING=1"):]
+    rig.watcher.on_event(policy, "closed")
+    rig.loop.advance(0.05)
+    assert rig.script.runs == 2
+    assert "READY=1" in rig.notes.sent[rig.notes.sent.index("RELOADING=1"):]
+
+
+def test_a_reconcile_asked_for_is_answered_after_its_run(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, Script(result(changes=1)))
+    rig.service.start()
+
+    class Answer:
+        def __init__(self) -> None:
+            self.got: list[object] = []
+
+        def value(self, value: object) -> None:
+            self.got.append(value)
+
+        def error(self, error: Exception) -> None:
+            self.got.append(error)
+    answer = Answer()
+    rig.watcher.on_event(str(tmp_path / "etc" / "arches.yaml"), "modified")
+    rig.loop.advance(0)
+    rig.service.reconcile(answer)
+    assert answer.got == []  # waits for the writer, like any run
+    rig.watcher.on_event(str(tmp_path / "etc" / "arches.yaml"), "closed")
+    rig.loop.advance(0.05)
+    [got] = answer.got
+    assert isinstance(got, tuple) and got[0] == "converged" and len(got[1]) == 1
+    rig.service.reconcile(answer)
+    assert len(answer.got) == 2  # nothing being written: at once
+    pending = Answer()
+    rig.watcher.on_event(str(tmp_path / "etc" / "arches.yaml"), "modified")
+    rig.loop.advance(0)
+    rig.service.reconcile(pending)
+    rig.service.stop()  # told, not left hanging
+    assert len(pending.got) == 1 and "stopping" in str(pending.got[0])
+
+
+def test_an_editors_swap_file_beside_the_policy_holds_up_no_save(tmp_path: Path) -> None:
+    """Vim keeps `.arches.yaml.swp` open and writes it now and then: only files the policy is
+    read from are waited for while open, so a save is applied after the usual quiet."""
+    rig = Rig(tmp_path, Script(result()))
+    rig.service.start()
+    etc = tmp_path / "etc"
+    rig.watcher.on_event(str(etc / ".arches.yaml.swp"), "modified")  # open for the session
+    rig.watcher.on_event(str(etc / "arches.yaml"), "moved")  # backup made by rename
+    rig.watcher.on_event(str(etc / "arches.yaml"), "modified")  # the new file written ...
+    rig.watcher.on_event(str(etc / "arches.yaml"), "closed")  # ... and closed
+    rig.watcher.on_event(str(etc / "arches.yaml"), "modified")  # its mode set (IN_ATTRIB)
+    rig.watcher.on_event(str(etc / "arches.yaml~"), "deleted")
+    rig.watcher.on_event(str(etc / ".arches.yaml.swp"), "modified")
+    rig.loop.advance(0.05)
+    assert rig.script.runs == 2  # 50 ms after the last event, not max_delay
+    rig.watcher.on_event(str(etc / "arches.d" / "50-x.yaml"), "modified")  # a drop-in, open
+    rig.loop.advance(0.5)
+    assert rig.script.runs == 2

@@ -48,7 +48,7 @@ def test_renames_leave_nothing_behind_in_the_watcher(tmp_path: Path) -> None:
     every day, would grow without end. Renames of names the watch does not want count too."""
     moves = threading.Event()
     st = tmp_path.stat()
-    watcher = Watcher(lambda path, kind: moves.set() if path.endswith("/x") else None)
+    watcher = Watcher(lambda path, kind: moves.set() if path.endswith("/last") else None)
     watcher.start()
     try:
         watcher.update({Watch(str(tmp_path), frozenset({"arches.yaml", "last"}), False,

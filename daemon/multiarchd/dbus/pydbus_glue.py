@@ -1,22 +1,21 @@
 """io.github.multiarchd1 through pydbus: the published face, the daemon's link to the bus, and
-multiarchctl's client. The only module importing pydbus (and, with the main loop, gi).
+multiarchctl's client. The only module importing pydbus.
 
 The face is thin: every method and property forwards in one line to the service, a plain object
-that knows nothing about D-Bus. Objects are published before the name is requested, as pydbus
-wants.
+that knows nothing about D-Bus. server.py serves it (pydbus's own publish answers every call
+when its Python method returns, and leaks with Debian 12's PyGObject: see there); the object is
+in place before the name is requested.
 """
 
 from __future__ import annotations
 
-import logging
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 from gi.repository import Gio, GLib
 from pydbus import SystemBus
 from pydbus.bus import connect
-from pydbus.generic import signal
 
 from .. import __version__
 from ..core.messages import Event, Record
@@ -27,30 +26,8 @@ from ..core.report import Report
 from ..model.problems import Problem
 from ..reconciler.run import Result
 from . import api, polkit
+from .server import Call, Reply, Server
 from .api import RemoteError, Unreachable
-
-T = TypeVar("T")
-
-# pydbus turns an exception into a D-Bus error named after its class, when that has dots.
-_NAMED = {kind: type(api.error_name(kind), (Exception,), {}) for kind in api.DOMAIN_ERRORS}
-_NAMED_TYPES = (*_NAMED.values(), *polkit.ERRORS)
-
-
-def _answer(call: Callable[[], T]) -> T:
-    try:
-        return call()
-    except api.DOMAIN_ERRORS as e:
-        raise _NAMED[type(e)](str(e)) from None
-
-
-class _QuietDomainErrors(logging.Filter):
-    """pydbus logs every exception with a traceback; ours are answers, not bugs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], _NAMED_TYPES))
-
-
-logging.getLogger("pydbus.registration").addFilter(_QuietDomainErrors())
 
 
 class Service(Protocol):
@@ -64,26 +41,23 @@ class Service(Protocol):
     def policy_path(self) -> str: ...
     @property
     def report(self) -> Report | None: ...
-    def reconcile_now(self) -> tuple[str, tuple[Outcome, ...]]: ...
-    def reload(self) -> None: ...
+    def reconcile(self, reply: Reply[tuple[str, tuple[Outcome, ...]]]) -> None: ...
+    def reload(self, reply: Reply[None] | None = None) -> None: ...
     def plan_now(self) -> tuple[core_plan.Plan, tuple[Problem, ...]]: ...
-    def test(self, arches: list[str]) -> list[Verdict]: ...
-    def wait_until(self, done: Callable[[], bool]) -> None:
-        """Go on serving (the main loop) until done()."""
+    def test(self, arches: list[str], reply: Reply[list[Verdict]]) -> None: ...
 
 
 _EMPTY = Report((), (), ())
 
 
 class ManagerFace:
-    __doc__ = api.XML
-
-    PropertiesChanged = signal()
-    Reconciled = signal()
+    """The object on the bus (served by server.Server): properties and methods by their D-Bus
+    names, each forwarding to the service in a line."""
 
     def __init__(self, service: Service) -> None:
         self._service = service
         self._last: dict[str, Any] = {}
+        self.server: Server | None = None  # while published
 
     @property
     def _report(self) -> Report:
@@ -125,29 +99,31 @@ class ManagerFace:
     def BinfmtEnabled(self) -> bool:
         return self._report.binfmt_enabled
 
-    def _may(self, what: str, context: Any) -> None:
-        """Changes are for root and whom polkit lets through (pydbus hands over the call)."""
-        polkit.authorize(context._mi, what, self._service.wait_until)
+    # The methods that change things are answered when their work is done (Call), not when
+    # they return: a slow polkit or a hung probe holds up its own caller only.
+    ANSWERED_LATER = frozenset({"Reconcile", "Reload", "Test"})
 
-    def Reconcile(self, dbus_context: Any = None) -> tuple[str, list[api.AppliedRecord]]:
-        self._may("reconciling", dbus_context)
-        state, outcomes = _answer(self._service.reconcile_now)
-        return state, [api.applied_record(o) for o in outcomes]
+    def _may(self, call: Call, what: str, then: Callable[[], None]) -> None:
+        """Changes are for root and whom polkit lets through."""
+        polkit.authorize(call.connection, call.message, what,
+                         lambda denied: call.error(denied) if denied else then())
 
-    def Reload(self, dbus_context: Any = None) -> None:
-        self._may("reloading the policy", dbus_context)
-        _answer(self._service.reload)
+    def Reconcile(self, call: Call) -> None:
+        self._may(call, "reconciling", lambda: self._service.reconcile(call.mapped(
+            lambda r: (r[0], [api.applied_record(o) for o in r[1]]))))
+
+    def Reload(self, call: Call) -> None:
+        self._may(call, "reloading the policy", lambda: self._service.reload(call))
 
     def Plan(self) -> tuple[list[api.ActionRecord], list[api.ProblemRecord]]:
-        plan, problems = _answer(self._service.plan_now)
+        plan, problems = self._service.plan_now()
         return [api.action_record(a) for a in plan.actions], [api.problem_record(p)
                                                               for p in problems]
 
-    def Test(self, architectures: list[str],
-             dbus_context: Any = None) -> list[tuple[str, str, str]]:
-        self._may("testing architectures", dbus_context)
-        return [(v.arch, v.result, v.message)
-                for v in _answer(lambda: self._service.test(architectures))]
+    def Test(self, call: Call, architectures: list[str]) -> None:
+        self._may(call, "testing architectures", lambda: self._service.test(
+            architectures, call.mapped(lambda verdicts: [(v.arch, v.result, v.message)
+                                                         for v in verdicts])))
 
     def changed(self, plan: core_plan.Plan | None) -> None:
         """After a run: PropertiesChanged for what differs, Reconciled if the table changed."""
@@ -157,18 +133,25 @@ class ManagerFace:
                "BinfmtEnabled": self.BinfmtEnabled}
         diff = {k: v for k, v in now.items() if self._last.get(k) != v}
         self._last = now
+        if self.server is None:
+            return
         if diff:
-            self.PropertiesChanged(api.INTERFACE, diff, [])
+            self.server.properties_changed(diff)
         if plan:
-            self.Reconciled(api.change_records(plan), self.State)
+            self.server.signal("Reconciled", api.change_records(plan), self.State)
 
 
 class BusLink:
     """The daemon's connection to the system bus; reconnects when the bus comes back."""
 
     def __init__(self, face: ManagerFace, emit: Callable[[Record], None],
-                 on_change: Callable[[], None]) -> None:
+                 on_change: Callable[[], None],
+                 call_later: Callable[[float, Callable[[], None]], object],
+                 soon: Callable[[Callable[[], None]], None]) -> None:
+        self.soon = soon  # onto the main loop, from any thread
         self.face = face
+        # The service's one timer source (no GLib source of its own, as every other retry).
+        self.call_later = call_later
         self.emit = emit
         self.on_change = on_change  # published, or lost
         self.bus: Any = None
@@ -180,11 +163,18 @@ class BusLink:
             address = Gio.dbus_address_get_for_bus_sync(Gio.BusType.SYSTEM, None)
             bus = connect(address)
             bus.con.set_exit_on_close(False)
-            self.publication = bus.publish(api.BUS_NAME, (api.OBJECT_PATH, self.face))
+            self.face.server = Server(bus.con, self.face, self.soon)
+            try:  # objects first, then the name (as pydbus's publish)
+                self.publication = bus.request_name(api.BUS_NAME, allow_replacement=True,
+                                                    replace=False)
+            except BaseException:
+                self.face.server.close()
+                self.face.server = None
+                raise
         except (GLib.Error, RuntimeError) as e:
             self.emit(Record(Event.BUS_LOST, f"D-Bus: cannot publish {api.BUS_NAME}: {e}; "
                              f"retrying in {self._retry_delay:g} s, reconciling meanwhile"))
-            GLib.timeout_add(int(self._retry_delay * 1000), self._retry)
+            self.call_later(self._retry_delay, self._retry)
             self._retry_delay = min(self._retry_delay * 2, 30.0)
             self.on_change()
             return False
@@ -200,9 +190,8 @@ class BusLink:
     def connected(self) -> bool:
         return self.bus is not None
 
-    def _retry(self) -> bool:
+    def _retry(self) -> None:
         self.connect()
-        return False
 
     def after_run(self, result: Result | None, changed: bool) -> None:
         # What was done: an action the kernel refused changed nothing (the journal says why).
@@ -211,12 +200,12 @@ class BusLink:
         self.face.changed(done)
 
     def _closed(self, _con: Any, _remote: bool, error: Any) -> None:
-        self.bus = self.publication = None
+        self.bus = self.publication = self.face.server = None
         self.emit(Record(Event.BUS_LOST, f"D-Bus: lost the connection to the system bus "
                          f"({error.message if error else 'closed'}); still reconciling, "
                          "reconnecting"))
         self.on_change()
-        GLib.timeout_add(int(self._retry_delay * 1000), self._retry)
+        self.call_later(self._retry_delay, self._retry)
 
 
 # -- the client side, for multiarchctl ------------------------------------------------------------

@@ -66,6 +66,15 @@ def dropins(main: str, seen: identity.Seen | None = None) -> tuple[list[str], di
     return [chosen[name] for name in sorted(chosen)], overridden
 
 
+def read_as_policy(path: str, main: str) -> bool:
+    """Whether a file at `path` is one the policy is read from (the main file, or a drop-in's
+    name in a drop-in directory), as opposed to an editor's swap file or backup beside it."""
+    name = os.path.basename(path)
+    return path == os.path.abspath(main) or (
+        os.path.dirname(path) in dropin_dirs(os.path.abspath(main)) and
+        name.endswith((".yaml", ".yml")) and not name.startswith("."))
+
+
 def policy_files(main: str, seen: identity.Seen | None = None) -> list[str]:
     """The main file, then the drop-ins in force, in name order."""
     return [main, *dropins(main, seen)[0]]

@@ -32,13 +32,14 @@ class _Handler(FileSystemEventHandler):  # type: ignore[misc]
             self.moved()
         if event.event_type in ("opened", "closed_no_write"):
             return
-        paths = [event.src_path, getattr(event, "dest_path", "")]
-        if any(p and self.watch.wants(os.fsdecode(p)) for p in paths):
-            # A directory "modified" only says something in it changed; a file is "modified"
-            # while it is being written.
-            kind = "changed" if event.is_directory and event.event_type == "modified" \
-                else event.event_type
-            self.on_event(os.fsdecode(event.src_path), kind)
+        # A directory "modified" only says something in it changed; a file is "modified" while
+        # it is being written.
+        kind = "changed" if event.is_directory and event.event_type == "modified" \
+            else event.event_type
+        # Both ends of a move: a file renamed over the policy is told by the policy's name.
+        for raw in (event.src_path, getattr(event, "dest_path", "")):
+            if raw and self.watch.wants(os.fsdecode(raw)):
+                self.on_event(os.fsdecode(raw), kind)
 
 
 # Only what can matter: created, deleted, moved, written (and closed after writing), attributes

@@ -13,6 +13,15 @@ from .watches import Watch
 
 Clock = Callable[[], float]  # monotonic seconds
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
+
+
+class Reply(Protocol[T_contra]):
+    """The answer to one caller (a D-Bus method call), given once, now or later: the service
+    never waits for it, so one slow caller holds up no other."""
+
+    def value(self, value: T_contra) -> None: ...
+    def error(self, error: Exception) -> None: ...
 
 
 class Timers(Protocol):
@@ -29,9 +38,6 @@ class Loop(Timers, Protocol):
     def on_signal(self, signum: signal.Signals, fn: Callable[[], None]) -> None: ...
     def on_mount_change(self, fn: Callable[[], None]) -> None:
         """fn whenever this process's mount table changes (from now on)."""
-    def run_until(self, done: Callable[[], bool]) -> None:
-        """Go on dispatching (timers, events, calls) until done() is true: a caller that waits
-        for work off the loop holds nothing else up."""
     def run(self) -> None: ...
     def quit(self) -> None: ...
 

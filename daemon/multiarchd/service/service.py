@@ -21,13 +21,13 @@ from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
 from ..core.report import Report, State, overall
 from ..model.catalog import Catalog
-from ..model.errors import NotMounted, PolicyRejected, Stopping
+from ..model.errors import NotMounted, PolicyRejected, Stopping, UnknownArchitecture
 from ..model.options import Options
 from ..model.problems import Problem
 from ..reconciler.reconciler import Reconciler, Step
 from ..reconciler.run import Result
 from .metrics import Exporter
-from .protocols import Bus, Clock, Log, Loop, Notifier, Watcher
+from .protocols import Bus, Clock, Log, Loop, Notifier, Reply, Watcher
 from .trigger import Trigger, Wakeups
 from .verifier import Verifier
 from .watches import watches_for
@@ -73,6 +73,9 @@ class Service:
         self._problems: tuple[str, ...] = ()
         self._status = ""  # the last STATUS= sent after a run
         self._shadowed: set[str] = set()  # entries of ours another tool's entry takes over
+        self._waiting: list[Callable[[Result | None], None]] = []  # for the next run
+        self._testing: set[Reply[list[Verdict]]] = set()  # Test calls whose probes still run
+        self.stopping = False
         self._conflicts: frozenset[str] = frozenset()
         self.metrics = metrics  # the metrics file (opt-in), or None
         self.counters = Counters()
@@ -103,7 +106,10 @@ class Service:
                                  "decides"))
         if self.watchdog:
             self.loop.every(self.watchdog, lambda: self.notify("WATCHDOG=1"))
-        if self.run_now() is None and self.exit_code:
+        self.request_run(self._first_run)
+
+    def _first_run(self, _result: Result | None) -> None:
+        if self.exit_code:  # a second daemon on this table: it has stopped already
             return
         # Ready when the table is applied: the bus (and the probes) come after, on their own;
         # the link retries while the bus is away, and reconciling goes on meanwhile.
@@ -125,13 +131,25 @@ class Service:
         if self._ready:
             self.notify(f"STATUS={self.status_line()}")
 
-    def reload(self) -> None:
+    def reload(self, reply: Reply[None] | None = None) -> None:
+        """SIGHUP or D-Bus Reload: RELOADING=1, a run through the trigger, READY=1 after it."""
         now_usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
         self.notify("RELOADING=1", f"MONOTONIC_USEC={now_usec}")
-        self.run_now()
-        self.notify("READY=1", f"STATUS={self.status_line()}")
+
+        def done(_result: Result | None) -> None:
+            self.notify("READY=1", f"STATUS={self.status_line()}")
+            if reply is not None:
+                reply.value(None)
+        self.request_run(done)
 
     def stop(self) -> None:
+        self.stopping = True
+        waiting, self._waiting = self._waiting, []
+        for then in waiting:  # callers waiting for a run (D-Bus): told, not left hanging
+            then(None)
+        for reply in list(self._testing):
+            reply.error(Stopping("multiarchd is stopping; ask again once it is back"))
+        self._testing.clear()
         self.notify("STOPPING=1")
         self.log.emit(Record(Event.STOPPED, "multiarchd stopping; registrations stay in place"))
         self.watcher.stop()
@@ -146,34 +164,49 @@ class Service:
     def report(self) -> Report | None:
         return self.last.report if self.last else None
 
-    def reconcile_now(self) -> tuple[str, tuple[Outcome, ...]]:
-        """Apply now: the state after it, and what was done. A rejected policy is an error."""
-        result = self.run_now()
-        if result is None:
-            raise NotMounted(self._why)
-        if result.rejected:
-            raise PolicyRejected("\n".join(str(p) for p in result.report.problems))
-        return self.state, result.report.outcomes
+    def reconcile(self, reply: Reply[tuple[str, tuple[Outcome, ...]]]) -> None:
+        """Apply now (through the trigger, as any run): the state after it, and what was done.
+        A rejected policy is an error."""
+        def done(result: Result | None) -> None:
+            if result is None:
+                reply.error(Stopping("multiarchd is stopping") if self.stopping else
+                            NotMounted(self._why))
+            elif result.rejected:
+                reply.error(PolicyRejected("\n".join(str(p) for p in result.report.problems)))
+            else:
+                reply.value((self.state, result.report.outcomes))
+        self.request_run(done)
 
     def plan_now(self) -> tuple[Plan, tuple[Problem, ...]]:
         return self.reconciler.plan()
 
-    def test(self, names: list[str]) -> list[Verdict]:
-        """Run the probes of these (default: every registered) architectures now."""
-        if not names and self.last and self.last.rejected:  # "what the policy registers": which?
-            raise PolicyRejected("\n".join(str(p) for p in self.last.report.problems))
-        want = self.last.desired if self.last else None
-        arches = self.catalog.resolve(names) if names else \
-            want.registered_arches() if want else []
-        box: list[list[Verdict]] = []
-        self.verifier.test(arches, self.last, box.append)
-        self.wait_until(lambda: bool(box))  # the probes run on workers; we go on serving
-        if not box:
-            raise Stopping("multiarchd is stopping; ask again once it is back")
-        return box[0]
+    def test(self, names: list[str], reply: Reply[list[Verdict]]) -> None:
+        """Run the probes of these (default: every registered) architectures; the verdicts go
+        to `reply` when the probes end (they run on workers: the loop goes on serving)."""
+        try:
+            if not names and self.last and self.last.rejected:  # "what the policy registers"?
+                raise PolicyRejected("\n".join(str(p) for p in self.last.report.problems))
+            want = self.last.desired if self.last else None
+            arches = self.catalog.resolve(names) if names else \
+                want.registered_arches() if want else []
+        except (PolicyRejected, UnknownArchitecture) as e:
+            reply.error(e)
+            return
+        self._testing.add(reply)
 
-    def wait_until(self, done: Callable[[], bool]) -> None:
-        self.loop.run_until(done)
+        def done(verdicts: list[Verdict]) -> None:
+            if reply in self._testing:
+                self._testing.discard(reply)
+                reply.value(verdicts)
+        self.verifier.test(arches, self.last, done)
+
+    # -- runs: every one through the trigger -----------------------------------------------------
+    def request_run(self, then: Callable[[Result | None], None]) -> None:
+        """A run asked for explicitly (the start, SIGHUP, D-Bus): through the trigger, so the
+        same rules hold as for any event (not while a policy file is half written); `then` gets
+        the run's result (None: no run could happen)."""
+        self._waiting.append(then)
+        self.wakeups.ask()
 
     # -- triggers -------------------------------------------------------------------------------
     def poke(self, quiet: float | None = None, table: bool = False) -> None:
@@ -186,10 +219,13 @@ class Service:
 
     def _triggered(self) -> None:
         if self.wakeups.due(self.reconciler.table_as_left):
-            self.run_now()
+            result = self._run()
+            waiting, self._waiting = self._waiting, []
+            for then in waiting:
+                then(result)
 
     # -- one run --------------------------------------------------------------------------------
-    def run_now(self) -> Result | None:
+    def _run(self) -> Result | None:
         taken = self.lock()
         if taken is not None:  # a second daemon on this table: say whose it is, and leave
             self.log.emit(Record(Event.SECOND_DAEMON, taken))

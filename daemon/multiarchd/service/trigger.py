@@ -8,13 +8,15 @@ both: it is armed for the earlier of the two, and a run clears them all.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 
 from ..model.options import Options
 from ..reconciler.run import Config
 from .protocols import Clock, Timers
-from .watches import is_policy
+from ..policy.files import read_as_policy
+from .watches import is_policy, policy_dirs
 
 
 class Trigger:
@@ -39,6 +41,13 @@ class Trigger:
         else:
             self._quiet_due = min(max(self._quiet_due, now + quiet), self._first + self.max_delay)
         self._arm(now)
+
+    def now(self) -> None:
+        """Fire at once (what was asked for explicitly: the start, SIGHUP, D-Bus), as a timer
+        falling due would: the same rules decide whether a run happens."""
+        if self._handle is not None:
+            self.timers.cancel(self._handle)
+        self._fired()
 
     def requeue(self, after: float) -> None:
         now = self.clock()
@@ -81,6 +90,7 @@ class Wakeups:
         self.config = config
         self.clock = clock
         self._writing: dict[str, float] = {}  # policy files open for writing, since when
+        self._closed: dict[str, float] = {}  # policy files last closed after writing, when
         self._table_only = True  # since the last firing, only the table's events asked
 
     def poke(self, quiet: float | None = None, table: bool = False) -> None:
@@ -88,15 +98,33 @@ class Wakeups:
             self._table_only = False
         self.trigger.poke(self.options.debounce if quiet is None else quiet)
 
+    def ask(self) -> None:
+        """An explicit ask (the start, SIGHUP, D-Bus): a run now, unless a policy file is being
+        written (then once it is closed, as for any event)."""
+        self._table_only = False
+        self.trigger.now()
+
     def file_changed(self, path: str, kind: str) -> None:
         if not is_policy(path, self.config):
             table = os.path.dirname(path) == self.config.binfmt_dir.rstrip("/")
             self.poke(self.options.table_debounce, table=table)
             return
-        if kind == "modified":
-            self._writing.setdefault(path, self.clock())
+        # Only files the policy is read from (and its directories) count: an editor's swap file
+        # beside it (Vim's stays open, written now and then), a backup or a temporary file
+        # would keep the quiet from coming, or hold a save until max_delay. A file renamed
+        # over the policy is told by the policy's name.
+        if path not in policy_dirs(self.config) and \
+                not read_as_policy(path, self.config.policy_path):
+            return
+        now = self.clock()
+        if kind == "modified" and now - self._closed.get(path, -math.inf) >= self.options.debounce:
+            self._writing.setdefault(path, now)
         elif kind in ("closed", "deleted", "moved"):
             self._writing.pop(path, None)
+            if kind == "closed":
+                # An editor sets the mode after closing (Vim does): watchdog tells that as
+                # "modified" too, which is no new writer when it comes right after the close.
+                self._closed[path] = now
         self.poke(self.options.debounce)
 
     def due(self, table_as_left: Callable[[], bool]) -> bool:
@@ -106,5 +134,6 @@ class Wakeups:
             self.poke(self.options.debounce)  # a writer is still at it: look again shortly
             return False
         self._writing.clear()  # a writer that never closes gets its run after max_delay
+        self._closed.clear()
         table_only, self._table_only = self._table_only, True
         return not (table_only and not self.trigger.requeued and table_as_left())
