@@ -332,3 +332,80 @@ def test_only_the_boot_path_keeps_the_record(binfmt: PrivateBinfmt, policy: Poli
     r = run("multiarchctl", "apply", "--local", binfmt=binfmt, config=policy("arches: all\n"))
     assert r.returncode == 0, r.stderr
     assert not _record().exists()
+
+
+# -- every input a run reads is in the record --------------------------------------------------
+
+_AUDITED = """
+import json, os, sys
+seen = []
+def hook(event, args):
+    if event == "open" and isinstance(args[0], (str, bytes)):
+        flags = args[2] if isinstance(args[2], int) else 0
+        writes = (args[1] or "r").strip("rbt") if isinstance(args[1], str) else \\
+            flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+        if not writes:
+            seen.append(os.fsdecode(args[0]))
+    elif event in ("os.listdir", "os.scandir") and args and isinstance(args[0], (str, bytes)):
+        seen.append(os.fsdecode(args[0]))
+sys.addaudithook(hook)
+if os.environ.get("EXTRA_INPUT"):  # a new input, as a future change might add one
+    import multiarchd.policy.files as files
+    plain = files.read_text
+    def read_text(path, *rest):
+        open(os.environ["EXTRA_INPUT"]).read()
+        return plain(path, *rest)
+    files.read_text = read_text
+from multiarchd.cli.multiarchd import main
+code = main()
+sys.addaudithook(lambda *a: None)
+with os.fdopen(int(os.environ["AUDIT_FD"]), "w") as out:
+    json.dump(seen, out)
+sys.exit(code)
+"""
+
+
+def _unkeyed(config: Path, extra: str = "") -> list[str]:
+    """What a full --once read (opened for reading, or listed) that its record does not key."""
+    import json
+    import multiarchd
+    from multiarchd.reconciler.record import unescape
+    _record().unlink(missing_ok=True)  # a full run, not a replay
+    read, write = os.pipe()
+    env = dict(os.environ, AUDIT_FD=str(write), EXTRA_INPUT=extra)
+    with PrivateBinfmt() as ns:
+        r = subprocess.run(ns.enter(sys.executable, "-c", _AUDITED, "--once", "--config",
+                                    str(config)), capture_output=True, text=True, timeout=120,
+                           env=env, pass_fds=(write,))
+    os.close(write)
+    with os.fdopen(read) as f:
+        inputs = set(json.load(f))
+    assert r.returncode == 0, r.stderr
+    keyed = set()
+    for line in _record().read_text().splitlines():
+        kind, *fields = line.split("\t")
+        if kind in ("file", "text", "list"):
+            keyed.add(unescape(fields[0]))
+    code = (os.path.dirname(multiarchd.__file__), sys.prefix, sys.base_prefix,
+            "/usr/lib/python3")  # the code, Python and PyYAML: the record's code key
+    machine = ("/proc/cpuinfo", "/proc/cmdline", "/proc/sys/kernel/random/boot_id")
+    kept = (os.environ["CACHE_DIRECTORY"], os.environ["RUNTIME_DIRECTORY"],
+            "/tmp/multiarchd-probe-")  # multiarchd's own: kept files, the probes' scratch
+    return sorted(p for p in inputs if p.startswith("/") and p not in keyed
+                  and p not in machine and "/binfmt_misc" not in p
+                  and not p.startswith(code + kept) and not p.startswith("/proc/self/"))
+
+
+@pytest.mark.kernel  # fresh private binfmt_misc tables
+def test_every_input_a_run_reads_is_keyed_by_its_record(policy: PolicyWriter,
+                                                        trusted_dir: Path) -> None:
+    """Whatever a full run opens or lists is in the record (or is the code, the machine, the
+    table, or multiarchd's own kept files, which the record keys otherwise); an input added to
+    a run without going through the recorder is caught."""
+    shutil.copy("/usr/bin/qemu-s390x-static", trusted_dir / "qemu-s390x-static")
+    config = policy(f"arches:\n  all: {{}}\n  s390x: {{interpreter: "
+                    f"{trusted_dir}/qemu-s390x-static}}\n")
+    policy("arches: {riscv64: false}\n", "arches.d/50-x.yaml")
+    assert _unkeyed(config) == []
+    hostname = "/etc/hostname" if os.path.exists("/etc/hostname") else "/etc/os-release"
+    assert _unkeyed(config, extra=hostname) == [hostname]

@@ -111,6 +111,8 @@ def test_unprivileged_reads_work_and_changes_are_denied(
         assert r.returncode != 0 and "org.freedesktop.DBus.Error.AccessDenied" in r.stderr
         assert "needs root, or an administrator's authorization through " \
             "polkit (action io.github.multiarchd1.manage)" in r.stderr, r.stderr
+        # polkit's own words, not a bool ("polkit could not be asked: True" before)
+        assert "polkit could not be asked: " in r.stderr and "asked: True" not in r.stderr
     for verb in ("apply", "reload", "test"):  # one line, saying what is needed
         r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                             str(BIN / "multiarchctl"), verb], capture_output=True, text=True,
@@ -292,3 +294,21 @@ def test_memory_stays_flat_over_twenty_thousand_calls_by_anyone(
     before = _rss_kib(pid)
     calls(10_000)  # 20,000 calls: a Get and a Plan each time
     assert _rss_kib(pid) - before <= 1024, (before, _rss_kib(pid))
+
+
+def test_reconciled_lists_only_what_was_applied() -> None:
+    """An action the kernel refused changed nothing: the signal leaves it out (the journal
+    says why)."""
+    from multiarchd.dbus.pydbus_glue import BusLink
+    from tests.support.fakes import result
+    told: list[Any] = []
+
+    class Face:
+        def changed(self, plan: Any) -> None:
+            told.append(plan)
+    link = BusLink(Face(), lambda record: None, lambda: None,  # type: ignore[arg-type]
+                   call_later=lambda s, f: None, soon=lambda f: None)
+    done = result(refusals=1, changes=1)
+    link.after_run(done, True)
+    [plan] = told
+    assert [a.entry for a in plan.actions] == ["multiarch-y0"]  # not the refused multiarch-x0

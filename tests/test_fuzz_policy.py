@@ -91,3 +91,28 @@ def test_any_value_in_any_field(document: dict[str, Any]) -> None:
     well_said(p)
     if not p.problems:
         assert set(document) <= {"defaults", "arches", "foreign_entries", "verify", "custom"}
+
+
+# YAML scalars whose construction used to raise out of the reader: numbers past Python's
+# 4,300-digit limit, impossible dates, explicit tags on text that is not of their kind.
+digits = st.integers(1, 6000).map(lambda n: "9" * n)
+dates = st.builds(lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}", st.integers(0, 9999),
+                  st.integers(0, 13), st.integers(0, 32))
+stamps = st.builds(lambda d, h: f"{d} {h:02d}:61:00", dates, st.integers(0, 25))
+tagged = st.builds(lambda tag, text: f"{tag} {text}",
+                   st.sampled_from(["!!int", "!!float", "!!bool", "!!null", "!!str",
+                                    "!!timestamp", "!!binary", "!!merge", "!!value"]),
+                   st.sampled_from(["x", "maybe", "0x", "1e999999", "2023-02-30", "", "~",
+                                    "0b102", "0o9", ".nan", "1_0", "yes"]) | st.text(
+                       alphabet="0123456789.-+xeE_", max_size=12))
+yaml_scalars = digits | dates | stamps | tagged
+PLACES = ["arches: all\nupdated: {v}\n", "arches: {{s390x: {{enabled: {v}}}}}\n",
+          "defaults: {{flags: {v}}}\narches: all\n", "arches: all\nverify: {v}\n",
+          "arches: all\ncustom:\n  - {{name: {v}, extension: e, interpreter: /usr/bin/true}}\n",
+          "arches: all\ncustom:\n  - {{name: m, magic: 'A', offset: {v}, "
+          "interpreter: /usr/bin/true}}\n", "arches: {{{v}: {{}}}}\n", "{v}\n"]
+
+
+@given(st.sampled_from(PLACES), yaml_scalars)
+def test_any_yaml_scalar_in_any_place(place: str, value: str) -> None:
+    well_said(read(place.format(v=value).encode()))

@@ -585,3 +585,21 @@ def test_an_editors_swap_file_beside_the_policy_holds_up_no_save(tmp_path: Path)
     rig.watcher.on_event(str(etc / "arches.d" / "50-x.yaml"), "modified")  # a drop-in, open
     rig.loop.advance(0.5)
     assert rig.script.runs == 2
+
+
+def test_a_kept_verdict_is_for_the_very_file_not_its_timestamps(tmp_path: Path) -> None:
+    """An interpreter rewritten in place with its modification time put back (`touch -r`) is
+    another file: no verdict of the old one is believed for it."""
+    import os
+
+    from multiarchd.service.proven import Proven
+    emu = tmp_path / "emu"
+    emu.write_bytes(b"a" * 100)
+    reg = Registration("multiarch-s390x", str(emu), Flags.parse("F"), b"\x7fELF", None)
+    kept = str(tmp_path / "verdicts.json")
+    Proven(kept).remember("s390x", reg, Verdict("s390x", "ok", "probe ran"))
+    assert Proven(kept).recall("s390x", reg) is not None
+    st = emu.stat()
+    emu.write_bytes(b"b" * 100)
+    os.utime(emu, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert Proven(kept).recall("s390x", reg) is None

@@ -174,3 +174,16 @@ def test_once_with_no_mount_mounts_nothing() -> None:
                        timeout=120)
     assert r.stdout.split() == ["exit", "1", "0"], (r.stdout, r.stderr)
     assert "not mounted" in r.stderr
+
+
+def test_a_full_disk_leaves_no_half_written_file_behind(trusted_dir: Path) -> None:
+    import subprocess
+    small = trusted_dir / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(small)], check=True)
+    try:
+        with pytest.raises(OSError):
+            keep.write_whole(str(small / "boot-record"), "x" * 100_000)
+        assert os.listdir(small) == []  # no `.boot-record.PID` at every run
+    finally:
+        subprocess.run(["umount", str(small)], check=True)

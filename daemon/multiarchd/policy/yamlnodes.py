@@ -78,7 +78,8 @@ class _Builder:
                                    event.style)
             try:
                 value = self.loader.construct_object(node)
-            except (ValueError, KeyError, TypeError, OverflowError, yaml.YAMLError):
+            except (ValueError, KeyError, TypeError, IndexError, ArithmeticError,
+                    yaml.YAMLError):
                 short = event.value if len(event.value) <= 40 else event.value[:37] + "..."
                 if explicit:
                     raise YamlError(at, f"{short!r} is not a valid {tag.replace(_YAML, '!!')}; "
