@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -312,3 +313,52 @@ def test_reconciled_lists_only_what_was_applied() -> None:
     link.after_run(done, True)
     [plan] = told
     assert [a.entry for a in plan.actions] == ["multiarch-y0"]  # not the refused multiarch-x0
+
+
+_STALLED_POLKIT = """
+import os
+from gi.repository import Gio, GLib
+con = Gio.DBusConnection.new_for_address_sync(
+    os.environ["DBUS_SYSTEM_BUS_ADDRESS"], Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT |
+    Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION, None, None)
+held = []  # every question kept, never answered: an agent nobody answers
+con.add_filter(lambda c, m, incoming: held.append(m) if incoming and
+               m.get_member() == "CheckAuthorization" else m)
+con.call_sync("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+              "RequestName", GLib.Variant("(su)", ("org.freedesktop.PolicyKit1", 4)), None, 0,
+              -1, None)
+print("owned", flush=True)
+GLib.MainLoop().run()
+"""
+
+
+def test_a_stalled_polkit_delays_nothing_but_its_own_caller(
+        bus: PrivateBus, served: tuple[DaemonProcess, Path], binfmt: PrivateBinfmt) -> None:
+    d, _ = served
+    env = dict(os.environ, **bus.env)
+    polkit = subprocess.Popen([sys.executable, "-c", _STALLED_POLKIT], stdout=subprocess.PIPE,
+                              text=True, env=env)
+    waiting: list[subprocess.Popen[str]] = []
+    try:
+        assert polkit.stdout is not None and polkit.stdout.readline().strip() == "owned"
+        for _ in range(150):  # callers whose authorization never comes (130 nested loops broke)
+            waiting.append(subprocess.Popen(
+                ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "busctl",
+                 "--system", "--timeout=120", "call", NAME, PATH, IFACE, "Reconcile"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env))
+        assert prop(bus, "State", user="nobody") == "converged"  # reads answered
+        assert call(bus, "Reconcile").returncode == 0  # root's call, not asked of polkit
+        since = d.mark()
+        binfmt.write("multiarch-s390x", "-1")  # drift is healed meanwhile
+        d.wait_log("repaired multiarch-s390x", since)
+        # Only they still wait, or were refused (the bus allows 128 questions in flight per
+        # connection: past that it refuses the question, and the caller is told at once).
+        done = [p for p in waiting if p.poll() is not None]
+        assert all("Access denied" in p.communicate()[1] for p in done), done
+        assert len(done) < len(waiting)
+    finally:
+        for p in waiting:
+            p.kill()
+            p.communicate()
+        polkit.kill()
+        polkit.wait()

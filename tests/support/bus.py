@@ -42,6 +42,12 @@ _CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configura
   <policy user="root">
     <allow send_destination="org.freedesktop.DBus"
            send_interface="org.freedesktop.DBus.Monitoring"/>
+    <!-- a stand-in polkit, for the tests that need one that never answers (polkitd's own
+         policy lets its user own the name, and anyone call it) -->
+    <allow own="org.freedesktop.PolicyKit1"/>
+  </policy>
+  <policy context="default">
+    <allow send_destination="org.freedesktop.PolicyKit1"/>
   </policy>
   <includedir>{policy_dir}</includedir>
 </busconfig>
