@@ -409,3 +409,23 @@ def test_every_input_a_run_reads_is_keyed_by_its_record(policy: PolicyWriter,
     assert _unkeyed(config) == []
     hostname = "/etc/hostname" if os.path.exists("/etc/hostname") else "/etc/os-release"
     assert _unkeyed(config, extra=hostname) == [hostname]
+
+
+def test_no_cut_of_a_record_is_ever_replayed(binfmt: PrivateBinfmt) -> None:
+    """Cut at every line's end (and either side of it) and every 97th byte: not one is
+    replayed, nothing is written, and the whole record still is."""
+    from multiarchd.reconciler.record import replay
+    assert boot(DEFAULT_POLICY)[4] == "full run"
+    whole = _record().read_bytes()
+    ends = {i for i, b in enumerate(whole) if b == ord("\n")}
+    cuts = sorted(({c for e in ends for c in (e - 1, e, e + 1)} | set(range(0, len(whole), 97)))
+                  - {len(whole) - 1, len(whole)})  # (the last newline alone: still whole)
+    assert len(cuts) > 157
+    told: list[dict[str, str]] = []
+    for cut in cuts:
+        _record().write_bytes(whole[:cut])
+        assert replay(str(DEFAULT_POLICY), binfmt.path, told.append) is None, cut
+    assert binfmt.names() == [] and told == []
+    _record().write_bytes(whole)
+    assert replay(str(DEFAULT_POLICY), binfmt.path, told.append) is not None
+    assert len(binfmt.names()) == 33

@@ -4,7 +4,6 @@ written is not: it could fake a verdict or hide a native architecture)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 
@@ -64,8 +63,10 @@ def write_whole(path: str, text: str, mode: int = 0o644, make_dir: bool = False)
     # A dot name a reader of *.prom or of this name skips, in the same file system.
     temp = f".{name}.{os.getpid()}"
     try:
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(temp, dir_fd=dfd)  # left by a run of ours that was stopped
+        except FileNotFoundError:
+            pass
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      mode, dir_fd=dfd)
         try:
@@ -74,8 +75,10 @@ def write_whole(path: str, text: str, mode: int = 0o644, make_dir: bool = False)
                 out.write(text)
             os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         except BaseException:
-            with contextlib.suppress(OSError):
+            try:
                 os.unlink(temp, dir_fd=dfd)  # a full disk leaves nothing behind
+            except OSError:
+                pass
             raise
         finally:
             os.close(fd)

@@ -81,16 +81,25 @@ def _tree_key(top: str) -> list[str]:
     return parts
 
 
+def _package_dir(name: str) -> str | None:
+    """Where `import name` would find the package, looked up as the path finder does for a
+    plain package (importlib.util costs the boot path 3.5 ms to import)."""
+    for entry in sys.path:
+        directory = os.path.join(entry or os.curdir, name)
+        if os.path.isfile(os.path.join(directory, "__init__.py")):
+            return directory
+    return None
+
+
 def code_key() -> str:
     """What decides what a full run would do besides its inputs: this version of multiarchd
     and each of its files, the Python that runs it, and the YAML library that reads the
     policy (found, not imported)."""
-    from importlib.util import find_spec  # (importlib itself is loaded at every start)
     top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     parts = [__version__, sys.version, sys.executable, *_tree_key(top)]
-    spec = find_spec("yaml")
-    if spec is not None and spec.origin:
-        parts += _tree_key(os.path.dirname(spec.origin))
+    yaml = _package_dir("yaml")
+    if yaml is not None:
+        parts += _tree_key(yaml)
     return " ".join(parts)
 
 
