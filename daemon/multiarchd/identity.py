@@ -1,8 +1,9 @@
 """What a run decided from, noted so that a later look can tell whether all of it is still the
 same (the boot record, reconciler/record.py, is replayed only then):
 
-- each interpreter and directory by its identity: device, inode, mode, owner, group, size,
-  modification and change times, its mount's flags (noexec), and the path it resolves to, taken from the very descriptor
+- each interpreter and directory by its identity: inode, mode, owner, group, size,
+  modification and change times (a directory: no size nor times), its mount's flags (noexec),
+  and the path it resolves to, taken from the very descriptor
   the run decided on. Every attribute a decision reads is there itself (type, mode, owner), so
   a timestamp that does not move within one clock tick hides nothing decided from;
 - each policy file by its text (an edit within one clock tick keeps the timestamps);
@@ -19,13 +20,22 @@ UNKNOWN = "?"  # could not be looked at cleanly: never equal to anything noted
 TEXT_MAX = 1 << 20  # policy/files.py reads no more of a policy file
 
 
-# Mount flags a decision reads: noexec refuses an interpreter, nosuid changes what `C` does.
-_MOUNT_FLAGS = os.ST_NOEXEC | os.ST_NOSUID | os.ST_RDONLY
+# The mount flag a decision reads: noexec refuses an interpreter. (Not read-only: `/` is
+# mounted read-only early in a boot and read-write later, and nothing decided depends on it.)
+_MOUNT_FLAGS = os.ST_NOEXEC
 
 
 def of_stat(st: os.stat_result, real: str, mount: int) -> str:
-    """`st` of the file at the resolved path `real` on a mount with flags `mount`, as noted."""
-    return (f"{st.st_dev}:{st.st_ino}:{st.st_mode:o}:{st.st_uid}:{st.st_gid}:{st.st_size}:"
+    """`st` of the file at the resolved path `real` on a mount with flags `mount`, as noted.
+
+    Not the device number: overlayfs and btrfs give a mount a new one at every boot, and the
+    record is read at the next boot (the inode, size and change time, which nobody can set,
+    tell a file apart). A directory by what is decided from it (which one, its owner and mode),
+    not its times: a file made in `/` or `/usr/bin` changes nothing decided (each name looked
+    up there is noted itself), and must not make every boot after it a full run."""
+    if stat.S_ISDIR(st.st_mode):
+        return f"{st.st_ino}:{st.st_mode:o}:{st.st_uid}:{st.st_gid}:{mount & _MOUNT_FLAGS:x}:{real}"
+    return (f"{st.st_ino}:{st.st_mode:o}:{st.st_uid}:{st.st_gid}:{st.st_size}:"
             f"{st.st_mtime_ns}:{st.st_ctime_ns}:{mount & _MOUNT_FLAGS:x}:{real}")
 
 
@@ -112,6 +122,17 @@ class Seen:
 
     def still(self) -> bool:
         """Whether all of it is still as noted."""
-        return all(of_path(p) == i for p, i in self.files.items()) and \
-            all(listing_of(p) == i for p, i in self.listings.items()) and \
-            all(text_of(p) == i for p, i in self.texts.items())
+        return self.changed() is None
+
+    def changed(self) -> str | None:
+        """The first thing noted that is no longer so (in words), or None."""
+        for p, i in self.files.items():
+            if of_path(p) != i:
+                return f"{p} (a file or directory decided from)"
+        for p, i in self.listings.items():
+            if listing_of(p) != i:
+                return f"the drop-ins in {p}"
+        for p, i in self.texts.items():
+            if text_of(p) != i:
+                return f"the policy file {p}"
+        return None

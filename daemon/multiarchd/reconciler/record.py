@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 MAGIC = "multiarchd boot record 2"
 LIMIT = 1 << 20  # bytes: a larger record is not kept (that policy runs in full at boot)
 OURS = "multiarch-"  # model.registration.OWNED_PREFIX, not imported: this module stays light
+DEBUG = "7"  # syslog's: in the journal for whoever asks (journalctl -p debug), not on stderr
 _VOLATILE_CPU = ("cpu mhz", "bogomips")  # /proc/cpuinfo lines that change while it runs
 
 
@@ -190,62 +191,81 @@ def unsealed(text: str) -> str | None:
     return body
 
 
+class Miss(Exception):
+    """Why the record does not hold (said at debug level: a full run follows)."""
+
+
 def replay(policy_path: str, binfmt_dir: str, send: Callable[[dict[str, str]], None],
            settled: bool = False) -> Replayed | None:
     """Do what the record says, if all of it still holds: its register lines, and `send` for
     each of its log records (one after each line registered, the rest at the end), then read
     the table back. None when the record does not hold, is not whole, or the table is not then
-    as the record says (what was registered has been told, and a full run must take over).
-    With `settled`, a table already as the record leaves it holds too (nothing written or
-    told): the service starting after the early unit."""
-    text = keep.read_kept(path(), LIMIT)
-    body = unsealed(text) if text is not None and text.startswith(MAGIC + "\n") else None
-    if body is None:
-        return None
+    as the record says (what was registered has been told, and a full run must take over);
+    why is sent at debug level. With `settled`, a table already as the record leaves it holds
+    too (nothing written or told): the service starting after the early unit."""
     try:
-        return _replay(_Record(body), policy_path, binfmt_dir, send, settled)
+        text = keep.read_kept(path(), LIMIT)
+        if text is None or not text.startswith(MAGIC + "\n"):
+            raise Miss("none kept (or not one of root's, or of another version)")
+        body = unsealed(text)
+        if body is None:
+            raise Miss("it is not whole (cut short, or something added)")
+        done = _replay(_Record(body), policy_path, binfmt_dir, send, settled)
+    except Miss as e:
+        if not settled:
+            send({"MESSAGE": f"boot record not replayed: {e}; a full run", "PRIORITY": DEBUG})
+        return None
     except (ValueError, IndexError, KeyError, UnicodeError):
         return None  # a record of another shape: a full run makes it anew
+    if not settled:
+        send({"MESSAGE": "boot record replayed: the entries are as the last converged run "
+                         "left them, and everything they came from is unchanged",
+              "PRIORITY": DEBUG})
+    return done
 
 
 def _replay(r: _Record, policy_path: str, binfmt_dir: str,
-            send: Callable[[dict[str, str]], None], settled: bool) -> Replayed | None:
-    if r.one("code") != [code_key()] or r.one("machine") != [machine_key()] or \
-            r.one("config") != list(config_key(policy_path)):
-        return None
+            send: Callable[[dict[str, str]], None], settled: bool) -> Replayed:
+    if r.one("code") != [code_key()]:
+        raise Miss("multiarchd, Python or PyYAML changed")
+    if r.one("machine") != [machine_key()]:
+        raise Miss("the kernel, its command line or the CPU changed")
+    if r.one("config") != list(config_key(policy_path)):
+        raise Miss("another policy path or user")
     kept = keep.kept_native()
     if kept is not None and r.one("native") != [native_text(kept[0])]:
-        return None
+        raise Miss("the native architectures changed")
     seen = identity.Seen()
     for kind, noted in _SEEN.items():
         getattr(seen, noted).update((p, i) for p, i in r.fields(kind))
-    if not seen.still():
-        return None
+    changed = seen.changed()
+    if changed is not None:
+        raise Miss(f"{changed} changed")
     table = table_lines(binfmt_dir)
     before = [ln for ln in r.lines if ln.startswith(("entry\t", "status\t"))]
     after = [ln.replace("after", "entry", 1) for ln in r.lines if ln.startswith("after\t")] + \
         [ln for ln in r.lines if ln.startswith("status\t")]
     printed, code, summary = r.one("print"), r.one("exit"), r.one("summary")
     if len(printed) != 1 or len(code) != 1 or len(summary) != 1:
-        return None
+        raise Miss("it is not whole")
     done = Replayed(printed[0], int(code[0]), summary[0])
     if settled and after == table:
         return done
     if table != before:
-        return None
+        raise Miss("the table holds other entries than it did"
+                   if table[-1:] == before[-1:] else "the table's status differs (or it "
+                   "could not be read)")
     registers = r.fields("register")
-    if any(len(fields) < 1 for fields in registers):
-        return None
     logs = [_pairs(fields) for fields in r.fields("log")]
     told = [_pairs(fields) for _, *fields in registers]  # (every field checked before a write)
     for (register, *_), fields in zip(registers, told):
         try:
             raw.write(binfmt_dir, "register", register)
-        except OSError:
-            return None
+        except OSError as e:
+            raise Miss(f"the kernel refused a line ({e.strerror})") from None
         send(fields)
     if table_lines(binfmt_dir) != after:  # read back: anything else, and a full run decides
-        return None
+        raise Miss("the table read back is not as recorded")
     for fields in logs:
         send(fields)
     return done

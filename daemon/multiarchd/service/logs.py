@@ -34,7 +34,8 @@ class StderrLog:
         self.send(record.journal_fields())
 
     def send(self, fields: dict[str, str]) -> None:
-        print(f"{self.identifier}: {fields['MESSAGE']}", file=sys.stderr, flush=True)
+        if fields.get("PRIORITY") != "7":  # debug: the journal's, not a terminal's
+            print(f"{self.identifier}: {fields['MESSAGE']}", file=sys.stderr, flush=True)
 
 
 def open_log(target: str = "auto", identifier: str = IDENTIFIER) -> StderrLog | JournalLog:
