@@ -430,3 +430,20 @@ def test_no_cut_of_a_record_is_ever_replayed(binfmt: PrivateBinfmt) -> None:
     _record().write_bytes(whole)
     assert replay(str(DEFAULT_POLICY), binfmt.path, told.append) is not None
     assert len(binfmt.names()) == 33
+
+
+@pytest.mark.kernel  # fresh private binfmt_misc tables
+def test_a_table_not_as_recorded_after_a_replay_is_a_full_run() -> None:
+    """The replay reads the table back: where it is not what the record says it will be (here
+    a record whose expected table was altered, and sealed again), a full run decides."""
+    from multiarchd.reconciler.record import seal, unsealed
+    full = boot(DEFAULT_POLICY)
+    body = unsealed(_record().read_text())
+    assert body is not None
+    lines = body.split("\n")
+    i = next(n for n, line in enumerate(lines) if line.startswith("after\t"))
+    kind, name, data = lines[i].split("\t")
+    lines[i] = "\t".join([kind, name, data.replace("656e61626c6564", "64697361626c6564", 1)])
+    _record().write_text(seal("\n".join(lines)))
+    code, out, err, table, how = boot(DEFAULT_POLICY)
+    assert (code, how, table) == (0, "full run", full[3]), err

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multiarchd.catalog import load_catalog
@@ -113,6 +113,7 @@ PLACES = ["arches: all\nupdated: {v}\n", "arches: {{s390x: {{enabled: {v}}}}}\n"
           "interpreter: /usr/bin/true}}\n", "arches: {{{v}: {{}}}}\n", "{v}\n"]
 
 
+@settings(max_examples=max(14_000, settings().max_examples))  # the class that once raised
 @given(st.sampled_from(PLACES), yaml_scalars)
 def test_any_yaml_scalar_in_any_place(place: str, value: str) -> None:
     well_said(read(place.format(v=value).encode()))

@@ -160,6 +160,18 @@ def test_apt_remove_leaves_no_entry_and_logs_no_error(deb: Path, tmp_path: Path)
         c.copy_in(deb, "/root/multiarchd.deb")
         c.run("dpkg", "-i", "/root/multiarchd.deb")
         assert state(c) == 's "converged"'
+        # The README's metrics drop-in starts where node-exporter's directory does not exist.
+        readme = (REPO / "README.md").read_text()
+        dropin = re.search(r"\(`systemctl edit multiarchd`\):\n\n```ini\n(.*?)```", readme,
+                           re.S)
+        assert dropin is not None
+        conf = c.merged / "etc/systemd/system/multiarchd.service.d/metrics.conf"
+        conf.parent.mkdir(parents=True)
+        conf.write_text(dropin.group(1))
+        c.run("rm", "-rf", "/var/lib/prometheus/node-exporter")  # (the container's own copy)
+        c.run("systemctl", "daemon-reload")
+        c.run("systemctl", "restart", "multiarchd")  # (226/NAMESPACE with the old drop-in)
+        assert c.run("systemctl", "is-active", "multiarchd").stdout.strip() == "active"
         c.run("sh", "-c", "printf ':other:E::xyz::/bin/true:' > /proc/sys/fs/binfmt_misc/register")
         mark = cursor(c)
         c.run("dpkg", "--remove", "multiarchd")
