@@ -362,3 +362,8 @@ def test_a_stalled_polkit_delays_nothing_but_its_own_caller(
             p.communicate()
         polkit.kill()
         polkit.wait()
+
+
+def test_busctl_tree_finds_the_object(bus: PrivateBus, served: tuple[DaemonProcess, Path]) -> None:
+    r = bus.busctl("tree", NAME, user="nobody")
+    assert r.returncode == 0 and PATH in r.stdout, r.stdout + r.stderr

@@ -58,6 +58,14 @@ INTROSPECTION = ('<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Intros
                  api.XML.replace("<node>", "<node>" + _STANDARD, 1))
 
 
+def _child_on_the_way(path: str) -> str | None:
+    """The next name down to our object from `path`, one of its ancestors ("io" for "/")."""
+    prefix = path.rstrip("/") + "/"
+    if not api.OBJECT_PATH.startswith(prefix) or path == api.OBJECT_PATH:
+        return None
+    return api.OBJECT_PATH[len(prefix):].split("/")[0]
+
+
 class Reply(Protocol[U_contra]):
     """As the service's (service/protocols.py): an answer given once, now or later."""
 
@@ -171,11 +179,18 @@ class Server:
     def _incoming(self, _con: Gio.DBusConnection, message: Gio.DBusMessage,
                   incoming: bool) -> Gio.DBusMessage | None:
         if not incoming or message.get_message_type() != Gio.DBusMessageType.METHOD_CALL or \
-                message.get_path() != api.OBJECT_PATH or \
                 message.get_interface() == "org.freedesktop.DBus.Peer":  # GDBus answers those
             return message
-        self.soon(lambda: self._handle(message))
-        return None
+        if message.get_path() == api.OBJECT_PATH:
+            self.soon(lambda: self._handle(message))
+            return None
+        child = _child_on_the_way(message.get_path() or "")
+        if child is not None and message.get_interface() in (INTROSPECTABLE, None) and \
+                message.get_member() == "Introspect":  # `busctl tree` walks down from /
+            node = f"<node>\n  <node name='{child}'/>\n</node>\n"
+            self.soon(lambda: Call(self.connection, message, ["s"]).value(node))
+            return None
+        return message
 
     # -- on the main loop -----------------------------------------------------------------------
     def _handle(self, message: Gio.DBusMessage) -> None:
