@@ -6,10 +6,7 @@ registry)."""
 
 from __future__ import annotations
 
-import shutil
 import tarfile
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -50,19 +47,10 @@ RUN ["/bin/busybox", "sh", "-c", "/bin/busybox uname -m > /arch"]
 """
 
 
-@pytest.fixture
-def work() -> Iterator[Path]:
-    """A root-owned scratch directory (podman's storage, the images' tars)."""
-    path = Path(tempfile.mkdtemp(prefix="multiarchd-images-", dir="/var/lib"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.mark.kernel  # root, a user namespace with a binfmt_misc of its own, podman
-def test_foreign_images_run_and_build_under_podman_through_our_entries(work: Path) -> None:
+def test_foreign_images_run_and_build_under_podman_through_our_entries(
+        trusted_dir: Path) -> None:
+    work = trusted_dir  # root's, podman's storage and the images' tars
     for deb in IMAGES:
         busybox = BUSYBOX_CACHE / deb / "bin" / "busybox"
         assert busybox.is_file(), f"{busybox} is missing: run dev/setup"
@@ -143,7 +131,8 @@ def docker_archive(busybox: Path, arch: str, tag: str, out: Path) -> None:
 
 
 @pytest.mark.kernel  # root, a user namespace with a binfmt_misc of its own, Docker's daemons
-def test_docker_runs_an_arm64_image_through_our_entries(work: Path) -> None:
+def test_docker_runs_an_arm64_image_through_our_entries(trusted_dir: Path) -> None:
+    work = trusted_dir
     docker_archive(BUSYBOX_CACHE / "arm64" / "bin" / "busybox", "arm64", "busybox-arm64:latest",
                    work / "busybox-arm64-docker.tar")
     r = run_in_full_userns(["/usr/bin/python3", "-c", DOCKER, str(work), str(BIN / "multiarchd"),
