@@ -14,6 +14,8 @@ import pytest
 from tests.support.fullns import run_in_full_userns
 from tests.support.paths import BIN, BUSYBOX_CACHE, DEFAULT_POLICY, FOREIGN
 
+pytestmark = pytest.mark.container  # `pytest -m container` runs only these
+
 # Debian architecture -> podman's --arch and what the image's busybox says as `uname -m`.
 IMAGES = {deb: (deb.replace("el", "le") if deb == "ppc64el" else
                 "arm" if deb == "armhf" else deb, uname) for deb, uname in FOREIGN.items()}
