@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.fullns import run_in_full_userns
 from tests.support.paths import BIN, BUSYBOX_CACHE, DEFAULT_POLICY, FOREIGN
+from tests.support.podman import shell_setup
 
 pytestmark = pytest.mark.container  # `pytest -m container` runs only these
 
@@ -23,15 +24,10 @@ IMAGES["riscv64"] = ("riscv64", "riscv64")  # Debian 13's busybox (dev/setup fet
 
 SCRIPT = """
 set -e
-mount -t proc proc /proc  # this PID namespace's (runc reads its children there)
+{setup}
 mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 CACHE_DIRECTORY={work}/cache RUNTIME_DIRECTORY={work}/run {bin}/multiarchd --once \\
     --config {policy} 2>/dev/null | tail -n 1
-podman() {{
-    command podman --root {work}/storage --runroot {work}/runroot --runtime runc \\
-        --storage-driver vfs --cgroup-manager cgroupfs --events-backend none "$@"
-}}
-LIMITS="--network none --ulimit nofile=4096:4096 --ulimit nproc=4096:4096"
 for image in {images}; do
     deb=${{image%%:*}}; arch=${{image#*:}}
     podman import --arch "$arch" {work}/$deb.tar localhost/busybox-$deb >/dev/null
@@ -60,7 +56,8 @@ def test_foreign_images_run_and_build_under_podman_through_our_entries(
             tar.add(busybox.resolve(), arcname="bin/busybox")  # (trixie: a link to usr/bin)
     (work / "context").mkdir()
     (work / "context" / "Containerfile").write_text(CONTAINERFILE)
-    script = SCRIPT.format(work=work, bin=BIN, policy=DEFAULT_POLICY,
+    script = SCRIPT.format(setup=shell_setup(work / "storage"), work=work, bin=BIN,
+                           policy=DEFAULT_POLICY,
                            images=" ".join(f"{deb}:{arch}" for deb, (arch, _) in IMAGES.items()))
     r = run_in_full_userns(["sh", "-c", script], timeout=600)
     assert r.returncode == 0, r.stdout[-3000:]
