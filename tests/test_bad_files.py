@@ -22,7 +22,8 @@ from tests.test_trust import TYPOS
 VALUES = ["9" * 4301, "2023-02-30", "2024-13-01", "0000-01-01", "!!int x", "!!float x",
           "!!bool maybe", "!!float", "!!int", "!!timestamp 2024-99-99", "!!binary ~~~",
           "'\\x'", '"\\ud800"', "*nope", "&a [*a]", "[", "{", "}", "-", "? x", "|", ">",
-          "!!str", "!!null x", "0x", "0o9", "1e999999", ".nan", "~", "-.inf", "2001-12-14t21:59:43.10-05:00"]
+          "!!str", "!!null x", "0x", "0o9", "1e999999", ".nan", "~", "-.inf",
+          "2001-12-14t21:59:43.10-05:00"]
 CORPUS = [text for text, *_ in BAD] + TYPOS + list(TEXTS.values()) + \
     [place.format(v=v) for place in PLACES for v in VALUES]
 PLACE = re.compile(r"^/\S+?(:\d+:\d+)?: ", re.M)  # (a file-wide problem: the file alone)

@@ -34,7 +34,8 @@ def of_stat(st: os.stat_result, real: str, mount: int) -> str:
     not its times: a file made in `/` or `/usr/bin` changes nothing decided (each name looked
     up there is noted itself), and must not make every boot after it a full run."""
     if stat.S_ISDIR(st.st_mode):
-        return f"{st.st_ino}:{st.st_mode:o}:{st.st_uid}:{st.st_gid}:{mount & _MOUNT_FLAGS:x}:{real}"
+        return (f"{st.st_ino}:{st.st_mode:o}:{st.st_uid}:{st.st_gid}:"
+                f"{mount & _MOUNT_FLAGS:x}:{real}")
     return (f"{st.st_ino}:{st.st_mode:o}:{st.st_uid}:{st.st_gid}:{st.st_size}:"
             f"{st.st_mtime_ns}:{st.st_ctime_ns}:{mount & _MOUNT_FLAGS:x}:{real}")
 

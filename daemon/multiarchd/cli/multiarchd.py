@@ -99,7 +99,7 @@ def replayed(values: dict[str, str]) -> int | None:
             BinfmtTable(binfmt).mount()
         except (OSError, subprocess.CalledProcessError):  # the full run says why
             return None
-    done = replay(values["--config"], values["--binfmt-dir"], open_log(values["--log-target"]).send)
+    done = replay(values["--config"], binfmt, open_log(values["--log-target"]).send)
     if done is None:
         return None
     print(done.printed)

@@ -40,16 +40,15 @@ def authorize(con: Gio.DBusConnection, message: Gio.DBusMessage, what: str, then
     needed = (f"{what} needs root, or an administrator's authorization through polkit "
               f"(action {ACTION})")
 
-    def unable(e: GLib.Error) -> Exception:
+    def unable(e: GLib.Error) -> str:
         Gio.DBusError.strip_remote_error(e)  # (in place; it returns whether it stripped)
-        denied: Exception = AccessDenied(f"{needed}; polkit could not be asked: {e.message}")
-        return denied
+        return f"{needed}; polkit could not be asked: {e.message}"
 
     def answered(c: Gio.DBusConnection, result: Gio.AsyncResult) -> None:
         try:
             authorized, challenge, _details = c.call_finish(result).unpack()[0]
         except GLib.Error as e:  # no polkitd on this bus: only root may
-            then(unable(e))
+            then(AccessDenied(unable(e)))
             return
         if authorized:
             then(None)

@@ -24,9 +24,10 @@ from ..core.plan import Outcome
 from ..core.probes import Verdict
 from ..core.report import Report
 from ..model.problems import Problem
+from ..model.reply import Reply
 from ..reconciler.run import Result
 from . import api, polkit
-from .server import Call, Reply, Server
+from .server import Call, Server
 from .api import RemoteError, Unreachable
 
 

@@ -16,10 +16,10 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from gi.repository import Gio, GLib
 
+from ..model.reply import Reply
 from . import api
 
 U = TypeVar("U")
-U_contra = TypeVar("U_contra", contravariant=True)
 
 PROPERTIES = "org.freedesktop.DBus.Properties"
 INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
@@ -64,13 +64,6 @@ def _child_on_the_way(path: str) -> str | None:
     if not api.OBJECT_PATH.startswith(prefix) or path == api.OBJECT_PATH:
         return None
     return api.OBJECT_PATH[len(prefix):].split("/")[0]
-
-
-class Reply(Protocol[U_contra]):
-    """As the service's (service/protocols.py): an answer given once, now or later."""
-
-    def value(self, value: U_contra) -> None: ...
-    def error(self, error: Exception) -> None: ...
 
 
 def error_name(error: Exception) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+
 from .. import identity
 
 MAX_LINKS = 40  # as the kernel's own limit (ELOOP past it)
@@ -60,7 +61,8 @@ def walk(path: str, strict: bool = True, judged: dict[str, str | None] | None = 
     Untrusted. Not strict (a file root writes in a tree someone else owns, as node-exporter's
     directory): any directory will do, but a symlink is followed only where it sits in a
     directory only root can change. `judged` keeps each directory's verdict by resolved path
-    for the next walk; `noted` gets each directory's identity (identity.py). OSError (ENOENT, ELOOP, ...) as the kernel would give it.
+    for the next walk; `noted` gets each directory's identity (identity.py). OSError (ENOENT,
+    ELOOP, ...) as the kernel would give it.
     """
     judged = {} if judged is None else judged
     if not path.startswith("/"):

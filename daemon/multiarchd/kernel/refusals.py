@@ -41,12 +41,12 @@ def explain(action: str, reg_name: str, err: int, interpreter: str | None = None
     return f"{what} failed: {os.strerror(err)} ({errno.errorcode.get(err, err)})"
 
 
-def explain_unopened(action: str, reg_name: str, err: int, path: str) -> str:
-    """A control file that could not even be opened: the writer's rights, not the entry."""
-    what = f"{action} of {printable(reg_name)}"
-    if err in (errno.EACCES, errno.EPERM):
-        return (f"{what} refused: {path} cannot be opened for writing "
-                f"({errno.errorcode[err]}); only root (CAP_SYS_ADMIN over this binfmt_misc "
-                "instance) may change the table: run as root")
-    return f"{what} failed: cannot open {path}: {os.strerror(err)} " \
-           f"({errno.errorcode.get(err, err)})"
+def explain_unopened(action: str, reg_name: str, err: int, path: str,
+                     interpreter: str | None = None) -> str:
+    """A control file that could not even be opened: refused for its mode, that is the
+    writer's rights, not the entry; anything else as explain() says it."""
+    if err not in (errno.EACCES, errno.EPERM):
+        return explain(action, reg_name, err, interpreter)
+    return (f"{action} of {printable(reg_name)} refused: {path} cannot be opened for writing "
+            f"({errno.errorcode[err]}); only root (CAP_SYS_ADMIN over this binfmt_misc "
+            "instance) may change the table: run as root")

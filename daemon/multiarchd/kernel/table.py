@@ -8,7 +8,6 @@ kernel hands them out in per-CPU batches.
 
 from __future__ import annotations
 
-import errno
 import os
 
 from ..model.registration import Registration
@@ -23,7 +22,6 @@ __all__ = ["DEFAULT_PATH", "BinfmtTable"]
 
 MOUNT = ("/usr/bin/mount", "/bin/mount")  # util-linux's, merged /usr or not
 SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-UNOPENED = (errno.EACCES, errno.EPERM)  # a control file's own mode: the writer is not root
 
 
 class BinfmtTable:
@@ -73,7 +71,6 @@ class BinfmtTable:
             raw.write(self.path, file, text)
         except OSError as e:
             err = e.errno or 0
-            why = explain_unopened(action, name, err, os.path.join(self.path, file)) \
-                if isinstance(e, raw.NotOpened) and err in UNOPENED else \
-                explain(action, name, err, interp)
+            why = explain_unopened(action, name, err, os.path.join(self.path, file), interp) \
+                if isinstance(e, raw.NotOpened) else explain(action, name, err, interp)
             raise KernelError(name, action, err, why) from e

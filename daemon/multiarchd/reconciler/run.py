@@ -117,6 +117,8 @@ def keep_boot_record(config: Config, want: Desired, after: Observed,
     if text is None:  # nothing a replay could do alike: no record is better than a stale one
         with contextlib.suppress(OSError):
             os.unlink(record.path())
+        if history is not None:
+            history.recorded = key  # (the same inputs make no record again: not worked out anew)
         return
     # Nowhere to keep it, or a path that is not UTF-8: the next boot runs in full.
     with contextlib.suppress(OSError, UnicodeError):

@@ -13,15 +13,6 @@ from .watches import Watch
 
 Clock = Callable[[], float]  # monotonic seconds
 T = TypeVar("T")
-T_contra = TypeVar("T_contra", contravariant=True)
-
-
-class Reply(Protocol[T_contra]):
-    """The answer to one caller (a D-Bus method call), given once, now or later: the service
-    never waits for it, so one slow caller holds up no other."""
-
-    def value(self, value: T_contra) -> None: ...
-    def error(self, error: Exception) -> None: ...
 
 
 class Timers(Protocol):

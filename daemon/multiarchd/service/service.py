@@ -24,10 +24,11 @@ from ..model.catalog import Catalog
 from ..model.errors import NotMounted, PolicyRejected, Stopping, UnknownArchitecture
 from ..model.options import Options
 from ..model.problems import Problem
+from ..model.reply import Reply
 from ..reconciler.reconciler import Reconciler, Step
 from ..reconciler.run import Result
 from .metrics import Exporter
-from .protocols import Bus, Clock, Log, Loop, Notifier, Reply, Watcher
+from .protocols import Bus, Clock, Log, Loop, Notifier, Watcher
 from .trigger import Trigger, Wakeups
 from .verifier import Verifier
 from .watches import watches_for
@@ -137,7 +138,8 @@ class Service:
         self.notify("RELOADING=1", f"MONOTONIC_USEC={now_usec}")
 
         def done(_result: Result | None) -> None:
-            self.notify("READY=1", f"STATUS={self.status_line()}")
+            if not self.stopping:  # (a stop meanwhile: STOPPING=1 follows, not READY=1)
+                self.notify("READY=1", f"STATUS={self.status_line()}")
             if reply is not None:
                 reply.value(None)
         self.request_run(done)

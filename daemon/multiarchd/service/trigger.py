@@ -13,9 +13,9 @@ import os
 from collections.abc import Callable
 
 from ..model.options import Options
+from ..policy.files import read_as_policy
 from ..reconciler.run import Config
 from .protocols import Clock, Timers
-from ..policy.files import read_as_policy
 from .watches import is_policy, policy_dirs
 
 
@@ -117,7 +117,8 @@ class Wakeups:
                 not read_as_policy(path, self.config.policy_path):
             return
         now = self.clock()
-        if kind == "modified" and now - self._closed.get(path, -math.inf) >= self.options.debounce:
+        just_closed = now - self._closed.get(path, -math.inf) < self.options.debounce
+        if kind == "modified" and not just_closed:
             self._writing.setdefault(path, now)
         elif kind in ("closed", "deleted", "moved"):
             self._writing.pop(path, None)
