@@ -32,10 +32,10 @@ CACHE = Path(os.environ.get("MULTIARCH_DEV_CACHE", "/var/cache/multiarchd-dev"))
 # (busybox directory, label, environment for the run)
 TARGETS = [("native", "", ()), ("arm64", "", ()), ("s390x", "", ()), ("riscv64", "", ()),
            ("ppc64el", "", ()),
-           # Debian 13's arm64 busybox is built with pointer authentication (PAC): QEMU 7.2's
-           # default CPU model (max) emulates it slowly; a CPU model without PAC avoids it.
-           ("arm64-trixie", "PAC, -cpu max", ()),
-           ("arm64-trixie", "PAC, QEMU_CPU=neoverse-n1", ("env", "QEMU_CPU=neoverse-n1"))]
+           # Debian 13's arm64 busybox is built with pointer authentication (PAC): through the
+           # entry, it runs with the shipped model (max,pauth-impdef=on); bench.cpu_model
+           # compares it with QEMU's default.
+           ("arm64-trixie", "PAC, shipped model", ())]
 
 
 def make_data(path: Path, megabytes: int) -> None:
@@ -76,7 +76,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--execs", type=int, default=200)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="multiarchd-emul-"))
+    # Under /var/lib, root's: multiarchd registers no file from under /tmp.
+    work = Path(tempfile.mkdtemp(prefix="multiarchd-emul-", dir="/var/lib"))
+    work.chmod(0o755)
     data = work / "data.txt"
     make_data(data, args.megabytes)
     raw = data.read_bytes()
@@ -84,9 +86,13 @@ def main() -> None:
     (work / "data.txt.gz").write_bytes(gzip.compress(raw))
     ns = PrivateBinfmt()
     try:
+        # The files that carry a CPU model go to a directory of this run's, not the host's.
+        state = work / "state"
+        state.mkdir(mode=0o755)
         once = subprocess.run([str(Path(sys.executable).parent / "multiarchd"), "--once",
                                "--config", str(DEFAULT_POLICY), "--binfmt-dir",
-                               ns.path], capture_output=True, text=True)
+                               ns.path], capture_output=True, text=True,
+                              env=dict(os.environ, STATE_DIRECTORY=str(state)))
         assert once.returncode == 0, once.stderr
         jobs = {
             "bunzip2": ["bunzip2", "-c", str(work / "data.txt.bz2")],
@@ -117,9 +123,7 @@ def main() -> None:
         print("origin's figure, for comparison: bzip2 19.7 s native, 143.4 s emulated (7.3x)")
     finally:
         ns.close()
-        for f in work.iterdir():
-            f.unlink()
-        work.rmdir()
+        subprocess.run(["rm", "-rf", str(work)], check=False)
 
 
 if __name__ == "__main__":

@@ -62,12 +62,24 @@ def runtime_dir() -> Iterator[Path]:
         yield Path(path)
 
 
+@pytest.fixture(scope="session")
+def state_dir() -> Iterator[Path]:
+    """One state directory for the whole run (the files that carry a CPU model, made once):
+    root's, under /var/lib as multiarchd's own, since a file under /tmp is never registered."""
+    parent = "/var/lib" if os.geteuid() == 0 else None
+    with tempfile.TemporaryDirectory(prefix="multiarchd-tests-", dir=parent) as path:
+        os.chmod(path, 0o755)
+        yield Path(path)
+
+
 @pytest.fixture(autouse=True)
-def own_cache(tmp_path: Path, runtime_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test keeps what multiarchd keeps (the boot record, verdicts) in a cache of its
-    own, never the host's /var/cache or /run."""
+def own_cache(tmp_path: Path, runtime_dir: Path, state_dir: Path,
+              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test keeps what multiarchd keeps (the boot record, verdicts, the files that carry
+    a CPU model) in directories of its run, never the host's /var/cache, /var/lib or /run."""
     monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path / "cache"))
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(runtime_dir))
+    monkeypatch.setenv("STATE_DIRECTORY", str(state_dir))
 
 
 @pytest.fixture(scope="session", autouse=True)

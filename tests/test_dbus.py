@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -56,6 +57,8 @@ def test_every_property_reads(bus: PrivateBus, served: tuple[DaemonProcess, Path
     assert arches["s390x"] == ["s390x", "arch", "active", "/usr/bin/qemu-s390x-static", "qemu",
                                "PF", "multiarch-s390x", "", False]
     assert arches["x86_64"][2] == "native"
+    # The model each architecture's file carries: aarch64's from the catalog, here.
+    assert prop(bus, "CpuModels") == {"aarch64": "max,pauth-impdef=on"}
 
 
 def test_introspection_shows_the_whole_interface(bus: PrivateBus,
@@ -236,8 +239,11 @@ def test_multiarchctl_over_dbus(bus: PrivateBus, served: tuple[DaemonProcess, Pa
     r = ctl("status")
     assert r.returncode == 0 and "converged: 33 active" in r.stdout
     assert "s390x" in r.stdout and "/usr/bin/qemu-s390x-static" in r.stdout
+    assert re.search(r"\naarch64 +active +qemu +max,pauth-impdef=on +PF ", r.stdout), r.stdout
     data = json.loads(ctl("status", "--json").stdout)
     assert data["state"] == "converged" and len(data["architectures"]) == 35
+    assert {a["name"]: a["cpu"] for a in data["architectures"]}["aarch64"] == \
+        "max,pauth-impdef=on"
     assert ctl("apply").returncode == 0
     assert ctl("reload").returncode == 0
     r = ctl("plan")

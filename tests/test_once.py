@@ -172,7 +172,7 @@ def test_what_the_kernel_would_refuse_is_refused_first_and_the_rest_applies(
 def test_dry_run_prints_the_plan_and_writes_nothing(binfmt: PrivateBinfmt) -> None:
     r = once(binfmt, DEFAULT_POLICY, "--dry-run")
     assert r.returncode == 1
-    assert "register multiarch-aarch64: aarch64 via /usr/bin/qemu-aarch64-static, flags PF" \
+    assert "register multiarch-s390x: s390x via /usr/bin/qemu-s390x-static, flags PF" \
         in r.stdout
     assert binfmt.names() == []
 

@@ -26,7 +26,7 @@ class PrivateJournal(Closing):
             with NotifyListener(tmp, "journald") as ready:
                 # Not the tests' RUNTIME_DIRECTORY: journald would put its sockets there.
                 env = {k: v for k, v in os.environ.items()
-                       if k not in ("RUNTIME_DIRECTORY", "CACHE_DIRECTORY")}
+                       if k not in ("RUNTIME_DIRECTORY", "CACHE_DIRECTORY", "STATE_DIRECTORY")}
                 self.journald = subprocess.Popen(
                     self.enter(JOURNALD), env=dict(env, NOTIFY_SOCKET=str(ready.path)),
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -42,6 +42,7 @@ def load_catalog() -> Catalog:
             hosts=_star(row["hosts"]),
             paths=tuple(row["paths"]),
             flags=Flags.parse(row["flags"]),
+            cpu=dict(row.get("cpu", {})),
         )
         for name, row in raw["emulator"].items()
     }

@@ -82,7 +82,8 @@ class Remote:
         get = self.client.get
         state = get("State")
         report = api.report_from(get("Architectures"), get("ForeignEntries"), get("Problems"),
-                                 get("BinfmtEnabled"), applied or (), state == "policy-error")
+                                 get("BinfmtEnabled"), applied or (), state == "policy-error",
+                                 get("CpuModels"))
         if applied is not None:
             plan = Plan(tuple(o.action for o in report.outcomes))
         elif report.rejected:

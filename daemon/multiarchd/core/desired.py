@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from ..model.catalog import Arch, Catalog
 from ..model.flags import Flags
 from ..model.host import FileId, FileState, Host
-from ..model.policy import ArchRule, CustomRule, ForeignMode, Policy
+from ..model.policy import CPU_DEFAULT, ArchRule, CustomRule, ForeignMode, Policy
 from ..model.problems import Place, Problem
 from ..model.registration import OWNED_PREFIX, Registration
 
@@ -38,6 +38,9 @@ class Want:
     message: str = ""
     frozen: bool = False  # leave whatever the kernel has under this name untouched
     explicit: bool = False  # named in the policy, not only through `all`
+    # The QEMU CPU model its registered file carries (-cpu), None for the emulator's own: as
+    # asked for here, then as made by host/cpu_models.py (which says why when it could not).
+    cpu: str | None = None
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,9 @@ class Desired:
     # The policy has a problem: an entry of ours it does not name is left as it is (a typo
     # must never remove what the admin meant to keep), until the problems are fixed.
     tentative: bool = False
+    # Entries whose interpreter file this run wrote anew (a CPU model's, host/cpu_models.py):
+    # an entry with F registered before holds the old one until registered again.
+    remade: frozenset[str] = frozenset()
 
     _by_entry: dict[str, Want] = field(init=False, repr=False, compare=False)
 
@@ -150,7 +156,19 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
     flags = rule.flags or policy.flags or emu_flags
     reg = Registration(entry, interpreter, flags, arch.magic, arch.mask)
     return Want(arch.name, "arch", entry, reg, None, interpreter, host.ids.get(interpreter),
-                emulator, explicit=explicit)
+                emulator, explicit=explicit, cpu=_cpu(arch, rule, catalog, emulator,
+                                                      interpreter))
+
+
+def _cpu(arch: Arch, rule: ArchRule, catalog: Catalog, emulator: str | None,
+         interpreter: str) -> str | None:
+    """The CPU model the entry should carry: the policy's, else the catalog's for the
+    emulator; only QEMU takes one (an explicit interpreter counts when it is a QEMU)."""
+    qemu = emulator == "qemu" or (emulator == "explicit" and
+                                  interpreter.rsplit("/", 1)[-1].startswith("qemu-"))
+    if not qemu or rule.cpu == CPU_DEFAULT:
+        return None
+    return rule.cpu or catalog.emulators["qemu"].cpu.get(arch.name)
 
 
 def _custom_want(rule: CustomRule, host: Host, problems: list[Problem]) -> Want:

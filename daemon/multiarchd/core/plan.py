@@ -77,8 +77,9 @@ def _differences(have: Registration, want: Registration) -> str:
     return ", ".join(changed)
 
 
-def _describe(reg: Registration, label: str) -> str:
-    return f"{label} via {reg.interpreter}, flags {reg.flags or '-'}"
+def _describe(reg: Registration, label: str, cpu: str | None = None) -> str:
+    model = f" (QEMU with -cpu {cpu})" if cpu else ""
+    return f"{label} via {reg.interpreter}{model}, flags {reg.flags or '-'}"
 
 
 def _foreign_actions(desired: Desired, observed: Observed) -> list[Action]:
@@ -139,7 +140,8 @@ def plan(desired: Desired, observed: Observed, held: Mapping[str, FileId] | None
     for want in desired.wants:
         if want.registration is not None and want.entry not in present:
             actions.append(Action(Kind.REGISTER, want.entry,
-                                  _describe(want.registration, want.label), want.registration))
+                                  _describe(want.registration, want.label, want.cpu),
+                                  want.registration))
     actions.sort(key=lambda a: (_ORDER.index(a.kind), a.entry))
     return Plan(tuple(actions))
 

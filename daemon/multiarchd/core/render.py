@@ -42,10 +42,15 @@ def columns(rows: Sequence[Sequence[str]]) -> str:
 
 
 def status_rows(statuses: Iterable[Status]) -> list[list[str]]:
-    rows = [["NAME", "STATE", "EMULATOR", "FLAGS", "INTERPRETER", "NOTE"]]
+    """One row per entry; a CPU column when an architecture runs with a chosen model."""
+    statuses = list(statuses)
+    models = any(s.cpu for s in statuses)
+    rows = [["NAME", "STATE", "EMULATOR", *(["CPU"] if models else []), "FLAGS", "INTERPRETER",
+             "NOTE"]]
     for s in statuses:
         name = s.name if s.kind == "arch" else f"{s.name} (custom)"
-        rows.append([name, s.state.value, s.emulator or "-", s.flags or "-",
+        cpu = [s.cpu or ("-" if s.emulator != "qemu" else "default")] if models else []
+        rows.append([name, s.state.value, s.emulator or "-", *cpu, s.flags or "-",
                      s.interpreter or "-", s.message])
     return rows
 

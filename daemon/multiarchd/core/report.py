@@ -43,6 +43,7 @@ class Status:
     flags: str
     message: str
     explicit: bool
+    cpu: str = ""  # the QEMU CPU model its registered file carries; "": the emulator's own
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,8 @@ def _status(want: Want, observed: Observed, failure: str | None) -> Status:
     # Made whole (not by dataclasses.replace, several times slower): one per entry per run.
     return Status(name=want.label, kind=want.kind, state=state, entry=want.entry,
                   interpreter=want.interpreter or "", emulator=want.emulator or "",
-                  flags=str(reg.flags) if reg else "", message=message, explicit=want.explicit)
+                  flags=str(reg.flags) if reg else "", message=message, explicit=want.explicit,
+                  cpu=want.cpu or "")
 
 
 def _state(want: Want, observed: Observed, failure: str | None) -> tuple[State, str]:
@@ -140,7 +142,7 @@ def _state(want: Want, observed: Observed, failure: str | None) -> tuple[State, 
     if earlier:
         return State.ACTIVE, (f"overlaps foreign {', '.join(printable(e.name) for e in earlier)}; "
                               "this entry was registered later and wins")
-    return State.ACTIVE, ""
+    return State.ACTIVE, want.message  # (a CPU model not used, and why)
 
 
 def _conflict(status: Status) -> Status:

@@ -5,6 +5,7 @@ the daemon had (and renders it as a local run would). Pure."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from ..core.plan import Action, Kind, Outcome, Plan
 from ..core.report import Foreign, Report, State, Status
@@ -63,6 +64,8 @@ XML = f"""
     <!-- name, kind (arch or custom), state, interpreter, emulator, flags, entry, message,
          explicit (named in the policy, not only through `all`) -->
     <property name='Architectures' type='a{ARCH_RECORD}' access='read'/>
+    <!-- architecture -> the QEMU CPU model its entry's file carries (only those with one) -->
+    <property name='CpuModels' type='a{{ss}}' access='read'/>
     <!-- entries of other tools: name, enabled, interpreter, owned entries it overlaps,
          whether the kernel hands it their binaries -->
     <property name='ForeignEntries' type='a{FOREIGN_RECORD}' access='read'/>
@@ -149,10 +152,17 @@ def change_records(plan: Plan) -> list[tuple[str, str, str]]:
     return [(a.kind.value, printable(a.entry), a.reason) for a in plan.actions]
 
 
+def cpu_models(statuses: Sequence[Status]) -> dict[str, str]:
+    return {s.name: s.cpu for s in statuses if s.cpu}
+
+
 def report_from(statuses: list[ArchRecord], foreign: list[ForeignRecord],
                 problems: list[ProblemRecord], binfmt_enabled: bool,
-                applied: Sequence[AppliedRecord] = (), policy_rejected: bool = False) -> Report:
-    return Report(tuple(status_from(r) for r in statuses),
+                applied: Sequence[AppliedRecord] = (), policy_rejected: bool = False,
+                models: dict[str, str] | None = None) -> Report:
+    models = models or {}
+    return Report(tuple(replace(s, cpu=models.get(s.name, "")) if s.kind == "arch" else s
+                        for s in map(status_from, statuses)),
                   tuple(foreign_from(r) for r in foreign),
                   tuple(problem_from(r) for r in problems),
                   tuple(outcome_from(r) for r in applied), bool(binfmt_enabled), policy_rejected)

@@ -89,6 +89,10 @@ class ManagerFace:
         return [api.arch_record(s) for s in self._report.statuses]
 
     @property
+    def CpuModels(self) -> dict[str, str]:
+        return api.cpu_models(self._report.statuses)
+
+    @property
     def ForeignEntries(self) -> list[api.ForeignRecord]:
         return [api.foreign_record(f) for f in self._report.foreign]
 
@@ -129,7 +133,8 @@ class ManagerFace:
     def changed(self, plan: core_plan.Plan | None) -> None:
         """After a run: PropertiesChanged for what differs, Reconciled if the table changed."""
         now = {"State": self.State, "LastReconcile": self.LastReconcile,
-               "Architectures": self.Architectures, "PolicyPath": self.PolicyPath,
+               "Architectures": self.Architectures, "CpuModels": self.CpuModels,
+               "PolicyPath": self.PolicyPath,
                "ForeignEntries": self.ForeignEntries, "Problems": self.Problems,
                "BinfmtEnabled": self.BinfmtEnabled}
         diff = {k: v for k, v in now.items() if self._last.get(k) != v}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 
 from .. import __version__, identity
 from . import paths
@@ -49,9 +50,15 @@ def read_kept(path: str, limit: int = 1 << 20) -> str | None:
         os.close(fd)
 
 
-def write_whole(path: str, text: str, mode: int = 0o644, make_dir: bool = False) -> None:
+class NotAccepted(Exception):
+    """write_whole's `check` refused what was written (its words); nothing was replaced."""
+
+
+def write_whole(path: str, text: str | bytes, mode: int = 0o644, make_dir: bool = False,
+                check: Callable[[str], str | None] | None = None) -> None:
     """Replace `path` by rename, so that no reader sees half of it (with `make_dir`, its
-    directory is made if missing). OSError when it cannot be written.
+    directory is made if missing). OSError when it cannot be written; with `check`, the new
+    file's temporary path is given to it first, and NotAccepted when it says why not.
 
     The directory is reached by paths.walk and everything is done relative to it: where someone
     else owns a directory on the way (node-exporter's, say), a symlink of theirs is never
@@ -70,9 +77,12 @@ def write_whole(path: str, text: str, mode: int = 0o644, make_dir: bool = False)
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                      mode, dir_fd=dfd)
         try:
-            with open(fd, "w", closefd=False) as out:
-                os.fchmod(fd, mode)  # whatever the umask
-                out.write(text)
+            with open(fd, "wb") as out:  # closed before `check` (a program open for writing
+                os.fchmod(fd, mode)  # cannot be run); fchmod: whatever the umask
+                out.write(text.encode() if isinstance(text, str) else text)
+            why = check(os.path.join(directory, temp)) if check else None
+            if why is not None:
+                raise NotAccepted(why)
             os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
         except BaseException:
             try:
@@ -80,8 +90,6 @@ def write_whole(path: str, text: str, mode: int = 0o644, make_dir: bool = False)
             except OSError:
                 pass
             raise
-        finally:
-            os.close(fd)
     finally:
         os.close(dfd)
 

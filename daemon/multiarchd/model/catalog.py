@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from functools import cache, cached_property
 from typing import Literal
 
@@ -45,6 +45,8 @@ class Emulator:
     hosts: frozenset[str] | None  # None: any host
     paths: tuple[str, ...]
     flags: Flags
+    # arch -> the CPU model it runs with when the policy names none (empty: never a model)
+    cpu: Mapping[str, str] = field(default_factory=dict)
 
     def runs(self, arch: str, host: str) -> bool:
         return (self.arches is None or arch in self.arches) and (

@@ -13,7 +13,8 @@ from .problems import Place, Problem
 DEFAULT_EMULATORS = ("fex", "box64", "rosetta", "box86", "qemu")
 TOP_KEYS = ("defaults", "arches", "foreign_entries", "custom", "verify")
 DEFAULTS_KEYS = ("flags", "emulators")
-ARCH_KEYS = ("enabled", "flags", "emulators", "interpreter")
+ARCH_KEYS = ("enabled", "flags", "emulators", "interpreter", "cpu")
+CPU_DEFAULT = "default"  # `cpu: default`: QEMU's own model, no -cpu
 CUSTOM_KEYS = ("name", "extension", "magic", "mask", "offset", "interpreter", "flags", "enabled")
 ALL = "all"
 
@@ -33,6 +34,8 @@ class ArchRule:
     emulators: tuple[str, ...] | None = None
     interpreter: str | None = None
     interpreter_place: Place | None = None
+    cpu: str | None = None  # a QEMU CPU model (-cpu), or CPU_DEFAULT; None: the catalog's
+    cpu_place: Place | None = None
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from ..core.cpu_image import MAX_MODEL, MODEL_RULE
 from ..model.catalog import Catalog
 from ..model.flags import KERNEL_ORDER, MEANING, Flags
+from ..model.policy import CPU_DEFAULT
 from ..model.problems import Place, Problem, did_you_mean
 from ..model.registration import MAX_MAGIC, MAX_NAME, OWNED_PREFIX, RESERVED_NAMES, STAND_IN
 from .escapes import decode_bytes
@@ -146,6 +148,17 @@ class Fields:
             return None
         self.problem(self.at(node), f"{what} must be a string, not {kind_of(node)}", scope)
         return None
+
+    def _cpu(self, node: Node, scope: Scope) -> str | None:
+        model = self._string(node, "cpu", scope)
+        if model is None:
+            return None
+        if model != CPU_DEFAULT and (not MODEL_RULE.fullmatch(model) or len(model) > MAX_MODEL):
+            self.problem(self.at(node), f"cpu {model!r} is not a QEMU CPU model: write a name "
+                         "as `qemu-ARCH-static -cpu help` lists it, with properties after commas "
+                         "(max,pauth-impdef=on), or `default` for QEMU's own", scope)
+            return None
+        return model
 
     def _interpreter(self, node: Node, scope: Scope) -> str | None:
         path = self._string(node, "interpreter", scope)

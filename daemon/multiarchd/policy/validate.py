@@ -12,8 +12,8 @@ from typing import Any
 
 from ..model.catalog import Catalog
 from ..model.flags import KERNEL_ORDER, Flags
-from ..model.policy import (ALL, ARCH_KEYS, CUSTOM_KEYS, DEFAULT_EMULATORS, DEFAULTS_KEYS,
-                            TOP_KEYS, ArchRule, CustomRule, ForeignMode, Policy)
+from ..model.policy import (ALL, ARCH_KEYS, CPU_DEFAULT, CUSTOM_KEYS, DEFAULT_EMULATORS,
+                            DEFAULTS_KEYS, TOP_KEYS, ArchRule, CustomRule, ForeignMode, Policy)
 from ..model.problems import Place, Problem, closest, did_you_mean
 from ..model.registration import MAX_REGISTER, OWNED_PREFIX, Registration
 from .fields import MAX_PROBLEMS, Fields, Scope, TooManyProblems, kind_of
@@ -146,6 +146,14 @@ class Merger(Fields):
                 self.problem(self.at(value), "arches.all cannot name an interpreter: each "
                              "architecture needs its own; give it under the architecture's name")
                 continue
+            if arch == ALL and isinstance(value, MapNode) and \
+                    any(k.value == "cpu" and not (isinstance(v, Scalar) and
+                                                  v.value == CPU_DEFAULT)
+                        for k, v in value.items):
+                self.problem(self.at(value), "arches.all can only say `cpu: default` (QEMU's "
+                             "own model everywhere): a model belongs to one architecture; give "
+                             "it under the architecture's name")
+                continue
             fields = self._arch_rule(value, raw, scope)
             if fields is not None:
                 merged = self.arch_fields.setdefault(arch, {})
@@ -167,6 +175,9 @@ class Merger(Fields):
             fields["flags"] = self._flags(keys["flags"][1], scope)
         if "emulators" in keys:
             fields["emulators"] = self._emulators(keys["emulators"][1], scope)
+        if "cpu" in keys:
+            fields["cpu"] = self._cpu(keys["cpu"][1], scope)
+            fields["cpu_place"] = self.at(keys["cpu"][1])
         if "interpreter" in keys:
             node = keys["interpreter"][1]
             fields["interpreter"] = self._interpreter(node, scope)
@@ -267,6 +278,7 @@ class Merger(Fields):
                 arch=arch, place=f["place"], enabled=f.get("enabled", True),
                 flags=f.get("flags"), emulators=f.get("emulators"),
                 interpreter=f.get("interpreter"), interpreter_place=f.get("interpreter_place"),
+                cpu=f.get("cpu"), cpu_place=f.get("cpu_place"),
             )
             if arch == ALL:
                 all_rule = rule

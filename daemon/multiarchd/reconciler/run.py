@@ -19,6 +19,7 @@ from ..core.desired import Desired, desired
 from ..core.plan import Outcome, Plan, plan, release
 from ..core.report import Report, build_report
 from ..host import keep
+from ..host.cpu_models import carry_models
 from ..host.facts import candidate_paths, probe_host
 from ..host.native import native
 from ..kernel.apply import apply
@@ -32,6 +33,9 @@ from ..policy.files import load_policy
 from . import record
 from .boot import boot_record
 from .history import History
+
+
+STALE = (-1, -1)  # (device, inode) of no file: what an entry holds, when that is not the file now
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,12 @@ class Result:
 
 def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed | None = None,
              history: History | None = None, policy: Policy | None = None,
-             table: BinfmtTable | None = None, seen: identity.Seen | None = None
-             ) -> tuple[Policy, Desired | None, Observed, Plan]:
-    """Everything up to the plan, writing nothing. A rejected policy changes nothing: with a
-    history that holds the last good policy, that one is planned for (drift is still healed);
-    without, there is no plan. `seen` notes every file decided from."""
+             table: BinfmtTable | None = None, seen: identity.Seen | None = None,
+             make_models: bool = False) -> tuple[Policy, Desired | None, Observed, Plan]:
+    """Everything up to the plan, writing nothing but, with `make_models`, the files that carry
+    a CPU model (host/cpu_models.py). A rejected policy changes nothing: with a history that
+    holds the last good policy, that one is planned for (drift is still healed); without,
+    there is no plan. `seen` notes every file decided from."""
     catalog = catalog or load_catalog()
     if policy is None:
         policy = history.policies.load(config.policy_path, catalog, seen) if history else \
@@ -83,8 +88,11 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
             return policy, None, observed, Plan(())
         enforced = history.last_good
     host = probe_host(catalog, candidate_paths(enforced, catalog), seen=seen)
-    want = desired(enforced, catalog, host)
-    return policy, want, observed, plan(want, observed, history.held if history else None)
+    want = carry_models(desired(enforced, catalog, host), catalog, seen, write=make_models)
+    held = dict(history.held) if history else {}
+    # A file made again in this run is not the one an entry registered before holds open.
+    held.update({name: STALE for name in want.remade if observed.get(name) is not None})
+    return policy, want, observed, plan(want, observed, held)
 
 
 class Table(Protocol):
@@ -153,7 +161,7 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
         ensure_mounted(BinfmtTable(config.binfmt_dir), config.binfmt_dir == DEFAULT_BINFMT)
     table = BinfmtTable(config.binfmt_dir)
     policy, want, observed, todo = evaluate(config, catalog, history=history, policy=policy,
-                                            table=table, seen=seen)
+                                            table=table, seen=seen, make_models=not dry_run)
     if want is None:
         return Result(policy, None, todo, Report((), (), policy.problems, (), observed.enabled,
                                                  policy_rejected=True))

@@ -1,0 +1,144 @@
+"""The files that carry a QEMU CPU model (core/cpu_image.py): made by multiarchd from the QEMU
+an entry would register, tried on a probe program before they are used, kept in its state
+directory, and made again when their QEMU, the model or the start-up code changes.
+
+An architecture whose file cannot be made (a QEMU that refuses the model, a host with no
+start-up code, a full disk) runs with QEMU's own model and says why: never no emulator.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import replace
+
+from .. import identity
+from ..core.cpu_image import STUB_VERSION, CannotCarry, with_cpu_model
+from ..core.desired import Desired, Want
+from ..core.probes import PROBE_STATUS
+from ..model.catalog import Catalog
+from ..model.host import FileState
+from . import keep
+from .facts import file_state
+from .probing import probe_files
+
+STATE_DIR = "/var/lib/multiarchd"  # systemd's StateDirectory= sets $STATE_DIRECTORY
+TRIAL_TIMEOUT = 20.0
+KEY_MARK = b"\n#multiarchd-cpu "  # the file's last line: what it was made from
+
+
+def models_dir() -> str:
+    return os.path.join(os.environ.get("STATE_DIRECTORY", STATE_DIR).split(":")[0], "cpu")
+
+
+def _key(source: str, source_id: str, model: str) -> bytes:
+    return f"{STUB_VERSION} {model} {source} {source_id}".encode(errors="surrogateescape")
+
+
+def _made_from(path: str) -> bytes | None:
+    """The key a file of ours ends with, or None."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            tail = f.read()
+    except OSError:
+        return None
+    at = tail.rfind(KEY_MARK)
+    return tail[at + len(KEY_MARK):].rstrip(b"\n") if at >= 0 else None
+
+
+# key -> why that file could not be made: not tried again by this process (the service would
+# otherwise write and try it at every run) until QEMU or the model changes.
+_refused: dict[bytes, str] = {}
+
+
+def _trial(argv: list[str], arch: str, catalog: Catalog) -> str | None:
+    """Why `argv` followed by arch's probe program does not run it (None: it does)."""
+    with probe_files([arch], catalog) as probes:
+        try:
+            r = subprocess.run([*argv, probes[arch]], capture_output=True,
+                               timeout=TRIAL_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return f"it hung for more than {TRIAL_TIMEOUT:g} s on a probe program"
+        except OSError as e:
+            return f"it could not be run: {e.strerror}"
+    if r.returncode == PROBE_STATUS:
+        return None
+    said = r.stderr.decode(errors="replace").strip().splitlines()
+    if not said:
+        return f"a probe program ended with status {r.returncode}"
+    # QEMU starts its words with its own name: the temporary file's, or the path's
+    name, colon, words = said[0].partition(": ")
+    return words if colon and "/" not in name and " " not in name else said[0]
+
+
+def _make(want: Want, source: str, key: bytes, catalog: Catalog) -> str | None:
+    """Write the file for `want` in models_dir() by rename, after a trial run; why not, or
+    None. The old file stays where it is until the new one has run a probe: an entry with F
+    keeps using what it opened until it is registered again."""
+    assert want.cpu is not None
+    try:
+        with open(source, "rb") as f:
+            image = with_cpu_model(f.read(), want.cpu) + KEY_MARK + key + b"\n"
+    except CannotCarry as e:
+        return str(e)
+    except OSError as e:
+        return f"{source} could not be read: {e.strerror}"
+    directory = models_dir()
+    try:
+        keep.write_whole(os.path.join(directory, want.label), image, mode=0o755, make_dir=True,
+                         check=lambda temp: _trial([temp], want.label, catalog))
+    except keep.NotAccepted as e:
+        return str(e)
+    except OSError as e:
+        return f"{directory}/{want.label} could not be written: {e.strerror}"
+    return None
+
+
+def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool,
+           remade: set[str]) -> Want:
+    reg = want.registration
+    assert reg is not None and want.cpu is not None
+    source = reg.interpreter
+    path = os.path.join(models_dir(), want.label)
+    source_id = (seen.files.get(source) if seen else None) or identity.of_path(source)
+    key = _key(source, source_id, want.cpu)
+
+    def own_model(why: str) -> Want:
+        return replace(want, cpu=None, message=f"CPU model {want.cpu} not used ({why}): runs "
+                                               "with QEMU's own")
+
+    if source_id in (identity.UNKNOWN, identity.MISSING):
+        return own_model(f"{source} could not be looked at")
+    if key in _refused:
+        return own_model(_refused[key])
+    if _made_from(path) != key:
+        if not write:
+            # A dry run, or status: what applying would register, if QEMU takes the model.
+            why = _trial([source, "-cpu", want.cpu], want.label, catalog)
+            if why is not None:
+                return own_model(why)
+            return replace(want, registration=replace(reg, interpreter=path), interpreter=path,
+                           interpreter_id=None)
+        why = _make(want, source, key, catalog)
+        if why is not None:
+            _refused[key] = why
+            return own_model(why)
+        remade.add(want.entry)
+    state, ident, why = file_state(path, seen=seen)
+    if state is not FileState.OK:
+        return own_model(why or f"{path} is {state.value}")
+    return replace(want, registration=replace(reg, interpreter=path), interpreter=path,
+                   interpreter_id=ident)
+
+
+def carry_models(want: Desired, catalog: Catalog, seen: identity.Seen | None,
+                 write: bool = True) -> Desired:
+    """`want` with each entry that asks for a CPU model registering the file that carries it
+    (made first where `write`), or with QEMU's own and the reason."""
+    if not any(w.cpu and w.registration for w in want.wants):
+        return want
+    remade: set[str] = set()
+    wants = tuple(_carry(w, catalog, seen, write, remade) if w.cpu and w.registration else w
+                  for w in want.wants)
+    return replace(want, wants=wants, remade=frozenset(remade))

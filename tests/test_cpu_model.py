@@ -1,0 +1,198 @@
+"""A QEMU CPU model per architecture, carried by the registered file itself (core/cpu_image.py,
+host/cpu_models.py): proven on the real kernel where `F` is the reason it exists (a chroot with
+no /proc, a container), with no QEMU_CPU in any environment, each child of another
+architecture on its own model, and the features a program sees the same as QEMU's `-cpu` by
+hand."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from multiarchd.core.cpu_image import CannotCarry, carried_model, with_cpu_model
+from tests.support.binfmt import PrivateBinfmt
+from tests.support.commands import run, state_of
+from tests.support.paths import BUSYBOX_CACHE, DEFAULT_POLICY
+
+QEMU = Path("/usr/bin/qemu-aarch64-static")
+TRIXIE = BUSYBOX_CACHE / "arm64-trixie" / "bin" / "busybox"  # built with branch protection
+SHIPPED = "max,pauth-impdef=on"
+AT_HWCAP, AT_HWCAP2 = 16, 26
+
+
+def once(binfmt: PrivateBinfmt, config: Path) -> subprocess.CompletedProcess[str]:
+    r = run("multiarchd", "--once", binfmt=binfmt, config=config)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def interpreter(binfmt: PrivateBinfmt, arch: str) -> str:
+    [line] = [x for x in binfmt.read(f"multiarch-{arch}").splitlines()
+              if x.startswith("interpreter ")]
+    return line.split(" ", 1)[1]
+
+
+def features(od: str) -> tuple[int, int]:
+    """HWCAP and HWCAP2 from `od -A n -t x8 -v /proc/self/auxv` (QEMU 7.2 emulates auxv for
+    every guest, /proc/cpuinfo only for some)."""
+    words = [int(w, 16) for w in od.split()]
+    pairs = dict(zip(words[0::2], words[1::2]))
+    return pairs[AT_HWCAP], pairs.get(AT_HWCAP2, 0)
+
+
+AUXV = ("od", "-A", "n", "-t", "x8", "-v", "/proc/self/auxv")
+
+
+# -- the image, pure ------------------------------------------------------------------------------
+
+def test_the_image_is_qemu_with_a_model_and_refuses_what_it_cannot_carry() -> None:
+    image = QEMU.read_bytes()
+    made = with_cpu_model(image, "cortex-a72")
+    phoff, = struct.unpack_from("<Q", image, 32)
+    phentsize, phnum = struct.unpack_from("<HH", image, 54)
+    headers = phoff + phentsize * phnum
+    assert made[headers:len(image)] == image[headers:]  # QEMU's bytes as they were
+    assert made[:headers] != image[:headers]
+    assert carried_model(made) == "cortex-a72" and carried_model(image) is None
+    for bad in ("", "max;reboot", "a b", "-cpu", "x" * 201):
+        with pytest.raises(CannotCarry):
+            with_cpu_model(image, bad)
+    with pytest.raises(CannotCarry, match="ELF"):
+        with_cpu_model(b"#!/bin/sh\n", "max")
+    arm32 = bytearray(image[:64])
+    arm32[4] = 1  # ELFCLASS32
+    with pytest.raises(CannotCarry, match="64-bit"):
+        with_cpu_model(bytes(arm32), "max")
+    other = bytearray(image)
+    struct.pack_into("<H", other, 18, 43)  # EM_SPARCV9: no start-up code for such a host
+    with pytest.raises(CannotCarry, match="machine 43"):
+        with_cpu_model(bytes(other), "max")
+
+
+def test_a_model_that_is_not_one_is_a_policy_error_at_its_place(tmp_path: Path) -> None:
+    policy = tmp_path / "arches.yaml"
+    policy.write_text("arches:\n  aarch64:\n    cpu: 'max;reboot'\n  all: {cpu: cortex-a72}\n")
+    r = run("multiarchctl", "check-config", policy)
+    assert r.returncode == 2
+    assert f"{policy}:3:10: cpu 'max;reboot' is not a QEMU CPU model" in r.stdout + r.stderr
+    assert f"{policy}:4:8: arches.all can only say `cpu: default`" in r.stdout + r.stderr
+
+
+# -- on the real kernel ---------------------------------------------------------------------------
+
+@pytest.fixture
+def shipped(binfmt: PrivateBinfmt) -> PrivateBinfmt:
+    """The private table after `--once` with the shipped default policy."""
+    once(binfmt, DEFAULT_POLICY)
+    return binfmt
+
+
+def test_the_shipped_policy_runs_aarch64_with_its_model_and_says_so(
+        shipped: PrivateBinfmt, state_dir: Path) -> None:
+    path = interpreter(shipped, "aarch64")
+    assert path == f"{state_dir}/cpu/aarch64"
+    assert carried_model(Path(path).read_bytes()) == SHIPPED
+    assert interpreter(shipped, "s390x") == "/usr/bin/qemu-s390x-static"  # QEMU's own
+    status = run("multiarchctl", "status", "--local", binfmt=shipped, config=DEFAULT_POLICY)
+    header, *rows = status.stdout.splitlines()
+    assert header.split()[:4] == ["NAME", "STATE", "EMULATOR", "CPU"]
+    aarch64 = next(r.split() for r in rows if r.startswith("aarch64 "))
+    assert aarch64[1:4] == ["active", "qemu", SHIPPED]
+    assert next(r.split() for r in rows if r.startswith("s390x "))[3] == "default"
+    # The same features as QEMU started by hand with the model, not those of its default.
+    through = shipped.exec(str(TRIXIE), *AUXV)
+    assert through.returncode == 0, through.stderr
+    by_hand = subprocess.run([str(QEMU), "-cpu", SHIPPED, str(TRIXIE), *AUXV],
+                             capture_output=True, text=True, check=True)
+    assert features(through.stdout) == features(by_hand.stdout)
+
+
+def test_the_program_sees_no_qemu_variable_and_a_foreign_child_runs_on_its_own_model(
+        shipped: PrivateBinfmt, busybox: dict[str, Path]) -> None:
+    env = shipped.exec(str(TRIXIE), "env")
+    assert env.returncode == 0 and "QEMU" not in env.stdout, env.stdout
+    # An arm64 shell starts an s390x busybox: that child runs with qemu-s390x's own model
+    # (no -cpu of aarch64's leaks to it), and an arm64 child with aarch64's.
+    child = shipped.exec(str(TRIXIE), "sh", "-c",
+                         f"{busybox['s390x']} uname -m; {TRIXIE} {' '.join(AUXV)}")
+    assert child.returncode == 0, child.stderr
+    first, rest = child.stdout.split("\n", 1)
+    assert first == "s390x"
+    by_hand = subprocess.run([str(QEMU), "-cpu", SHIPPED, str(TRIXIE), *AUXV],
+                             capture_output=True, text=True, check=True)
+    assert features(rest) == features(by_hand.stdout)
+
+
+def test_it_runs_in_a_chroot_with_no_proc_and_neither_path_inside(
+        shipped: PrivateBinfmt, trusted_dir: Path) -> None:
+    root = trusted_dir / "root"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy(TRIXIE, root / "bin" / "busybox")
+    r = shipped.exec("chroot", str(root), "/bin/busybox", "sh", "-c",
+                     "test -e /proc/self || echo no-proc; uname -m")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["no-proc", "aarch64"]
+    assert not list(root.rglob("qemu*"))
+
+
+@pytest.mark.parametrize("model", ["cortex-a72", "default"])
+def test_a_model_of_the_policy_gives_what_qemu_gives_by_hand(
+        binfmt: PrivateBinfmt, tmp_path: Path, model: str) -> None:
+    policy = tmp_path / "arches.yaml"
+    policy.write_text(f"arches:\n  aarch64: {{cpu: {model}}}\n")
+    once(binfmt, policy)
+    through = binfmt.exec(str(TRIXIE), *AUXV)
+    assert through.returncode == 0, through.stderr
+    by_hand = [str(QEMU), *(["-cpu", model] if model != "default" else []), str(TRIXIE), *AUXV]
+    expected = subprocess.run(by_hand, capture_output=True, text=True, check=True).stdout
+    assert features(through.stdout) == features(expected)
+    if model == "default":
+        assert interpreter(binfmt, "aarch64") == str(QEMU)
+
+
+def test_a_model_qemu_refuses_leaves_its_own_and_says_why(
+        binfmt: PrivateBinfmt, tmp_path: Path) -> None:
+    policy = tmp_path / "arches.yaml"
+    policy.write_text("arches:\n  aarch64: {cpu: no-such-cpu}\n")
+    once(binfmt, policy)
+    assert interpreter(binfmt, "aarch64") == str(QEMU)
+    status = run("multiarchctl", "status", "--local", binfmt=binfmt, config=policy).stdout
+    assert state_of(status, "aarch64") == "active"
+    assert "CPU model no-such-cpu not used (unable to find CPU model 'no-such-cpu'): runs " \
+           "with QEMU's own" in status
+    assert binfmt.exec(str(TRIXIE), "uname", "-m").stdout == "aarch64\n"
+
+
+def test_an_upgraded_qemu_is_carried_again_with_no_failed_exec(
+        binfmt: PrivateBinfmt, trusted_dir: Path, tmp_path: Path, state_dir: Path) -> None:
+    qemu = trusted_dir / "qemu-aarch64-static"
+    shutil.copy(QEMU, qemu)
+    policy = tmp_path / "arches.yaml"
+    policy.write_text(f"defaults: {{flags: [F, P]}}\narches:\n  aarch64:\n"
+                      f"    interpreter: {qemu}\n    cpu: cortex-a72\n")
+    once(binfmt, policy)
+    carried = Path(interpreter(binfmt, "aarch64"))
+    before = os.stat(carried).st_ino
+    # Two loops run the arm64 busybox the whole time the QEMU is replaced (by rename, as dpkg
+    # does) and the entry carried again; they stop when told by a file, and count failures.
+    stop = tmp_path / "stop"
+    loop = (f"n=0; bad=0; until [ -e {stop} ]; do n=$((n+1)); "
+            f"[ \"$({TRIXIE} uname -m 2>&1)\" = aarch64 ] || bad=$((bad+1)); done; "
+            "echo $n $bad")
+    loops = [subprocess.Popen(binfmt.enter("sh", "-c", loop), stdout=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    try:
+        shutil.copy(QEMU, trusted_dir / "new")
+        os.rename(trusted_dir / "new", qemu)
+        once(binfmt, policy)
+    finally:
+        stop.touch()
+        counts = [p.communicate(timeout=60)[0].split() for p in loops]
+    assert os.stat(carried).st_ino != before  # made again from the new file
+    assert interpreter(binfmt, "aarch64") == str(carried)
+    assert all(int(n) > 0 and bad == "0" for n, bad in counts), counts
