@@ -21,6 +21,9 @@ pytestmark = pytest.mark.container  # `pytest -m container` runs only these
 IMAGES = {deb: (deb.replace("el", "le") if deb == "ppc64el" else
                 "arm" if deb == "armhf" else deb, uname) for deb, uname in FOREIGN.items()}
 IMAGES["riscv64"] = ("riscv64", "riscv64")  # Debian 13's busybox (dev/setup fetches it)
+# Debian 13's arm64 busybox, built with branch protection: through the file that carries
+# aarch64's CPU model (the container holds neither its path nor QEMU's).
+IMAGES["arm64-trixie"] = ("arm64", "aarch64")
 
 SCRIPT = """
 set -e
@@ -28,12 +31,15 @@ set -e
 mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 CACHE_DIRECTORY={work}/cache RUNTIME_DIRECTORY={work}/run {bin}/multiarchd --once \\
     --config {policy} 2>/dev/null | tail -n 1
+echo "interpreter $(sed -n 's/^interpreter //p' /proc/sys/fs/binfmt_misc/multiarch-aarch64)"
 for image in {images}; do
     deb=${{image%%:*}}; arch=${{image#*:}}
     podman import --arch "$arch" {work}/$deb.tar localhost/busybox-$deb >/dev/null
     echo "$deb $(podman run --rm --arch "$arch" $LIMITS localhost/busybox-$deb \\
         /bin/busybox uname -m)"
 done
+echo "QEMU-variables $(podman run --rm --arch arm64 $LIMITS localhost/busybox-arm64-trixie \
+    /bin/busybox env | grep -c QEMU_ || true)"
 # A build whose RUN step is a foreign program, as every arm64 image build on x86_64 is.
 podman build --arch arm64 $LIMITS -t localhost/built-arm64 {work}/context >/dev/null 2>&1
 echo "built $(podman image inspect --format '{{{{.Architecture}}}}' localhost/built-arm64)" \\
@@ -47,7 +53,7 @@ RUN ["/bin/busybox", "sh", "-c", "/bin/busybox uname -m > /arch"]
 
 @pytest.mark.kernel  # root, a user namespace with a binfmt_misc of its own, podman
 def test_foreign_images_run_and_build_under_podman_through_our_entries(
-        trusted_dir: Path) -> None:
+        trusted_dir: Path, state_dir: Path) -> None:
     work = trusted_dir  # root's, podman's storage and the images' tars
     for deb in IMAGES:
         busybox = BUSYBOX_CACHE / deb / "bin" / "busybox"
@@ -64,6 +70,8 @@ def test_foreign_images_run_and_build_under_podman_through_our_entries(
     lines = r.stdout.splitlines()
     assert lines[0] == "converged: 33 active", r.stdout
     said = dict(line.split(" ", 1) for line in lines[1:])
+    assert said["interpreter"] == f"{state_dir}/cpu/aarch64"  # QEMU carrying its CPU model
+    assert said["QEMU-variables"] == "0"
     for deb, (_, uname) in IMAGES.items():
         assert said.get(deb) == uname, (deb, r.stdout)
     assert said.get("built") == "arm64 aarch64", r.stdout

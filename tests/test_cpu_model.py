@@ -163,8 +163,8 @@ def test_a_model_qemu_refuses_leaves_its_own_and_says_why(
     assert interpreter(binfmt, "aarch64") == str(QEMU)
     status = run("multiarchctl", "status", "--local", binfmt=binfmt, config=policy).stdout
     assert state_of(status, "aarch64") == "active"
-    assert "CPU model no-such-cpu not used (unable to find CPU model 'no-such-cpu'): runs " \
-           "with QEMU's own" in status
+    assert f"{policy}:2:18: CPU model no-such-cpu not used (unable to find CPU model " \
+           "'no-such-cpu'): runs with QEMU's own" in status
     assert binfmt.exec(str(TRIXIE), "uname", "-m").stdout == "aarch64\n"
 
 

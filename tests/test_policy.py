@@ -246,6 +246,18 @@ def test_host_family_is_native_even_when_asked_for(policy: PolicyWriter) -> None
     assert states == {"x86_64": Why.NATIVE, "i386": Why.NATIVE, "aarch64": None}
 
 
+def test_a_family_gap_is_not_native_where_the_family_table_decides(
+        policy: PolicyWriter) -> None:
+    """Before Linux 6.7 (no probe in a table of our own), an arm64 CPU without AArch32 at EL0
+    (personality(2) says so) gets 32-bit arm registered; one with it runs arm itself."""
+    p = load(policy, "arches: {aarch64: {}, arm: {}}\n")
+    files = {"/usr/bin/qemu-arm-static": FileState.OK}
+    for gaps, arm in ((frozenset(), Why.NATIVE), (frozenset({"arm"}), None)):
+        d = desired(p, CATALOG, Host("aarch64", files, family_gaps=gaps))
+        states = {w.label: w.verdict for w in d.wants if w.explicit}
+        assert states == {"aarch64": Why.NATIVE, "arm": arm}
+
+
 def test_emulator_preference_and_missing_emulator(policy: PolicyWriter) -> None:
     p = load(policy, "defaults: {emulators: [box64, qemu]}\narches: {x86_64: {}, s390x: {}}\n")
     files = {"/usr/local/bin/box64": FileState.OK, "/usr/bin/qemu-x86_64-static": FileState.OK}

@@ -6,8 +6,9 @@ Built in two steps, each cached beside dev/setup's other downloads:
 1. The root (`root.tar`, with the kernel and the initrd made in it): an arm64 debootstrap of
    bookworm with the packages the guest needs, whose second stage runs through multiarchd's own
    entries in a private table. Made once (a few minutes); delete the directory to make it again.
-2. The disk (`disk-<sha256 of the .deb>.img`): that root with the .deb built from this tree
-   installed in it, as an ext4 image. Made again when the .deb changes (about a minute).
+2. The disk (`disk-<sha256 of the .deb and the check unit>.img`): that root with the .deb built
+   from this tree installed in it, as an ext4 image. Made again when the .deb changes (about a
+   minute).
 
 The guest runs what the host attaches as a second disk (a tar holding `run` and its files) once
 the system is up, as the unit `host-check.service`, and writes what it finds on a virtio serial
@@ -49,7 +50,8 @@ After=dev-vdb.device multi-user.target multiarchd.service
 
 [Service]
 Type=oneshot
-ExecStart=/bin/sh -c 'rm -rf /run/host-check && mkdir /run/host-check && tar -xf /dev/vdb -C /run/host-check && exec /run/host-check/run'
+# (not under /run: it is mounted noexec)
+ExecStart=/bin/sh -c 'rm -rf /var/tmp/host-check && mkdir /var/tmp/host-check && tar -xf /dev/vdb -C /var/tmp/host-check && exec /var/tmp/host-check/run'
 StandardOutput=journal+console
 StandardError=journal+console
 
@@ -138,11 +140,6 @@ def _configure(root: Path) -> None:
     (root / "etc/hostname").write_text("arm64-vm\n")
     (root / "etc/hosts").write_text("127.0.0.1 localhost\n127.0.1.1 arm64-vm\n")
     (root / "etc/fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 0\n")
-    unit = root / "etc/systemd/system/host-check.service"
-    unit.write_text(CHECK_UNIT)
-    wants = root / "etc/systemd/system/multi-user.target.wants"
-    wants.mkdir(parents=True, exist_ok=True)
-    (wants / "host-check.service").symlink_to("/etc/systemd/system/host-check.service")
     # Nothing here reaches a network: apt's timers would only wake up to fail.
     for timer in ("apt-daily.timer", "apt-daily-upgrade.timer"):
         (root / "etc/systemd/system" / timer).symlink_to("/dev/null")
@@ -150,14 +147,23 @@ def _configure(root: Path) -> None:
     (root / "etc/systemd/system/getty.target.wants").mkdir(parents=True, exist_ok=True)
 
 
-def deb_digest(deb: Path) -> str:
-    return hashlib.sha256(deb.read_bytes()).hexdigest()[:16]
+def _install_check_unit(root: Path) -> None:
+    (root / "etc/systemd/system/host-check.service").write_text(CHECK_UNIT)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "host-check.service").unlink(missing_ok=True)
+    (wants / "host-check.service").symlink_to("/etc/systemd/system/host-check.service")
+
+
+def disk_key(deb: Path) -> str:
+    """What the disk is made from beyond the root: the .deb, and the unit that runs checks."""
+    return hashlib.sha256(deb.read_bytes() + CHECK_UNIT.encode()).hexdigest()[:16]
 
 
 def disk_for(deb: Path) -> Path:
     """Step 2: the ext4 image of the root with `deb` installed, made when `deb` changed."""
     build_root()
-    disk = CACHE / f"disk-{deb_digest(deb)}.img"
+    disk = CACHE / f"disk-{disk_key(deb)}.img"
     if disk.is_file():
         return disk
     for old in CACHE.glob("disk-*.img"):
@@ -167,6 +173,7 @@ def disk_for(deb: Path) -> Path:
         root.mkdir()
         subprocess.run(["tar", "-C", str(root), "--numeric-owner", "--xattrs", "-xf",
                         str(ROOT_TAR)], check=True)
+        _install_check_unit(root)
         shutil.copyfile(deb, root / "tmp" / deb.name)
         _in_private_table(root, f"""chroot {root} dpkg -i /tmp/{deb.name}
 rm {root}/tmp/{deb.name}
@@ -194,7 +201,8 @@ def boot(disk: Path, checks: Path, cpu: str, out: Path, timeout: float) -> tuple
     off; returns what it wrote on the results port and on its serial console."""
     results = out / f"results-{cpu}.txt"
     console = out / f"console-{cpu}.txt"
-    argv = ["qemu-system-aarch64", "-machine", "virt", "-accel", "tcg,thread=multi",
+    # GICv3: the A64FX model has no GICv2 CPU interface (the kernel panics reading ICC_SRE_EL1).
+    argv = ["qemu-system-aarch64", "-machine", "virt,gic-version=3", "-accel", "tcg,thread=multi",
             "-cpu", cpu, "-smp", "2", "-m", "2048", "-nographic", "-nodefaults",
             "-no-user-config", "-nic", "none", "-snapshot",
             "-kernel", str(KERNEL), "-initrd", str(INITRD),

@@ -4,7 +4,9 @@
 # exit status) and `RESULT key value` lines that the test reads. `boots` beside this script
 # says how many boots the host wants: each boot but the last ends with a reboot.
 here=$(dirname "$0")
-exec >/dev/virtio-ports/io.github.multiarchd.results 2>&1
+port=/dev/virtio-ports/io.github.multiarchd.results
+udevadm wait --timeout=120 "$port"  # its name comes from udev, maybe after this unit starts
+exec >"$port" 2>&1
 state=/var/lib/host-check
 mkdir -p "$state"
 boot=$(( $(cat "$state/boot" 2>/dev/null || echo 0) + 1 ))
@@ -65,7 +67,7 @@ if [ -e "$here/podman" ]; then
         cp "$here/busybox-${pair#*:}" "$img/bin/busybox"
         ln -sf busybox "$img/bin/uname"
         ln -sf busybox "$img/bin/sh"
-        tar -C "$img" -c . | podman import --arch "$a" - "localhost/busybox-$a" >/dev/null
+        tar -C "$img" -c . | podman import --arch "$a" - "localhost/busybox-$a" >/dev/null 2>&1
         result image "$a" "$(podman image inspect --format '{{.Architecture}}' "localhost/busybox-$a")"
         result podman "$a" "$(podman --runtime runc run --rm --network none --arch "$a" "localhost/busybox-$a" uname -m 2>&1)"
     done

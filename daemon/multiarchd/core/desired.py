@@ -41,6 +41,7 @@ class Want:
     # The QEMU CPU model its registered file carries (-cpu), None for the emulator's own: as
     # asked for here, then as made by host/cpu_models.py (which says why when it could not).
     cpu: str | None = None
+    cpu_place: Place | None = None  # where the policy names it (None: the catalog's)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
         return Want(arch.name, "arch", entry, None, Why.NATIVE, explicit=explicit,
                     message=f"runs natively on this {host.arch} host (its probe ran with an "
                             "empty binfmt_misc table)")
-    if host.native is None and catalog.family_of(arch.name) == catalog.family_of(host.arch):
+    if host.native is None and catalog.family_of(arch.name) == catalog.family_of(host.arch) \
+            and arch.name not in host.family_gaps:
         return Want(arch.name, "arch", entry, None, Why.NATIVE, explicit=explicit,
                     message=f"runs natively on this {host.arch} host (same family)")
     if policy.spoiled("arch", arch.name):
@@ -157,7 +159,8 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
     reg = Registration(entry, interpreter, flags, arch.magic, arch.mask)
     return Want(arch.name, "arch", entry, reg, None, interpreter, host.ids.get(interpreter),
                 emulator, explicit=explicit, cpu=_cpu(arch, rule, catalog, emulator,
-                                                      interpreter))
+                                                      interpreter),
+                cpu_place=rule.cpu_place if rule.cpu else None)
 
 
 def _cpu(arch: Arch, rule: ArchRule, catalog: Catalog, emulator: str | None,

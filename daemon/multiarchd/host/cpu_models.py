@@ -105,8 +105,9 @@ def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool
     key = _key(source, source_id, want.cpu)
 
     def own_model(why: str) -> Want:
-        return replace(want, cpu=None, message=f"CPU model {want.cpu} not used ({why}): runs "
-                                               "with QEMU's own")
+        where = f"{want.cpu_place}: " if want.cpu_place else ""
+        return replace(want, cpu=None, message=f"{where}CPU model {want.cpu} not used ({why}): "
+                                               "runs with QEMU's own")
 
     if source_id in (identity.UNKNOWN, identity.MISSING):
         return own_model(f"{source} could not be looked at")

@@ -13,7 +13,7 @@ from ..model.catalog import Catalog
 from ..model.host import FileId, FileState, Host
 from ..model.policy import Policy
 from . import paths
-from .native import native
+from .native import family_gaps, native
 
 # `uname -m` spellings that are not catalog names.
 _UNAME = {
@@ -149,8 +149,12 @@ def probe_host(catalog: Catalog, paths: Iterable[str], machine: str | None = Non
     """This machine, with `paths` (the interpreters that may be asked about) looked at when
     first asked about; `seen` gets the identity of each file and directory looked at."""
     files = _Files(paths, seen)
-    return Host(arch=host_arch(catalog, machine),
+    arch = host_arch(catalog, machine)
+    arches = native()[0] if machine is None else None
+    return Host(arch=arch,
                 files=_View(files, lambda f: f[0]),
                 ids=_View(files, lambda f: f[1]),
-                native=native()[0] if machine is None else None,
-                why=_View(files, lambda f: f[2] or None))
+                native=arches,
+                why=_View(files, lambda f: f[2] or None),
+                family_gaps=family_gaps(arch) if arches is None and machine is None
+                else frozenset())

@@ -4,6 +4,7 @@ table of a user namespace of our own (Linux 6.7+)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from functools import cache
 
@@ -53,6 +54,35 @@ def native_arches(catalog: Catalog) -> tuple[frozenset[str] | None, str]:
     if r.returncode != 0 or len(statuses) != len(names):
         return None, (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
     return frozenset(n for n, s in zip(names, statuses) if s == str(PROBE_STATUS)), ""
+
+
+# Run in its own process, so that this one's personality is never changed: arm64 refuses
+# PER_LINUX32 with EINVAL where no CPU runs AArch32 programs at EL0 (Apple M1, Neoverse N2/V2,
+# AmpereOne, A64FX).
+_AARCH32_HELPER = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.personality(8) == -1:  # PER_LINUX32
+    sys.exit(os.strerror(ctypes.get_errno()))
+"""
+
+
+@cache
+def family_gaps(host_arch: str) -> frozenset[str]:
+    """Architectures of the host's family this machine cannot run, where that is known without
+    a binfmt_misc table of our own (before Linux 6.7): on arm64, 32-bit arm without AArch32 at
+    EL0. Anything that cannot be found out (the personality locked) is no gap: as before, the
+    family table decides."""
+    if host_arch != "aarch64":
+        return frozenset()
+    import errno
+    import subprocess
+    try:
+        r = subprocess.run([sys.executable, "-I", "-S", "-c", _AARCH32_HELPER],
+                           capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return frozenset()
+    return frozenset({"arm"}) if r.stderr.strip() == os.strerror(errno.EINVAL) else frozenset()
 
 
 @cache

@@ -28,6 +28,9 @@ class Host:
     # the catalog's family table decides.
     native: frozenset[str] | None = None
     why: Mapping[str, str] = field(default_factory=dict)  # why a file is untrusted
+    # With native None: architectures of the host's family it cannot run all the same (32-bit
+    # arm on an arm64 CPU without AArch32), so not native.
+    family_gaps: frozenset[str] = frozenset()
 
     def file(self, path: str) -> FileState:
         return self.files.get(path, FileState.MISSING)
