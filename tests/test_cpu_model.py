@@ -10,6 +10,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,14 @@ def test_the_program_sees_no_qemu_variable_and_a_foreign_child_runs_on_its_own_m
     by_hand = subprocess.run([str(QEMU), "-cpu", SHIPPED, str(TRIXIE), *AUXV],
                              capture_output=True, text=True, check=True)
     assert features(rest) == features(by_hand.stdout)
+
+
+def test_the_p_flag_still_hands_the_program_its_own_argv0(shipped: PrivateBinfmt) -> None:
+    """With P, QEMU takes argv[0] from after the program's path: the words the file puts first
+    must not shift it (busybox picks its applet by argv[0])."""
+    r = shipped.exec(sys.executable, "-c", "import os, sys; os.execv(sys.argv[1], "
+                     "['uname', '-m'])", str(TRIXIE))
+    assert (r.returncode, r.stdout) == (0, "aarch64\n"), r.stderr
 
 
 def test_it_runs_in_a_chroot_with_no_proc_and_neither_path_inside(

@@ -1,0 +1,91 @@
+"""Emulation without root: an ordinary user's rootless podman runs foreign images once
+`multiarchd --once` filled the table of that user's own user namespace (Linux 6.7+), from
+inside `podman unshare`, with root's emulators; the user's own copy of QEMU is refused, and the
+host's table is never touched (the session's tripwire compares it)."""
+
+from __future__ import annotations
+
+import pwd
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.paths import BIN, BUSYBOX_CACHE, DEFAULT_POLICY
+
+pytestmark = pytest.mark.container
+
+USER = "multiarchd-rootless"
+SUBIDS = "400000-465535"
+PODMAN = ("podman --runtime runc --cgroup-manager cgroupfs --events-backend none "
+          "--storage-driver vfs")
+
+
+@pytest.fixture
+def user() -> Iterator[pwd.struct_passwd]:
+    """An ordinary user made for the test, with subordinate ids for rootless podman."""
+    subprocess.run(["userdel", "-r", USER], capture_output=True)
+    subprocess.run(["useradd", "-m", "-s", "/bin/sh", USER], check=True)
+    subprocess.run(["usermod", "--add-subuids", SUBIDS, "--add-subgids", SUBIDS, USER],
+                   check=True)
+    try:
+        yield pwd.getpwnam(USER)
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", USER], capture_output=True)
+        subprocess.run(["usermod", "--del-subuids", SUBIDS, "--del-subgids", SUBIDS, USER],
+                       capture_output=True)
+        subprocess.run(["userdel", "-r", USER], capture_output=True)
+
+
+def as_user(user: pwd.struct_passwd, script: str) -> subprocess.CompletedProcess[str]:
+    runtime = f"/tmp/{USER}-run"
+    setup = (f"mkdir -p {runtime} && chmod 700 {runtime} && export XDG_RUNTIME_DIR={runtime}\n"
+             f"podman() {{ command {PODMAN} \"$@\"; }}\n")
+    return subprocess.run(["runuser", "-u", USER, "--", "env", "-i", f"HOME={user.pw_dir}",
+                           "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "sh", "-c", setup + script],
+                          capture_output=True, text=True, timeout=600)
+
+
+ONCE = (f"RUNTIME_DIRECTORY=$HOME/run CACHE_DIRECTORY=$HOME/cache STATE_DIRECTORY=$HOME/state "
+        f"{BIN}/multiarchd --once --config")
+
+
+def test_rootless_podman_runs_foreign_images_after_multiarchd_in_its_namespace(
+        user: pwd.struct_passwd, trusted_dir: Path) -> None:
+    for deb in ("arm64", "s390x"):
+        with tarfile.open(trusted_dir / f"{deb}.tar", "w") as tar:
+            tar.add(BUSYBOX_CACHE / deb / "bin" / "busybox", arcname="bin/busybox")
+        (trusted_dir / f"{deb}.tar").chmod(0o644)
+    before = as_user(user, f"podman run --rm --network none --arch arm64 "
+                           f"$(podman import --arch arm64 {trusted_dir}/arm64.tar) "
+                           "/bin/busybox uname -m")
+    assert before.returncode != 0 and "exec format error" in before.stdout + before.stderr
+    r = as_user(user, f"""set -e
+podman unshare sh -c 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc &&
+    {ONCE} {DEFAULT_POLICY} | tail -n 1'
+for deb in arm64 s390x; do
+    podman import --arch $deb {trusted_dir}/$deb.tar localhost/busybox-$deb >/dev/null 2>&1
+    echo "$deb $(podman run --rm --network none --arch $deb localhost/busybox-$deb \\
+        /bin/busybox uname -m)"
+done
+""")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines() == ["converged: 33 active", "arm64 aarch64", "s390x s390x"], \
+        r.stdout + r.stderr
+
+
+def test_the_users_own_emulator_is_refused_in_its_namespace(user: pwd.struct_passwd) -> None:
+    r = as_user(user, f"""mkdir -p $HOME/bin && cp /usr/bin/qemu-aarch64-static $HOME/bin/
+printf 'arches:\\n  aarch64: {{interpreter: %s}}\\n' $HOME/bin/qemu-aarch64-static >$HOME/a.yaml
+podman unshare sh -c 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc &&
+    {ONCE} $HOME/a.yaml; ls /proc/sys/fs/binfmt_misc'
+""")
+    said = r.stdout + r.stderr
+    assert f"{user.pw_dir}/a.yaml:2:" in said, said
+    assert f"{user.pw_dir}/bin/qemu-aarch64-static is not trusted: " in said
+    # (the user's home, the first thing on the way that is the user's)
+    assert f"is owned by uid 0 (uid {user.pw_uid} outside this user namespace), not root" \
+        in said
+    assert "multiarch-aarch64" not in r.stdout
