@@ -87,6 +87,7 @@ def test_an_aarch64_machine_runs_amd64_and_i386_programs_and_images(
         assert one(rows, "state", "x86_64") == "verified"  # its probe ran, through QEMU
         assert one(rows, "state", "i386") == "verified"
         assert one(rows, "test-exit") == "0"
+        assert one(rows, "dbus-state") == 's "converged"'
         assert one(rows, "busybox", "amd64") == "x86_64"
         assert one(rows, "busybox", "i386") == "i686"
         # A 32-bit arm program the CPU runs itself sees the kernel's own machine (QEMU's arm

@@ -65,6 +65,8 @@ def test_rootless_podman_runs_foreign_images_after_multiarchd_in_its_namespace(
     r = as_user(user, f"""set -e
 podman unshare sh -c 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc &&
     {ONCE} {DEFAULT_POLICY} | tail -n 1'
+podman unshare sh -c 'STATE_DIRECTORY=$HOME/state {BIN}/multiarchctl status --local \
+    --config {DEFAULT_POLICY} | grep "^aarch64 "'
 for deb in arm64 s390x; do
     podman import --arch $deb {trusted_dir}/$deb.tar localhost/busybox-$deb >/dev/null 2>&1
     echo "$deb $(podman run --rm --network none --arch $deb localhost/busybox-$deb \\
@@ -72,8 +74,12 @@ for deb in arm64 s390x; do
 done
 """)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.splitlines() == ["converged: 33 active", "arm64 aarch64", "s390x s390x"], \
+    converged, aarch64, *ran = r.stdout.splitlines()
+    assert (converged, ran) == ("converged: 33 active", ["arm64 aarch64", "s390x s390x"]), \
         r.stdout + r.stderr
+    # The CPU model's file would be the user's own: not used, and said.
+    assert "CPU model max,pauth-impdef=on not used" in aarch64 and "QEMU's own" in aarch64, \
+        aarch64
 
 
 def test_the_users_own_emulator_is_refused_in_its_namespace(user: pwd.struct_passwd) -> None:

@@ -52,6 +52,7 @@ for a in json.load(open(sys.argv[1]))["architectures"]:
 show multiarchctl test
 result test-exit "$?"
 show busctl get-property io.github.multiarchd1 /io/github/multiarchd1 io.github.multiarchd1.Manager State
+result dbus-state "$(busctl get-property io.github.multiarchd1 /io/github/multiarchd1 io.github.multiarchd1.Manager State)"
 
 # Foreign programs, run directly: Debian's busybox-static of each architecture.
 for a in amd64 i386 armhf; do
