@@ -62,11 +62,13 @@ def test_the_image_keeps_a_private_table_and_says_it_is_healthy(
     with NotifyListener(sockets) as notify:
         os.chmod(notify.path, 0o777)  # the container's root is another uid on this side
         podman("run", "-d", "--name", name, "--privileged",
-               # A user namespace of its own: the binfmt_misc it mounts is its own instance.
-               "--uidmap", "0:200000:65536", "--gidmap", "0:200000:65536",
+               # A user namespace of its own: the binfmt_misc it mounts is its own instance
+               # (--private). Its root is the real root, whose files are the only ones trusted:
+               # mapped to another uid, the image's own emulators would be that user's.
+               "--uidmap", "0:0:65536", "--gidmap", "0:0:65536",
                "--network=none", *LIMITS, "--health-interval", "disable",
                "-v", f"{sockets}:/run/notify", "-e", f"NOTIFY_SOCKET=/run/notify/{notify.path.name}",
-               image)
+               image, "--private")
         try:
             notify.wait_for("READY=1", 120)
             assert any(m.startswith("STATUS=converged: 33 active") for m in notify.messages), \

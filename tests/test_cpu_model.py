@@ -100,7 +100,7 @@ def test_the_shipped_policy_runs_aarch64_with_its_model_and_says_so(
     assert carried_model(Path(path).read_bytes()) == SHIPPED
     assert interpreter(shipped, "s390x") == "/usr/bin/qemu-s390x-static"  # QEMU's own
     status = run("multiarchctl", "status", "--local", binfmt=shipped, config=DEFAULT_POLICY)
-    header, *rows = status.stdout.splitlines()
+    _table, header, *rows = status.stdout.splitlines()
     assert header.split()[:4] == ["NAME", "STATE", "EMULATOR", "CPU"]
     aarch64 = next(r.split() for r in rows if r.startswith("aarch64 "))
     assert aarch64[1:4] == ["active", "qemu", SHIPPED]

@@ -227,8 +227,8 @@ def test_watchdog_is_pinged_at_half_the_timeout(binfmt: PrivateBinfmt, policy: P
 
 def test_mounts_binfmt_misc_when_nothing_has(policy: PolicyWriter, start_daemon: DaemonStarter) -> None:
     # In a fresh user and mount namespace nothing is mounted at the standard path.
-    d = start_daemon(policy("arches: {s390x: {}}\n"), None, prefix=(
-        "unshare", *USERNS))
+    d = start_daemon(policy("arches: {s390x: {}}\n"), None, "--private", prefix=(
+        "unshare", *USERNS))  # (a user namespace of its own: a private table, on purpose)
     table = f"/proc/{d.proc.pid}/root/proc/sys/fs/binfmt_misc"
     assert os.stat(table).st_dev != os.stat("/proc/sys/fs").st_dev
     assert "multiarch-s390x" in os.listdir(table)

@@ -52,6 +52,7 @@ def test_every_property_reads(bus: PrivateBus, served: tuple[DaemonProcess, Path
     assert prop(bus, "Version") == __version__
     assert prop(bus, "HostArchitecture") == "x86_64"
     assert prop(bus, "PolicyPath") == str(path)
+    assert prop(bus, "Table").startswith("a private one: user namespace ")
     assert prop(bus, "LastReconcile") > 1_600_000_000_000_000
     arches = {a[0]: a for a in prop(bus, "Architectures")}
     assert arches["s390x"] == ["s390x", "arch", "active", "/usr/bin/qemu-s390x-static", "qemu",

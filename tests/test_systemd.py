@@ -166,7 +166,7 @@ def test_apt_remove_leaves_no_entry_and_logs_no_error(deb: Path, tmp_path: Path)
                            re.S)
         assert dropin is not None
         conf = c.merged / "etc/systemd/system/multiarchd.service.d/metrics.conf"
-        conf.parent.mkdir(parents=True)
+        conf.parent.mkdir(parents=True, exist_ok=True)  # (private.conf is there too)
         conf.write_text(dropin.group(1))
         c.run("rm", "-rf", "/var/lib/prometheus/node-exporter")  # (the container's own copy)
         c.run("systemctl", "daemon-reload")

@@ -181,7 +181,7 @@ class FakeTable:
     def mounted(self) -> bool:
         return self.is_mounted
 
-    def mount(self) -> None:
+    def mount(self, private: bool = False) -> None:
         self.mounts += 1
         self.is_mounted = True
 

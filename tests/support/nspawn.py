@@ -58,6 +58,14 @@ class BootedContainer(Closing):
         # A plain Debian host starts the services its packages install; build images often
         # carry a policy-rc.d that says no.
         (self.merged / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
+        # The container has a user namespace of its own: its table is private, on purpose (the
+        # units would refuse to make one by accident).
+        for unit, line in (("multiarchd-early", "--once --private"),
+                           ("multiarchd", "--no-mount --private")):
+            drop_in = self.merged / f"etc/systemd/system/{unit}.service.d"
+            drop_in.mkdir(parents=True, exist_ok=True)
+            (drop_in / "private.conf").write_text(
+                f"[Service]\nExecStart=\nExecStart=/usr/bin/multiarchd {line}\n")
         # A journal that outlives a reboot: `journalctl -b -1` tells what the shutdown did.
         (self.merged / "var/log/journal").mkdir(parents=True, exist_ok=True)
 

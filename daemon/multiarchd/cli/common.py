@@ -24,7 +24,8 @@ def add_path_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from(args: argparse.Namespace) -> Config:
-    return Config(policy_path=args.config, binfmt_dir=args.binfmt_dir)
+    return Config(policy_path=args.config, binfmt_dir=args.binfmt_dir,
+                  private=getattr(args, "private", False))
 
 
 def tell_outcomes(report: Report, log: Log, drift: frozenset[str] = frozenset()) -> None:

@@ -95,6 +95,7 @@ def _show(view: View, as_json: bool, show_all: bool = False, applied: bool = Fal
         for p in view.report.problems:
             print(p, file=sys.stderr)
     else:
+        print(f"binfmt_misc table: {view.table}")
         print(report_text(view.report, show_all, view.state))
     return view.exit_code()
 

@@ -39,6 +39,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mount", action="store_true",
                    help="never mount binfmt_misc; wait for it instead (for sandboxed services, "
                         "whose own mounts vanish when they stop)")
+    p.add_argument("--private", action="store_true",
+                   help="fill this user namespace's own binfmt_misc table (Linux 6.7+), "
+                        "mounting it if needed; without it, a run that would mount a private "
+                        "table is refused")
     p.add_argument("--metrics-textfile", metavar="PATH",
                    help="write Prometheus metrics to PATH after each run (for node-exporter's "
                         "textfile collector: a file ending in .prom in its directory)")
@@ -66,9 +70,9 @@ def light_arguments(argv: list[str]) -> tuple[bool, dict[str, str]] | None:
     while rest:
         arg = rest.pop(0)
         name, eq, value = arg.partition("=")
-        if arg in ("--once", "--no-dbus", "--no-mount"):
+        if arg in ("--once", "--no-dbus", "--no-mount", "--private"):
             once = once or arg == "--once"
-            if arg == "--no-mount":
+            if arg in ("--no-mount", "--private"):
                 values[arg] = "yes"
         elif name in values and eq:
             values[name] = value
@@ -95,13 +99,15 @@ def replayed(values: dict[str, str]) -> int | None:
         import subprocess
 
         from ..kernel.table import BinfmtTable
+        from ..model.errors import NotMounted
         try:
-            BinfmtTable(binfmt).mount()
-        except (OSError, subprocess.CalledProcessError):  # the full run says why
+            BinfmtTable(binfmt).mount(private=bool(values.get("--private")))
+        except (OSError, subprocess.CalledProcessError, NotMounted):  # the full run says why
             return None
     done = replay(values["--config"], binfmt, open_log(values["--log-target"]).send)
     if done is None:
         return None
+    print(table_line(binfmt))
     print(done.printed)
     return done.code
 
@@ -129,6 +135,12 @@ class Early:
                 notify("READY=1", f"STATUS={done.summary}; starting")
 
 
+def table_line(binfmt_dir: str) -> str:
+    """--once's first line: which table it wrote."""
+    from ..kernel.owner import describe
+    return f"binfmt_misc table: {describe(binfmt_dir)}"
+
+
 def run_once(args: argparse.Namespace) -> int:
     from ..core.render import report_text
     from ..model.errors import NotMounted
@@ -147,6 +159,7 @@ def run_once(args: argparse.Namespace) -> int:
         print(result.plan)
         return plan_exit_code(result)
     tell_outcomes(result.report, open_log(args.log_target), result.drift)
+    print(table_line(args.binfmt_dir))
     print(report_text(result.report))
     return result.report.exit_code()
 
@@ -186,6 +199,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace, early: Early) -> int:
+    from ..kernel.owner import accidental_mount
+    from ..kernel.raw import DEFAULT_PATH
+    from ..kernel.table import BinfmtTable
+    if not args.private and args.binfmt_dir == DEFAULT_PATH and \
+            not BinfmtTable(args.binfmt_dir).mounted():
+        why = accidental_mount(args.binfmt_dir)
+        if why is not None:  # never a private table by accident: said, and stopped
+            early.log.send({"MESSAGE": f"not starting: {why}", "PRIORITY": "3"})
+            return 2
     # Only the service needs the main loop, the watcher and systemd: imported here.
     from ..model.options import Options
     from .common import config_from

@@ -13,6 +13,7 @@ from ..core.render import View
 from ..core.report import Report, build_report, overall
 from ..dbus import api
 from ..host.facts import host_arch
+from ..kernel.owner import describe
 from ..host.probing import verify
 from ..model.errors import PolicyRejected
 from ..model.problems import Problem
@@ -39,7 +40,8 @@ class Local:
         self.host = host_arch(self.catalog)
 
     def _view(self, report: Report, plan: Plan) -> View:
-        return View.local(self.host, self.config.policy_path, report, plan)
+        return View.local(self.host, self.config.policy_path, report, plan,
+                          describe(self.config.binfmt_dir))
 
     def view(self) -> View:
         policy, want, observed, todo = evaluate(self.config, self.catalog)
@@ -90,7 +92,8 @@ class Remote:
             plan = Plan(())
         else:
             plan = self._plan()[0]
-        return View(state, get("HostArchitecture"), get("PolicyPath"), report, plan)
+        return View(state, get("HostArchitecture"), get("PolicyPath"), report, plan,
+                    get("Table"))
 
     def apply(self) -> View:
         try:

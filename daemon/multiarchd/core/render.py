@@ -24,10 +24,11 @@ class View:
     policy: str
     report: Report
     plan: Plan  # what applying would do (for apply: what was done)
+    table: str = ""  # whose binfmt_misc table: the host's, or a private one (kernel/owner.py)
 
     @classmethod
-    def local(cls, host: str, policy: str, report: Report, plan: Plan) -> View:
-        return cls(overall(report), host, policy, report, plan)
+    def local(cls, host: str, policy: str, report: Report, plan: Plan, table: str = "") -> View:
+        return cls(overall(report), host, policy, report, plan, table)
 
     def exit_code(self) -> int:
         """0 as the policy wants, 1 not (or a kernel refusal), 2 the policy has problems."""
@@ -92,6 +93,7 @@ def view_json(view: View, applied: bool = False) -> dict[str, Any]:
         "state": view.state,
         "host": view.host,
         "policy": view.policy,
+        "table": view.table,
         "architectures": [asdict(s) for s in report.statuses],
         "foreign": [asdict(f) for f in report.foreign],
         "problems": [problem_json(p) for p in report.problems],

@@ -59,6 +59,10 @@ XML = f"""
     <!-- starting, waiting, converged, degraded, policy-error -->
     <property name='State' type='s' access='read'/>
     <property name='PolicyPath' type='s' access='read'/>
+    <!-- whose binfmt_misc table it keeps: the host's, or a private one (a user namespace's) -->
+    <property name='Table' type='s' access='read'>
+      <annotation name='org.freedesktop.DBus.Property.EmitsChangedSignal' value='const'/>
+    </property>
     <!-- microseconds since the epoch of the last run, 0 before the first -->
     <property name='LastReconcile' type='t' access='read'/>
     <!-- name, kind (arch or custom), state, interpreter, emulator, flags, entry, message,

@@ -41,6 +41,8 @@ class Service(Protocol):
     @property
     def policy_path(self) -> str: ...
     @property
+    def table(self) -> str: ...
+    @property
     def report(self) -> Report | None: ...
     def reconcile(self, reply: Reply[tuple[str, tuple[Outcome, ...]]]) -> None: ...
     def reload(self, reply: Reply[None] | None = None) -> None: ...
@@ -87,6 +89,10 @@ class ManagerFace:
     @property
     def Architectures(self) -> list[api.ArchRecord]:
         return [api.arch_record(s) for s in self._report.statuses]
+
+    @property
+    def Table(self) -> str:
+        return self._service.table
 
     @property
     def CpuModels(self) -> dict[str, str]:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 
+from ..model.errors import AccidentalPrivate
 from ..model.registration import Registration
 from ..model.table import Observed
 from . import raw
 from .entryfile import parse_entry
+from .owner import accidental_mount
 from .raw import DEFAULT_PATH
 from .refusals import KernelError, explain, explain_unopened
 
@@ -35,10 +37,14 @@ class BinfmtTable:
     def mounted(self) -> bool:
         return os.path.exists(os.path.join(self.path, "register"))
 
-    def mount(self) -> None:
+    def mount(self, private: bool = False) -> None:
         """Mount binfmt_misc at the path, as systemd's own mount unit does; callers do this only
-        when nothing is mounted there."""
+        when nothing is mounted there. In a user namespace of its own that makes a private
+        table: AccidentalPrivate unless `private` (asked for on purpose)."""
         import subprocess  # (rarely needed: not on the boot path where systemd mounts it)
+        why = None if private else accidental_mount(self.path)
+        if why is not None:
+            raise AccidentalPrivate(why)
         # By its own path, with a PATH of root's: never a `mount` found where PATH points.
         mount = next((m for m in MOUNT if os.path.exists(m)), MOUNT[0])
         subprocess.run(

@@ -15,5 +15,10 @@ class NotMounted(Exception):
     """binfmt_misc is not mounted where multiarchd looks for it."""
 
 
+class AccidentalPrivate(NotMounted):
+    """Mounting binfmt_misc here would make a private table no one asked for (the words say
+    why and how to ask for one on purpose)."""
+
+
 class Stopping(Exception):
     """The service was asked to stop while a request waited for work off the main loop."""

@@ -53,7 +53,8 @@ class Reconciler:
 
     def run(self) -> Step:
         try:
-            mounted = ensure_mounted(self.table, self.options.mount and self.standard_place)
+            mounted = ensure_mounted(self.table, self.options.mount and self.standard_place,
+                                     self.config.private)
         except Exception as e:  # noqa: BLE001 - a failed mount must not kill the daemon
             return self._waiting(f"cannot mount binfmt_misc at {self.config.binfmt_dir}: {e}")
         if not mounted:

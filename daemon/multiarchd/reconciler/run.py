@@ -42,6 +42,9 @@ STALE = (-1, -1)  # (device, inode) of no file: what an entry holds, when that i
 class Config:
     policy_path: str
     binfmt_dir: str
+    # A table of this user namespace's own is what is wanted (--private): mounting one in a
+    # namespace that is not the host's is then not refused (kernel/owner.py).
+    private: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,15 +103,16 @@ class Table(Protocol):
     one)."""
 
     def mounted(self) -> bool: ...
-    def mount(self) -> None: ...
+    def mount(self, private: bool = False) -> None: ...
     def read(self) -> Observed: ...
 
 
-def ensure_mounted(table: Table, may_mount: bool) -> bool:
+def ensure_mounted(table: Table, may_mount: bool, private: bool = False) -> bool:
     """Whether binfmt_misc is mounted, mounting it first when nothing is and we may (only at
-    its standard place, and not when told --no-mount). Never unmounts."""
+    its standard place, and not when told --no-mount; a private table only if `private`).
+    Never unmounts."""
     if may_mount and not table.mounted():
-        table.mount()
+        table.mount(private)
     return table.mounted()
 
 
@@ -158,7 +162,8 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
     if mount and not dry_run and not (policy.rejected and (history is None or
                                                            history.last_good is None)):
         # Only to apply something: a bad policy mounts nothing.
-        ensure_mounted(BinfmtTable(config.binfmt_dir), config.binfmt_dir == DEFAULT_BINFMT)
+        ensure_mounted(BinfmtTable(config.binfmt_dir), config.binfmt_dir == DEFAULT_BINFMT,
+                       config.private)
     table = BinfmtTable(config.binfmt_dir)
     policy, want, observed, todo = evaluate(config, catalog, history=history, policy=policy,
                                             table=table, seen=seen, make_models=not dry_run)

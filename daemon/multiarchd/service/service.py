@@ -21,6 +21,7 @@ from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
 from ..core.report import Report, State, overall
 from ..model.catalog import Catalog
+from ..kernel.owner import describe
 from ..model.errors import NotMounted, PolicyRejected, Stopping, UnknownArchitecture
 from ..model.options import Options
 from ..model.problems import Problem
@@ -91,7 +92,8 @@ class Service:
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
         self.log.emit(Record(Event.STARTED, f"multiarchd {__version__} starting; policy "
-                             f"{self.config.policy_path}, table {self.config.binfmt_dir}"))
+                             f"{self.config.policy_path}, table {self.config.binfmt_dir}, "
+                             f"{self.table}"))
         # Watch before the first look (list-then-watch): a change at any instant after this
         # causes a run. The mount table too: binfmt_misc mounted again is a new table.
         self.watcher.start()
@@ -161,6 +163,11 @@ class Service:
     @property
     def policy_path(self) -> str:
         return self.config.policy_path
+
+    @property
+    def table(self) -> str:
+        """Whose binfmt_misc table this is, in words (kernel/owner.py)."""
+        return describe(self.config.binfmt_dir)
 
     @property
     def report(self) -> Report | None:
