@@ -5,6 +5,7 @@ host's table is never touched (the session's tripwire compares it)."""
 
 from __future__ import annotations
 
+import os
 import pwd
 import subprocess
 import tarfile
@@ -52,8 +53,15 @@ ONCE = (f"RUNTIME_DIRECTORY=$HOME/run CACHE_DIRECTORY=$HOME/cache STATE_DIRECTOR
         f"{BIN}/multiarchd --once --private --config")
 
 
+def host_table() -> tuple[int, list[str]]:
+    """The host's binfmt_misc place as this (initial) namespace sees it: device and listing."""
+    place = "/proc/sys/fs/binfmt_misc"
+    return os.stat(place).st_dev, sorted(os.listdir(place))
+
+
 def test_rootless_podman_runs_foreign_images_after_multiarchd_in_its_namespace(
         user: pwd.struct_passwd, trusted_dir: Path) -> None:
+    host = host_table()
     for deb in ("arm64", "s390x"):
         with tarfile.open(trusted_dir / f"{deb}.tar", "w") as tar:
             tar.add(BUSYBOX_CACHE / deb / "bin" / "busybox", arcname="bin/busybox")
@@ -79,6 +87,18 @@ done
     # The CPU model's file would be the user's own: not used, and said.
     assert "CPU model max,pauth-impdef=on not used" in aarch64 and "QEMU's own" in aarch64, \
         aarch64
+    assert host_table() == host  # no root in between, and the host's table as it was
+
+
+def test_multiarchctl_apply_private_fills_the_namespaces_table(user: pwd.struct_passwd) -> None:
+    r = as_user(user, f"""podman unshare sh -c 'STATE_DIRECTORY=$HOME/state \
+    {BIN}/multiarchctl apply --private --config {DEFAULT_POLICY} | head -n 1;
+    ls /proc/sys/fs/binfmt_misc | grep -c "^multiarch-"'
+""")
+    table, count = r.stdout.split("\n")[:2]
+    assert table.startswith("binfmt_misc table: a private one: user namespace "), r.stdout
+    assert table.endswith(f"(its root is uid {user.pw_uid} outside)") and count == "33", \
+        r.stdout + r.stderr
 
 
 def test_the_users_own_emulator_is_refused_in_its_namespace(user: pwd.struct_passwd) -> None:

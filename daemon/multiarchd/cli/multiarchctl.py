@@ -126,6 +126,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             return _show(view, True, applied=True)
         tell_outcomes(view.report, StderrLog("multiarchctl"))
         if view.report.statuses:
+            print(f"binfmt_misc table: {view.table}")
             print(report_text(view.report, state=view.state))
         return view.exit_code()
     return _with_source(args, "apply", apply)
@@ -251,6 +252,9 @@ def parser() -> argparse.ArgumentParser:
                        help="what applying would change")
     s.set_defaults(func=cmd_plan)
     s = sub.add_parser("apply", parents=[common, as_json, local], help="apply the policy now")
+    s.add_argument("--private", action="store_true",
+                   help="fill this user namespace's own table (implies --local; see "
+                        "multiarchd(8))")
     s.set_defaults(func=cmd_apply)
     s = sub.add_parser("reload", parents=[common], help="make the daemon re-read its policy")
     s.set_defaults(func=cmd_reload)
@@ -275,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb is None:  # as hostnamectl does: no verb shows the status
         args = parser().parse_args([*(argv or sys.argv[1:]), "status"])
     # Another policy or table than the daemon's can only mean: work on it here.
-    if hasattr(args, "local") and (args.config != POLICY_PATH or args.binfmt_dir != BINFMT_PATH):
+    if hasattr(args, "local") and (args.config != POLICY_PATH or args.binfmt_dir != BINFMT_PATH
+                                   or getattr(args, "private", False)):
         args.local = True
     try:
         code: int = args.func(args)
