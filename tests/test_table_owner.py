@@ -11,7 +11,7 @@ import subprocess
 from multiarchd.kernel.owner import describe
 
 from tests.support.binfmt import PrivateBinfmt
-from tests.support.commands import run
+from tests.support.commands import DaemonStarter, PolicyWriter, run
 from tests.support.paths import BIN, DEFAULT_POLICY
 
 # A fresh user and mount namespace where nothing is at binfmt_misc's place: a tmpfs hides
@@ -63,3 +63,12 @@ def test_status_and_once_say_whose_table(binfmt: PrivateBinfmt) -> None:
                           config=DEFAULT_POLICY).stdout)
     assert "binfmt_misc table: " + data["table"] == said
     assert describe() == "the host's (the initial user namespace's)"  # this test's own
+
+
+def test_the_service_says_whose_table_at_start(binfmt: PrivateBinfmt, policy: PolicyWriter,
+                                               start_daemon: DaemonStarter) -> None:
+    d = start_daemon(policy("arches: {s390x: {}}\n"), binfmt)
+    ns = os.stat(f"/proc/{binfmt.pid}/ns/user").st_ino
+    [start] = [line for line in d.lines if "starting; policy" in line]
+    assert start.endswith(f"table {binfmt.path}, a private one: user namespace {ns}'s own "
+                          "(its root is uid 0 outside)"), start
