@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ import pytest
 
 from tests.support.paths import BIN, BUSYBOX_CACHE, DEFAULT_POLICY
 
-pytestmark = pytest.mark.container
+# root (it makes a user), user namespaces, podman: never with the fast ones
+pytestmark = [pytest.mark.container, pytest.mark.kernel]
 
 USER = "multiarchd-rootless"
 SUBIDS = "400000-465535"
@@ -34,7 +36,8 @@ def user() -> Iterator[pwd.struct_passwd]:
     try:
         yield pwd.getpwnam(USER)
     finally:
-        subprocess.run(["pkill", "-KILL", "-u", USER], capture_output=True)
+        if shutil.which("pkill"):  # podman's pause process
+            subprocess.run(["pkill", "-KILL", "-u", USER], capture_output=True)
         subprocess.run(["usermod", "--del-subuids", SUBIDS, "--del-subgids", SUBIDS, USER],
                        capture_output=True)
         subprocess.run(["userdel", "-r", USER], capture_output=True)

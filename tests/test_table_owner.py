@@ -8,6 +8,8 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from multiarchd.kernel.owner import describe
 
 from tests.support.binfmt import PrivateBinfmt
@@ -27,6 +29,7 @@ def fresh(*argv: str) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.kernel  # user namespaces and binfmt_misc instances of its own
 def test_once_in_a_namespace_without_a_table_refuses_to_make_a_private_one() -> None:
     r = fresh(f"{BIN}/multiarchd", "--once", "--config", str(DEFAULT_POLICY))
     assert "exit 1" in r.stdout.splitlines(), r.stdout + r.stderr
@@ -35,6 +38,7 @@ def test_once_in_a_namespace_without_a_table_refuses_to_make_a_private_one() -> 
     assert "register" not in r.stdout  # nothing was mounted
 
 
+@pytest.mark.kernel
 def test_once_private_fills_the_namespaces_own_table_and_says_whose() -> None:
     r = fresh(f"{BIN}/multiarchd", "--once", "--private", "--config", str(DEFAULT_POLICY))
     lines = r.stdout.splitlines()
@@ -43,6 +47,7 @@ def test_once_private_fills_the_namespaces_own_table_and_says_whose() -> None:
     assert "exit 0" in lines and "multiarch-s390x" in lines, r.stdout + r.stderr
 
 
+@pytest.mark.kernel
 def test_the_service_will_not_start_on_a_private_table_by_accident() -> None:
     r = fresh(f"{BIN}/multiarchd", "--no-dbus", "--no-mount", "--log-target", "stderr",
               "--config", str(DEFAULT_POLICY))
