@@ -205,3 +205,24 @@ def test_an_upgraded_qemu_is_carried_again_with_no_failed_exec(
     assert os.stat(carried).st_ino != before  # made again from the new file
     assert interpreter(binfmt, "aarch64") == str(carried)
     assert all(int(n) > 0 and bad == "0" for n, bad in counts), counts
+
+
+@pytest.mark.parametrize("kept", ["fifo", "cut short"])
+def test_a_kept_model_file_that_is_not_whole_is_made_again(
+        binfmt: PrivateBinfmt, state_dir: Path, kept: str) -> None:
+    path = state_dir / "cpu" / "aarch64"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        whole = path.read_bytes()
+        path.unlink()
+    else:
+        whole = b"\x7fELF" + b"\0" * 5000
+    if kept == "fifo":
+        os.mkfifo(path)  # never opened for reading: the run would hang
+    else:
+        path.write_bytes(whole[:5000])
+        path.chmod(0o755)
+    once(binfmt, DEFAULT_POLICY)
+    assert path.is_file() and carried_model(path.read_bytes()) == SHIPPED
+    assert interpreter(binfmt, "aarch64") == str(path)
+    assert binfmt.exec(str(TRIXIE), "uname", "-m").stdout == "aarch64\n"

@@ -9,6 +9,7 @@ start-up code, a full disk) runs with QEMU's own model and says why: never no em
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 from dataclasses import replace
 
@@ -18,7 +19,7 @@ from ..core.desired import Desired, Want
 from ..core.probes import PROBE_STATUS
 from ..model.catalog import Catalog
 from ..model.host import FileState
-from . import keep
+from . import keep, paths
 from .facts import file_state
 from .probing import probe_files
 
@@ -36,13 +37,22 @@ def _key(source: str, source_id: str, model: str) -> bytes:
 
 
 def _made_from(path: str) -> bytes | None:
-    """The key a file of ours ends with, or None."""
+    """The key a file of ours ends with; None for anything else (then it is made again, by
+    rename): a file cut short has no key at its end, a FIFO or a link is never opened for
+    reading, a file someone else could have written is not believed."""
     try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
-            tail = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or paths.untrusted(st, "file", path):
+            return None
+        tail = os.pread(fd, 4096, max(0, st.st_size - 4096))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     at = tail.rfind(KEY_MARK)
     return tail[at + len(KEY_MARK):].rstrip(b"\n") if at >= 0 else None
 
@@ -113,20 +123,23 @@ def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool
         return own_model(f"{source} could not be looked at")
     if key in _refused:
         return own_model(_refused[key])
-    if _made_from(path) != key:
+    state, ident, why = file_state(path, seen=seen)
+    if state is FileState.UNTRUSTED:  # a directory on the way is not root's: never made there
+        return own_model(why)
+    if state is not FileState.OK or _made_from(path) != key:
         if not write:
             # A dry run, or status: what applying would register, if QEMU takes the model.
-            why = _trial([source, "-cpu", want.cpu], want.label, catalog)
-            if why is not None:
-                return own_model(why)
+            refused = _trial([source, "-cpu", want.cpu], want.label, catalog)
+            if refused is not None:
+                return own_model(refused)
             return replace(want, registration=replace(reg, interpreter=path), interpreter=path,
                            interpreter_id=None)
-        why = _make(want, source, key, catalog)
-        if why is not None:
-            _refused[key] = why
-            return own_model(why)
+        refused = _make(want, source, key, catalog)
+        if refused is not None:
+            _refused[key] = refused
+            return own_model(refused)
         remade.add(want.entry)
-    state, ident, why = file_state(path, seen=seen)
+        state, ident, why = file_state(path, seen=seen)
     if state is not FileState.OK:
         return own_model(why or f"{path} is {state.value}")
     return replace(want, registration=replace(reg, interpreter=path), interpreter=path,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import stat
 
-from .. import identity
+from .. import identity, userns
 
 MAX_LINKS = 40  # as the kernel's own limit (ELOOP past it)
 # Pseudo file systems whose names mean something else to each process (/proc/self/exe is the
@@ -27,52 +27,38 @@ class Untrusted(Exception):
     """A component of the path that someone other than root could change: why, and the fix."""
 
 
-_INITIAL = [(0, 0, 4294967295)]  # the uid map of the initial user namespace
-
-
-def _uid_map() -> list[tuple[int, int, int]]:
-    try:
-        with open("/proc/self/uid_map") as f:
-            return [(int(a), int(b), int(c)) for a, b, c in (line.split() for line in f)]
-    except (OSError, ValueError):
-        return _INITIAL
-
-
 _owners: frozenset[int] | None = None
 
 
 def root_owners() -> frozenset[int]:
     """The owners (as this user namespace numbers them) of files only the real root can
     change. In the initial namespace: root, and the user multiarchd runs as. In a user
-    namespace of its own (a private table, rootless podman's): the ids the real root is mapped
+    namespace of its own (a private table, rootless podman's): the id the real root is mapped
     to; where it is not mapped (rootless), the overflow id, which is how every file of an
     unmapped owner shows here: no one in this namespace can change such a file. The
     namespace's own root is then an ordinary user outside it, and its files are not trusted."""
     global _owners
     if _owners is None:
-        rows = _uid_map()
-        if rows == _INITIAL:
+        rows = userns.uid_map()
+        root = userns.inside(rows, 0)
+        if rows == userns.INITIAL:
             _owners = frozenset({0, os.geteuid()})
+        elif root is not None:
+            _owners = frozenset({root})
         else:
-            mapped = {inside - outside for inside, outside, count in rows
-                      if outside <= 0 < outside + count}
-            if not mapped:
-                try:
-                    with open("/proc/sys/kernel/overflowuid") as f:
-                        mapped = {int(f.read())}
-                except (OSError, ValueError):
-                    mapped = {65534}
-            _owners = frozenset(mapped)
+            try:
+                with open("/proc/sys/kernel/overflowuid") as f:
+                    _owners = frozenset({int(f.read())})
+            except (OSError, ValueError):
+                _owners = frozenset({65534})
     return _owners
 
 
 def _outside(uid: int) -> str:
     """How uid of this namespace is known outside it (for messages)."""
-    rows = _uid_map()
-    for inside, outside, count in rows if rows != _INITIAL else ():
-        if inside <= uid < inside + count:
-            return f" (uid {outside + uid - inside} outside this user namespace)"
-    return ""
+    rows = userns.uid_map()
+    known = None if rows == userns.INITIAL else userns.outside(rows, uid)
+    return "" if known is None else f" (uid {known} outside this user namespace)"
 
 
 def untrusted(st: os.stat_result, what: str, path: str) -> str | None:

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import os
 
+from .. import userns
 from .raw import DEFAULT_PATH
-
-_INITIAL = [(0, 0, 4294967295)]
-
 
 def _process(path: str) -> str:
     """The /proc directory of the process whose namespaces `path` is seen through: a table
@@ -22,17 +20,9 @@ def _process(path: str) -> str:
     return "/proc/self"
 
 
-def _uid_map(proc: str) -> list[tuple[int, int, int]]:
-    try:
-        with open(f"{proc}/uid_map") as f:
-            return [(int(a), int(b), int(c)) for a, b, c in (line.split() for line in f)]
-    except (OSError, ValueError):
-        return _INITIAL
-
-
 def private(path: str = DEFAULT_PATH) -> bool:
     """Whether the table at `path` belongs to a user namespace other than the initial one."""
-    return _uid_map(_process(path)) != _INITIAL
+    return userns.uid_map(_process(path)) != userns.INITIAL
 
 
 def _namespace(path: str) -> str:
@@ -42,9 +32,8 @@ def _namespace(path: str) -> str:
         ns = f"user namespace {os.stat(f'{proc}/ns/user').st_ino}"
     except OSError:
         ns = "a user namespace"
-    root = next((f"uid {outside - inside}" for inside, outside, count in _uid_map(proc)
-                 if inside <= 0 < inside + count), "no uid")
-    return f"{ns} (its root is {root} outside)"
+    root = userns.outside(userns.uid_map(proc), 0)
+    return f"{ns} (its root is {'no uid' if root is None else f'uid {root}'} outside)"
 
 
 def describe(path: str = DEFAULT_PATH) -> str:
