@@ -43,7 +43,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.systemd)
         elif used & _KERNEL or item.get_closest_marker("kernel"):
             item.add_marker(pytest.mark.kernel)
-        elif not item.get_closest_marker("root"):
+        elif not item.get_closest_marker("root") and not item.get_closest_marker("vm"):
             item.add_marker(pytest.mark.fast)
 
 

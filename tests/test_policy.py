@@ -246,16 +246,38 @@ def test_host_family_is_native_even_when_asked_for(policy: PolicyWriter) -> None
     assert states == {"x86_64": Why.NATIVE, "i386": Why.NATIVE, "aarch64": None}
 
 
-def test_a_family_gap_is_not_native_where_the_family_table_decides(
+def test_a_cpu_without_aarch32_is_not_native_where_the_catalog_decides(
         policy: PolicyWriter) -> None:
     """Before Linux 6.7 (no probe in a table of our own), an arm64 CPU without AArch32 at EL0
     (personality(2) says so) gets 32-bit arm registered; one with it runs arm itself."""
     p = load(policy, "arches: {aarch64: {}, arm: {}}\n")
     files = {"/usr/bin/qemu-arm-static": FileState.OK}
     for gaps, arm in ((frozenset(), Why.NATIVE), (frozenset({"arm"}), None)):
-        d = desired(p, CATALOG, Host("aarch64", files, family_gaps=gaps))
+        d = desired(p, CATALOG, Host("aarch64", files, cannot_run=gaps))
         states = {w.label: w.verdict for w in d.wants if w.explicit}
         assert states == {"aarch64": Why.NATIVE, "arm": arm}
+
+
+@pytest.mark.parametrize("host,native,foreign", [
+    # what Debian's kernels did when booted (tests/test_family.py)
+    ("x86_64", {"i386"}, set()),
+    ("i386", set(), {"x86_64"}),  # a 32-bit kernel runs no 64-bit programs
+    ("aarch64", {"arm"}, set()),
+    ("arm", set(), {"aarch64"}),
+    ("mips64el", {"mipsel", "mipsn32el"}, {"mips", "mips64", "mipsn32"}),  # nor the other order
+    ("ppc64le", set(), {"ppc", "ppc64"}),
+    ("riscv64", set(), {"riscv32"}),
+    ("sh4", set(), {"sh4eb"}),
+])
+def test_where_the_catalog_decides_a_kernel_runs_only_what_it_was_seen_to(
+        policy: PolicyWriter, host: str, native: set[str], foreign: set[str]) -> None:
+    names = sorted({host} | native | foreign)
+    p = load(policy, "arches: {" + ", ".join(f"{n}: {{}}" for n in names) + "}\n")
+    files = {f"/usr/bin/qemu-{n}-static": FileState.OK for n in names}
+    d = desired(p, CATALOG, Host(host, files))
+    states = {w.label: w.verdict for w in d.wants if w.explicit}
+    assert {n for n, v in states.items() if v is Why.NATIVE} == {host} | native
+    assert all(states[n] is None for n in foreign), states
 
 
 def test_emulator_preference_and_missing_emulator(policy: PolicyWriter) -> None:

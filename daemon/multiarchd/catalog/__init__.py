@@ -28,7 +28,7 @@ def load_catalog() -> Catalog:
             bits=row["bits"],
             endian=row["endian"],
             machine=row["machine"],
-            family=row["family"],
+            runs=tuple(row.get("runs", ())),
             aliases=tuple(row.get("aliases", ())),
             magic=bytes.fromhex(row["magic"]),
             mask=bytes.fromhex(row["mask"]),

@@ -201,7 +201,7 @@ def cmd_arches(args: argparse.Namespace) -> int:
     arches = [s for s in report.statuses if s.kind == "arch"]
     if args.json:
         records = [dict(asdict(s), aliases=list(catalog.arches[s.name].aliases),
-                        family=catalog.arches[s.name].family) for s in arches]
+                        runs=list(catalog.arches[s.name].runs)) for s in arches]
         print(dumps({"host": host.arch, "architectures": records,
                      "problems": [problem_json(p) for p in problems]}))
         return EXIT_USAGE if problems else EXIT_OK

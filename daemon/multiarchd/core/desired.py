@@ -117,10 +117,12 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
         return Want(arch.name, "arch", entry, None, Why.NATIVE, explicit=explicit,
                     message=f"runs natively on this {host.arch} host (its probe ran with an "
                             "empty binfmt_misc table)")
-    if host.native is None and catalog.family_of(arch.name) == catalog.family_of(host.arch) \
-            and arch.name not in host.family_gaps:
+    if host.native is None and catalog.host_runs(host.arch, arch.name) \
+            and arch.name not in host.cannot_run:
         return Want(arch.name, "arch", entry, None, Why.NATIVE, explicit=explicit,
-                    message=f"runs natively on this {host.arch} host (same family)")
+                    message=f"runs natively on this {host.arch} host ("
+                            + ("its own architecture)" if arch.name == host.arch
+                               else f"{host.arch} kernels run it, by the catalog)"))
     if policy.spoiled("arch", arch.name):
         return Want(arch.name, "arch", entry, None, Why.ERROR, frozen=True, explicit=explicit,
                     message="policy error (see above): its entry is left as it is")

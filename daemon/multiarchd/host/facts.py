@@ -13,7 +13,7 @@ from ..model.catalog import Catalog
 from ..model.host import FileId, FileState, Host
 from ..model.policy import Policy
 from . import paths
-from .native import family_gaps, native
+from .native import cannot_run, native
 
 # `uname -m` spellings that are not catalog names.
 _UNAME = {
@@ -156,5 +156,5 @@ def probe_host(catalog: Catalog, paths: Iterable[str], machine: str | None = Non
                 ids=_View(files, lambda f: f[1]),
                 native=arches,
                 why=_View(files, lambda f: f[2] or None),
-                family_gaps=family_gaps(arch) if arches is None and machine is None
+                cannot_run=cannot_run(arch) if arches is None and machine is None
                 else frozenset())

@@ -38,7 +38,7 @@ for path in sys.argv[1:]:
 def native_arches(catalog: Catalog) -> tuple[frozenset[str] | None, str]:
     """Architectures this machine runs by itself: their probes run in an empty binfmt_misc
     table of a user namespace of our own (Linux 6.7+). (None, why) when that cannot be done
-    here (older kernel, namespaces not allowed): then the catalog's family table decides."""
+    here (older kernel, namespaces not allowed): then the catalog's `runs` lists decide."""
     import subprocess  # (not on the boot path when the answer is kept)
 
     from .probing import probe_files
@@ -68,11 +68,11 @@ if libc.personality(8) == -1:  # PER_LINUX32
 
 
 @cache
-def family_gaps(host_arch: str) -> frozenset[str]:
-    """Architectures of the host's family this machine cannot run, where that is known without
-    a binfmt_misc table of our own (before Linux 6.7): on arm64, 32-bit arm without AArch32 at
-    EL0. Anything that cannot be found out (the personality locked) is no gap: as before, the
-    family table decides."""
+def cannot_run(host_arch: str) -> frozenset[str]:
+    """Architectures the catalog says this host's kernel runs that this machine cannot run,
+    where that is known without a binfmt_misc table of our own (before Linux 6.7): on arm64,
+    32-bit arm without AArch32 at EL0. Anything that cannot be found out (the personality
+    locked) is taken as runnable: as before, the catalog decides."""
     if host_arch != "aarch64":
         return frozenset()
     import errno

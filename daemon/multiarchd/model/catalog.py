@@ -20,7 +20,7 @@ class Arch:
     bits: int
     endian: Literal["little", "big"]
     machine: int
-    family: str
+    runs: tuple[str, ...]  # what its kernels run by themselves besides it (catalog.toml)
     aliases: tuple[str, ...]
     magic: bytes
     mask: bytes
@@ -75,8 +75,9 @@ class Catalog:
     def match(self, header: bytes) -> list[Arch]:
         return [a for a in self.arches.values() if a.matches(header)]
 
-    def family_of(self, arch: str) -> str:
-        return self.arches[arch].family
+    def host_runs(self, host: str, arch: str) -> bool:
+        """Whether the catalog says a kernel of `host` runs `arch` programs by itself."""
+        return arch == host or (host in self.arches and arch in self.arches[host].runs)
 
     def resolve(self, names: Iterable[str]) -> list[str]:
         """Canonical names for what the user typed; UnknownArchitecture names the first bad one."""

@@ -25,12 +25,12 @@ class Host:
     files: Mapping[str, FileState] = field(default_factory=dict)
     ids: Mapping[str, FileId] = field(default_factory=dict)
     # Architectures whose probe ran with an empty binfmt_misc table; None: not known here, and
-    # the catalog's family table decides.
+    # the catalog's `runs` lists decide.
     native: frozenset[str] | None = None
     why: Mapping[str, str] = field(default_factory=dict)  # why a file is untrusted
-    # With native None: architectures of the host's family it cannot run all the same (32-bit
-    # arm on an arm64 CPU without AArch32), so not native.
-    family_gaps: frozenset[str] = frozenset()
+    # With native None: architectures the catalog says this host's kernel runs that this machine
+    # cannot run all the same (32-bit arm on an arm64 CPU without AArch32), so not native.
+    cannot_run: frozenset[str] = frozenset()
 
     def file(self, path: str) -> FileState:
         return self.files.get(path, FileState.MISSING)

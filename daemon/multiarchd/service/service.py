@@ -105,8 +105,8 @@ class Service:
         why = self.native_why()
         if why:
             self.log.emit(Record(Event.NATIVE_UNKNOWN, f"cannot tell native architectures by "
-                                 f"running probes here ({why}); the catalog's family table "
-                                 "decides"))
+                                 f"running probes here ({why}); the catalog's runs lists "
+                                 "decide"))
         if self.watchdog:
             self.loop.every(self.watchdog, lambda: self.notify("WATCHDOG=1"))
         self.request_run(self._first_run)
