@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from multiarchd.core.cpu_image import CannotCarry, carried_model, with_cpu_model
+from tests.support import loops
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.commands import run, state_of
 from tests.support.paths import BUSYBOX_CACHE, DEFAULT_POLICY
@@ -187,24 +188,15 @@ def test_an_upgraded_qemu_is_carried_again_with_no_failed_exec(
     once(binfmt, policy)
     carried = Path(interpreter(binfmt, "aarch64"))
     before = os.stat(carried).st_ino
-    # Two loops run the arm64 busybox the whole time the QEMU is replaced (by rename, as dpkg
-    # does) and the entry carried again; they stop when told by a file, and count failures.
-    stop = tmp_path / "stop"
-    loop = (f"n=0; bad=0; until [ -e {stop} ]; do n=$((n+1)); "
-            f"[ \"$({TRIXIE} uname -m 2>&1)\" = aarch64 ] || bad=$((bad+1)); done; "
-            "echo $n $bad")
-    loops = [subprocess.Popen(binfmt.enter("sh", "-c", loop), stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    try:
+    # The arm64 busybox runs the whole time the QEMU is replaced (by rename, as dpkg does) and
+    # the entry carried again.
+    with loops.running(binfmt, TRIXIE, "aarch64", tmp_path) as counts:
         shutil.copy(QEMU, trusted_dir / "new")
         os.rename(trusted_dir / "new", qemu)
         once(binfmt, policy)
-    finally:
-        stop.touch()
-        counts = [p.communicate(timeout=60)[0].split() for p in loops]
     assert os.stat(carried).st_ino != before  # made again from the new file
     assert interpreter(binfmt, "aarch64") == str(carried)
-    assert all(int(n) > 0 and bad == "0" for n, bad in counts), counts
+    assert all(n > 0 and bad == 0 for n, bad in counts), counts
 
 
 @pytest.mark.parametrize("kept", ["fifo", "cut short"])

@@ -21,6 +21,9 @@ class Why(enum.StrEnum):
     MISSING_EMULATOR = "missing-emulator"  # wanted, but no emulator for it is installed
     ERROR = "error"  # a policy problem
     UNMANAGED = "unmanaged"  # not in the policy
+    # Its interpreter file changed and the new one is not registered (core/gate.py): the entry
+    # keeps the file registered before (with F), or is disabled (without).
+    HELD = "held"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Want:
     # asked for here, then as made by host/cpu_models.py (which says why when it could not).
     cpu: str | None = None
     cpu_place: Place | None = None  # where the policy names it (None: the catalog's)
+    hold: bool = False  # the policy's `hold: true` (core/gate.py)
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
     return Want(arch.name, "arch", entry, reg, None, interpreter, host.ids.get(interpreter),
                 emulator, explicit=explicit, cpu=_cpu(arch, rule, catalog, emulator,
                                                       interpreter),
-                cpu_place=rule.cpu_place if rule.cpu else None)
+                cpu_place=rule.cpu_place if rule.cpu else None, hold=rule.hold)
 
 
 def _cpu(arch: Arch, rule: ArchRule, catalog: Catalog, emulator: str | None,

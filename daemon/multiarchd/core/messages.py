@@ -43,6 +43,7 @@ class Event(enum.Enum):
     NOTIFY_FAILED = ("c83c2bef79934523bd69807cc6512f72", WARNING)  # sd_notify could not be sent
     METRICS_UNWRITABLE = ("5426bf3c119743de941b1e7498345cf8", WARNING)  # --metrics-textfile
     SHADOWED = ("78d0590bc0f94b848d4f2649f4420b19", WARNING)  # another tool's entry took over
+    HELD = ("072690ecfab74963a217d0cce062c20e", WARNING)  # a new interpreter file not taken
 
     @property
     def message_id(self) -> str:
@@ -133,8 +134,14 @@ def conflict_record(entry: str, writes: int, window: float) -> Record:
                    "MULTIARCH_ACTION": "backoff"})
 
 
-def shadowed_record(status: Status) -> Record:
-    """An entry of ours that another tool's entry, registered later, now takes over."""
-    return Record(Event.SHADOWED, f"{status.entry}: {status.message}",
+def state_record(status: Status) -> Record | None:
+    """A state said once when it starts (and again when its reason changes): an entry of ours
+    that another tool's entry, registered later, takes over; one held on its old interpreter
+    file (core/gate.py)."""
+    event = {"shadowed": Event.SHADOWED, "held": Event.HELD}.get(status.state.value)
+    if event is None:
+        return None
+    said = " held" if event is Event.HELD else ""  # ("shadowed by ..." says it itself)
+    return Record(event, f"{status.entry}{said}: {status.message}",
                   {"MULTIARCH_ARCH": status.name if status.kind == "arch" else "",
-                   "MULTIARCH_ENTRY": status.entry, "MULTIARCH_ACTION": "shadowed"})
+                   "MULTIARCH_ENTRY": status.entry, "MULTIARCH_ACTION": status.state.value})

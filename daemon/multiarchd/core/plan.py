@@ -14,7 +14,7 @@ from ..model.host import FileId
 from ..model.policy import ForeignMode
 from ..model.registration import Registration, owned, printable
 from ..model.table import Entry, Observed
-from .desired import Desired
+from .desired import Desired, Why
 
 
 class Kind(enum.StrEnum):
@@ -110,6 +110,9 @@ def _owned_action(entry: Entry, name: str, desired: Desired, held: Mapping[str, 
         return None if desired.tentative else Action(Kind.REMOVE, name, "not in the policy")
     if want.frozen:
         return None
+    if want.registration is None and want.verdict is Why.HELD:
+        # (core/gate.py) kept for the admin to see, but not run: the new file failed
+        return Action(Kind.DISABLE, name, want.message) if entry.enabled else None
     if want.registration is None:
         return Action(Kind.REMOVE, name, f"{want.label} is {want.verdict}: {want.message}")
     if entry.registration != want.registration:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from ..model.problems import Problem
 from ..model.registration import owned, printable
 from ..model.table import Entry, Observed
-from .desired import Desired, Want
+from .desired import Desired, Want, Why
 from .plan import Outcome
 from .probes import Verdict
 
@@ -27,9 +27,11 @@ class State(enum.StrEnum):
     CONFLICT = "conflict"  # another writer keeps undoing it; repairs are backed off
     PENDING = "pending"  # not applied yet (dry run, or status of an unapplied table)
     UNMANAGED = "unmanaged"  # not in the policy
+    HELD = "held"  # its interpreter file changed; the new one is not taken (core/gate.py)
 
 # States that mean "the system is not as the policy wants" when the policy names the arch.
-_BAD = {State.ERROR, State.SHADOWED, State.PENDING, State.MISSING_EMULATOR, State.CONFLICT}
+_BAD = {State.ERROR, State.SHADOWED, State.PENDING, State.MISSING_EMULATOR, State.CONFLICT,
+        State.HELD}
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,8 @@ class Report:
         if self.count(State.VERIFIED):
             parts[0] += f" ({self.count(State.VERIFIED)} verified)"
         parts += [f"{self.count(s)} {s.value}" for s in
-                  (State.PENDING, State.SHADOWED, State.CONFLICT, State.MISSING_EMULATOR,
-                   State.ERROR)
+                  (State.PENDING, State.HELD, State.SHADOWED, State.CONFLICT,
+                   State.MISSING_EMULATOR, State.ERROR)
                   if self.count(s)]
         if self.failures:
             parts.append(f"{len(self.failures)} kernel refusal(s)")
@@ -122,6 +124,8 @@ def _status(want: Want, observed: Observed, failure: str | None) -> Status:
 def _state(want: Want, observed: Observed, failure: str | None) -> tuple[State, str]:
     reg = want.registration
     entry = observed.get(want.entry)
+    if want.verdict is Why.HELD and entry is not None and (reg is not None or not entry.enabled):
+        return State.HELD, want.message  # on the file opened before (F), or disabled (no F)
     if reg is None:
         unchanged = State(want.verdict) if want.verdict else State.PENDING
         if entry is None or want.frozen:

@@ -13,7 +13,7 @@ from .problems import Place, Problem
 DEFAULT_EMULATORS = ("fex", "box64", "rosetta", "box86", "qemu")
 TOP_KEYS = ("defaults", "arches", "foreign_entries", "custom", "verify")
 DEFAULTS_KEYS = ("flags", "emulators")
-ARCH_KEYS = ("enabled", "flags", "emulators", "interpreter", "cpu")
+ARCH_KEYS = ("enabled", "flags", "emulators", "interpreter", "cpu", "hold")
 CPU_DEFAULT = "default"  # `cpu: default`: QEMU's own model, no -cpu
 CUSTOM_KEYS = ("name", "extension", "magic", "mask", "offset", "interpreter", "flags", "enabled")
 ALL = "all"
@@ -36,6 +36,9 @@ class ArchRule:
     interpreter_place: Place | None = None
     cpu: str | None = None  # a QEMU CPU model (-cpu), or CPU_DEFAULT; None: the catalog's
     cpu_place: Place | None = None
+    # Keep the file registered now when the one at its path changes, until `multiarchctl
+    # release` (core/gate.py).
+    hold: bool = False
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,8 @@ class Merger(Fields):
             fields["flags"] = self._flags(keys["flags"][1], scope)
         if "emulators" in keys:
             fields["emulators"] = self._emulators(keys["emulators"][1], scope)
+        if "hold" in keys:
+            fields["hold"] = self._bool(keys["hold"][1], f"arches.{raw}.hold", scope)
         if "cpu" in keys:
             fields["cpu"] = self._cpu(keys["cpu"][1], scope)
             fields["cpu_place"] = self.at(keys["cpu"][1])
@@ -278,7 +280,7 @@ class Merger(Fields):
                 arch=arch, place=f["place"], enabled=f.get("enabled", True),
                 flags=f.get("flags"), emulators=f.get("emulators"),
                 interpreter=f.get("interpreter"), interpreter_place=f.get("interpreter_place"),
-                cpu=f.get("cpu"), cpu_place=f.get("cpu_place"),
+                cpu=f.get("cpu"), cpu_place=f.get("cpu_place"), hold=f.get("hold", False),
             )
             if arch == ALL:
                 all_rule = rule

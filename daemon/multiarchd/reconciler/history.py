@@ -4,7 +4,8 @@
 - what it last had right, so that a later difference with an unchanged policy is drift;
 - how often it repaired each entry lately, so that it backs off from a writer that fights it;
 - the last policy it accepted, which stays in force while the policy file is bad;
-- the table as the last run left it.
+- the table as the last run left it;
+- what each new interpreter file did when tried, and which entries the admin released.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..core.desired import Desired
 from ..core.plan import Kind, Outcome, Plan
+from ..core.probes import Verdict
 from ..model.host import FileId
 from ..model.policy import Policy
 from ..model.registration import Registration, owned
@@ -42,6 +44,12 @@ class History:
     policies: PolicyCache = field(default_factory=PolicyCache)  # parsed again only if changed
     # What the boot record was last made from (boot.py): made again only when that changes.
     recorded: object = None
+    # The last trial of each entry's new interpreter file (core/gate.py), by what was tried
+    # (path, file, registration): a file is tried once, the next one again.
+    trials: dict[str, tuple[object, Verdict]] = field(default_factory=dict)
+    # Entries the admin released from `hold: true` (multiarchctl release): their next new file
+    # is taken (once it passes its probe), then held again.
+    released: set[str] = field(default_factory=set)
 
     def drift(self, desired: Desired, observed: Observed) -> frozenset[str]:
         """Entries that were right, are still wanted the same, and are not right now; and
@@ -111,6 +119,8 @@ class History:
                 else:
                     self.unsettled.discard(name)
             opened = wants[name].interpreter_id if name in wants else None
+            if kind in (Kind.REGISTER, Kind.REPLACE):
+                self.released.discard(name)
             if kind in (Kind.REGISTER, Kind.REPLACE) and opened:
                 self.held[name] = opened
             elif kind is Kind.REMOVE:

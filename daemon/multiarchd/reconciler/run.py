@@ -15,6 +15,7 @@ from typing import Protocol
 
 from .. import identity
 from ..catalog import load_catalog
+from ..core import gate
 from ..core.desired import Desired, desired
 from ..core.plan import Outcome, Plan, plan, release
 from ..core.report import Report, build_report
@@ -22,11 +23,14 @@ from ..host import keep
 from ..host.cpu_models import carry_models
 from ..host.facts import candidate_paths, probe_host
 from ..host.native import native
+from ..host.trial import try_registration
 from ..kernel.apply import apply
 from ..kernel.table import DEFAULT_PATH as DEFAULT_BINFMT
 from ..kernel.table import BinfmtTable
 from ..model.catalog import Catalog
+from ..core.probes import Verdict
 from ..model.errors import NotMounted
+from ..model.host import FileId
 from ..model.policy import Policy
 from ..model.table import Observed
 from ..policy.files import load_policy
@@ -95,7 +99,31 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
     held = dict(history.held) if history else {}
     # A file made again in this run is not the one an entry registered before holds open.
     held.update({name: STALE for name in want.remade if observed.get(name) is not None})
+    want = _gated(want, observed, held, history, catalog)
     return policy, want, observed, plan(want, observed, held)
+
+
+def _gated(want: Desired, observed: Observed, opened: dict[str, FileId],
+           history: History | None, catalog: Catalog) -> Desired:
+    """`want` with every new interpreter file tried before it replaces one that works, and
+    held back if it failed or the policy pins the entry (core/gate.py)."""
+    changed = gate.changes(want, observed, opened)
+    if not changed:
+        return want
+    pins = {c.entry for c in changed if gate.pinned(c, history.released if history else ())}
+    verdicts: dict[str, Verdict] = {}
+    for c in changed:
+        if c.entry in pins or c.want.registration is None:
+            continue
+        tried = (c.want.interpreter, c.want.interpreter_id, c.want.registration)
+        kept = history.trials.get(c.entry) if history else None
+        if kept is not None and kept[0] == tried:
+            verdicts[c.entry] = kept[1]
+            continue
+        verdicts[c.entry] = try_registration(c.want.label, c.want.registration, catalog)
+        if history is not None:
+            history.trials[c.entry] = (tried, verdicts[c.entry])
+    return gate.gated(want, changed, verdicts, pins)
 
 
 class Table(Protocol):

@@ -16,10 +16,10 @@ from dataclasses import replace
 from .. import __version__
 from ..core.metrics import Counters
 from ..core.messages import (Event, Record, change_records, conflict_record, problem_records,
-                             shadowed_record)
+                             state_record)
 from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
-from ..core.report import Report, State, overall
+from ..core.report import Report, overall
 from ..model.catalog import Catalog
 from ..kernel.owner import describe
 from ..model.errors import NotMounted, PolicyRejected, Stopping, UnknownArchitecture
@@ -74,7 +74,8 @@ class Service:
         self._why = ""  # why the last run could not happen
         self._problems: tuple[str, ...] = ()
         self._status = ""  # the last STATUS= sent after a run
-        self._shadowed: set[str] = set()  # entries of ours another tool's entry takes over
+        # Entries of ours in a state said once (shadowed, held), and what was said.
+        self._said: dict[str, str] = {}
         self._waiting: list[Callable[[Result | None], None]] = []  # for the next run
         self._testing: set[Reply[list[Verdict]]] = set()  # Test calls whose probes still run
         self.stopping = False
@@ -317,10 +318,14 @@ class Service:
             elif self._problems:
                 self.log.emit(Record(Event.POLICY_ACCEPTED, "policy accepted; applying it"))
             self._problems = problems
-        shadowed = {st.entry: st for st in result.report.statuses if st.state is State.SHADOWED}
-        for entry in sorted(shadowed.keys() - self._shadowed):  # said once, when it starts
-            self.log.emit(shadowed_record(shadowed[entry]))
-        self._shadowed = set(shadowed)
+        said = {}
+        for st in result.report.statuses:
+            told = state_record(st)
+            if told is not None:
+                said[st.entry] = told.message
+                if self._said.get(st.entry) != told.message:  # once, when it starts
+                    self.log.emit(told)
+        self._said = said
         for entry in sorted(result.conflicts - self._conflicts):
             times = self.reconciler.history.repairs.get(entry, ())
             self.log.emit(conflict_record(entry, len(times), self.options.repair_window))
