@@ -68,7 +68,7 @@ def test_introspection_shows_the_whole_interface(bus: PrivateBus,
     assert r.returncode == 0, r.stderr
     for member in ("Version", "HostArchitecture", "State", "PolicyPath", "LastReconcile",
                    "Architectures", "ForeignEntries", "Problems", "BinfmtEnabled", "Reconcile",
-                   "Reload", "Plan", "Test", "Reconciled"):
+                   "Reload", "Plan", "Test", "Release", "Reconciled"):
         assert f".{member} " in r.stdout
     assert "a(ssssssssb)" in r.stdout and "emits-change" in r.stdout
 

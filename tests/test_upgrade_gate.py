@@ -14,9 +14,12 @@ import pytest
 
 from tests.support import loops
 from tests.support.binfmt import PrivateBinfmt
-from tests.support.commands import DaemonStarter, PolicyWriter
+from tests.support.bus import PrivateBus
+from tests.support.commands import DaemonStarter, PolicyWriter, state_of
+from tests.support.paths import BIN, BUSYBOX_CACHE
 
 QEMU = Path("/usr/bin/qemu-s390x-static")
+NEWER = BUSYBOX_CACHE.parent / "trixie-qemu" / "qemu-s390x"  # Debian 13's (dev/setup)
 
 
 def _bad(kind: str, where: Path) -> Path:
@@ -42,9 +45,7 @@ def _rename_over(new: Path, path: Path) -> None:
 def test_a_broken_upgrade_is_held_and_nothing_fails(
         binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
         trusted_dir: Path, busybox: dict[str, Path], tmp_path: Path, kind: str) -> None:
-    emu = trusted_dir / "emu" / "qemu-s390x-static"
-    emu.parent.mkdir()
-    shutil.copy(QEMU, emu)
+    emu = _emulator(trusted_dir)
     d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n"), binfmt)
     bad = _bad(kind, tmp_path)
     with loops.running(binfmt, busybox["s390x"], "s390x", tmp_path) as counts:
@@ -53,6 +54,7 @@ def test_a_broken_upgrade_is_held_and_nothing_fails(
         said = d.wait_log(r"multiarch-s390x held: the new .* failed its probe", since)
         # and the kernel still runs the QEMU it opened at registration
         assert binfmt.exec(str(busybox["s390x"]), "uname", "-m").stdout == "s390x\n"
+        assert _interpreter_of(binfmt, busybox["s390x"], "31.03") == f"{emu} (deleted)"
     assert all(n > 0 and wrong == 0 for n, wrong in counts), counts
     print(said)
     assert "multiarch-s390x" in binfmt.names()
@@ -63,3 +65,99 @@ def test_a_broken_upgrade_is_held_and_nothing_fails(
         _rename_over(QEMU, emu)
         d.wait_log(r"replaced multiarch-s390x: .* was replaced on disk", since)
     assert all(n > 0 and wrong == 0 for n, wrong in counts), counts
+
+
+def _interpreter_of(binfmt: PrivateBinfmt, busybox: Path, token: str) -> str:
+    """Which file the kernel runs for a foreign program started now: /proc/PID/exe of its
+    process is the interpreter the entry opened (" (deleted)" once another file took the
+    path)."""
+    proc = subprocess.Popen(binfmt.enter(str(busybox), "sleep", token))
+    try:
+        for _ in range(1000):
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    if token.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        exe = os.readlink(f"/proc/{pid}/exe")
+                        if "sleep" not in exe and "nsenter" not in exe:
+                            return exe
+                except OSError:
+                    continue
+        raise AssertionError(f"no process with {token} found")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_newer_good_qemu_is_taken_with_no_failed_exec(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
+        trusted_dir: Path, busybox: dict[str, Path], tmp_path: Path) -> None:
+    emu = _emulator(trusted_dir)
+    d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n"), binfmt)
+    assert _interpreter_of(binfmt, busybox["s390x"], "31.01") == str(emu)
+    with loops.running(binfmt, busybox["s390x"], "s390x", tmp_path) as counts:
+        since = d.mark()
+        _rename_over(NEWER, emu)
+        d.wait_log(r"replaced multiarch-s390x: .* was replaced on disk", since)
+    assert all(n > 0 and wrong == 0 for n, wrong in counts), counts
+    # The kernel now runs the new file (the one it opened before would show as deleted).
+    assert _interpreter_of(binfmt, busybox["s390x"], "31.02") == str(emu)
+    assert "10.0" in subprocess.run([emu, "--version"], capture_output=True, text=True).stdout
+
+
+def _emulator(trusted_dir: Path) -> Path:
+    emu = trusted_dir / "emu" / "qemu-s390x-static"
+    emu.parent.mkdir(exist_ok=True)
+    shutil.copy(QEMU, emu)
+    return emu
+
+
+def test_without_f_a_broken_upgrade_disables_the_entry(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
+        trusted_dir: Path, busybox: dict[str, Path], tmp_path: Path) -> None:
+    """Without F the kernel would run the new file at the next exec: the entry is disabled,
+    not left pointing at a broken emulator, and a good file later enables it again."""
+    emu = _emulator(trusted_dir)
+    d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}, flags: [P]}}\n"), binfmt)
+    since = d.mark()
+    _rename_over(_bad("segfaults", tmp_path), emu)
+    said = d.wait_log(r"multiarch-s390x held: .* failed its probe .* disabled", since)
+    assert "crashed with signal 11 (SIGSEGV)" in said
+    assert binfmt.read("multiarch-s390x").startswith("disabled")
+    since = d.mark()
+    _rename_over(QEMU, emu)
+    d.wait_log(r"multiarch-s390x", since)
+    d.wait_until(lambda: binfmt.read("multiarch-s390x").startswith("enabled"), "enabled again")
+    assert binfmt.exec(str(busybox["s390x"]), "uname", "-m").stdout == "s390x\n"
+
+
+def test_hold_true_keeps_the_old_file_until_released(
+        bus: PrivateBus, binfmt: PrivateBinfmt, policy: PolicyWriter,
+        start_daemon: DaemonStarter, trusted_dir: Path, busybox: dict[str, Path],
+        tmp_path: Path) -> None:
+    emu = _emulator(trusted_dir)
+    d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}, hold: true}}\n"), binfmt,
+                     bus=bus)
+    env = dict(os.environ, **bus.env)
+
+    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "multiarchctl"), *args], capture_output=True, text=True,
+                              env=env, timeout=60)
+    r = ctl("release", "s390x")  # nothing is held yet
+    assert r.returncode == 1 and "s390x is not held by hold: true; its state is active" in \
+        r.stderr, r.stderr
+    since = d.mark()
+    _rename_over(QEMU, emu)  # a good file, but pinned
+    d.wait_log(r"multiarch-s390x held: hold: true keeps the file registered before", since)
+    status = ctl("status")
+    assert state_of(status.stdout, "s390x") == "held" and status.returncode == 1, status.stdout
+    assert "multiarchctl release s390x" in status.stdout
+    with loops.running(binfmt, busybox["s390x"], "s390x", tmp_path) as counts:
+        since = d.mark()
+        r = ctl("release", "s390x")
+        assert (r.returncode, r.stdout.split(":")[:2]) == (0, ["s390x", " active\n"]), r
+        d.wait_log(r"replaced multiarch-s390x: .* was replaced on disk", since)
+    assert all(n > 0 and wrong == 0 for n, wrong in counts), counts
+    # Released once: the next new file is held again.
+    since = d.mark()
+    _rename_over(QEMU, emu)
+    d.wait_log(r"multiarch-s390x held: hold: true", since)

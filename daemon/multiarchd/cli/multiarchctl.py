@@ -1,9 +1,9 @@
 """`multiarchctl`: look at and steer multiarchd.
 
-`status`, `plan`, `apply`, `reload` and `test` talk to the running daemon over D-Bus. `plan`,
-`check-config`, `arches`, `cat-config` and `test` also work without it, and so do `status` and
-`apply` with `--local` (implied by --config or --binfmt-dir: another policy or table than the
-daemon's can only be worked on here).
+`status`, `plan`, `apply`, `reload`, `release` and `test` talk to the running daemon over
+D-Bus. `plan`, `check-config`, `arches`, `cat-config` and `test` also work without it, and so do
+`status` and `apply` with `--local` (implied by --config or --binfmt-dir: another policy or
+table than the daemon's can only be worked on here).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from ..dbus import api
 from ..host.facts import candidate_paths, probe_host
 from ..kernel.table import DEFAULT_PATH as BINFMT_PATH
 from ..kernel.table import BinfmtTable
-from ..model.errors import NotMounted, PolicyRejected, UnknownArchitecture
+from ..model.errors import NotHeld, NotMounted, PolicyRejected, UnknownArchitecture
 from ..policy import DEFAULT_PATH as POLICY_PATH
 from ..model.policy import Policy
 from ..model.table import Observed
@@ -40,6 +40,7 @@ _REMOTE_ERRORS: dict[str, tuple[Callable[[str, str], str], int]] = {
     api.error_name(PolicyRejected): (lambda _verb, m: m, EXIT_USAGE),
     api.error_name(UnknownArchitecture): (lambda _verb, m: f"multiarchctl: {m}", EXIT_USAGE),
     api.error_name(NotMounted): (lambda _verb, m: f"multiarchctl: {m}", EXIT_NOT_CONVERGED),
+    api.error_name(NotHeld): (lambda verb, m: f"multiarchctl {verb}: {m}", EXIT_NOT_CONVERGED),
     # The daemon's words say what is needed; a bus that refused the call itself says less.
     **{name: (lambda verb, m: f"multiarchctl {verb}: " + (
         m if "polkit" in m else "changes the system: run it as root, or as an administrator "
@@ -141,6 +142,18 @@ def cmd_reload(args: argparse.Namespace) -> int:
         return _unreachable(args, "reload", local_works=False)
     except api.RemoteError as e:
         return _remote_failed(args, "reload", e)
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Only the daemon knows which file the kernel holds for an entry: no --local."""
+    try:
+        state, message = connect().release(args.arch)
+    except api.Unreachable:
+        return _unreachable(args, "release", local_works=False)
+    except api.RemoteError as e:
+        return _remote_failed(args, "release", e)
+    print(f"{args.arch}: {state}: {message}" if message else f"{args.arch}: {state}")
+    return EXIT_OK if state in ("active", "verified") else EXIT_NOT_CONVERGED
 
 
 def _print_verdicts(verdicts: list[Verdict], as_json: bool) -> int:
@@ -258,6 +271,10 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_apply)
     s = sub.add_parser("reload", parents=[common], help="make the daemon re-read its policy")
     s.set_defaults(func=cmd_reload)
+    s = sub.add_parser("release", parents=[common],
+                       help="take the new interpreter file of an architecture hold: true keeps")
+    s.add_argument("arch", metavar="ARCH")
+    s.set_defaults(func=cmd_release)
     s = sub.add_parser("test", parents=[common, as_json, local],
                        help="run a probe program of each architecture (default: all managed)")
     s.add_argument("arches", nargs="*", metavar="ARCH")

@@ -119,6 +119,10 @@ class Remote:
     def reload(self) -> None:
         self.client.call("Reload")
 
+    def release(self, arch: str) -> tuple[str, str]:
+        state, message = self.client.call("Release", arch)
+        return str(state), str(message)
+
 
 def connect() -> Remote:
     """The daemon, or api.Unreachable (not running, no bus, or no D-Bus support here)."""

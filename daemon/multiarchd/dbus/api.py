@@ -28,7 +28,7 @@ TEST_RECORD = "(sss)"  # architecture, result (ok, failed, untested), message
 
 # Each domain failure has its D-Bus error name, on purpose; anything else is a bug and says so.
 DOMAIN_ERRORS = (errors.PolicyRejected, errors.UnknownArchitecture, errors.NotMounted,
-                 errors.Stopping)
+                 errors.NotHeld, errors.Stopping)
 
 
 def error_name(kind: type[Exception]) -> str:
@@ -89,6 +89,13 @@ XML = f"""
     <method name='Test'>
       <arg direction='in' type='as' name='architectures'/>
       <arg direction='out' type='a{TEST_RECORD}' name='results'/>
+    </method>
+    <!-- take the new interpreter file of an architecture that hold: true keeps on the one
+         registered before (it is still tried on its probe first); its state and message after -->
+    <method name='Release'>
+      <arg direction='in' type='s' name='architecture'/>
+      <arg direction='out' type='s' name='state'/>
+      <arg direction='out' type='s' name='message'/>
     </method>
     <signal name='Reconciled'>
       <arg type='a{CHANGE_RECORD}' name='changes'/>

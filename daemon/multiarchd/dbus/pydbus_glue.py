@@ -22,7 +22,7 @@ from ..core.messages import Event, Record
 from ..core import plan as core_plan
 from ..core.plan import Outcome
 from ..core.probes import Verdict
-from ..core.report import Report
+from ..core.report import Report, Status
 from ..model.problems import Problem
 from ..model.reply import Reply
 from ..reconciler.run import Result
@@ -48,6 +48,7 @@ class Service(Protocol):
     def reload(self, reply: Reply[None] | None = None) -> None: ...
     def plan_now(self) -> tuple[core_plan.Plan, tuple[Problem, ...]]: ...
     def test(self, arches: list[str], reply: Reply[list[Verdict]]) -> None: ...
+    def release(self, arch: str, reply: Reply[Status]) -> None: ...
 
 
 _EMPTY = Report((), (), ())
@@ -112,7 +113,7 @@ class ManagerFace:
 
     # The methods that change things are answered when their work is done (Call), not when
     # they return: a slow polkit or a hung probe holds up its own caller only.
-    ANSWERED_LATER = frozenset({"Reconcile", "Reload", "Test"})
+    ANSWERED_LATER = frozenset({"Reconcile", "Reload", "Test", "Release"})
 
     def _may(self, call: Call, what: str, then: Callable[[], None]) -> None:
         """Changes are for root and whom polkit lets through."""
@@ -135,6 +136,10 @@ class ManagerFace:
         self._may(call, "testing architectures", lambda: self._service.test(
             architectures, call.mapped(lambda verdicts: [(v.arch, v.result, v.message)
                                                          for v in verdicts])))
+
+    def Release(self, call: Call, architecture: str) -> None:
+        self._may(call, "releasing a held architecture", lambda: self._service.release(
+            architecture, call.mapped(lambda s: (s.state.value, s.message))))
 
     def changed(self, plan: core_plan.Plan | None) -> None:
         """After a run: PropertiesChanged for what differs, Reconciled if the table changed."""

@@ -20,5 +20,9 @@ class AccidentalPrivate(NotMounted):
     why and how to ask for one on purpose)."""
 
 
+class NotHeld(Exception):
+    """`release` of an architecture that `hold: true` does not hold (the words say its state)."""
+
+
 class Stopping(Exception):
     """The service was asked to stop while a request waited for work off the main loop."""

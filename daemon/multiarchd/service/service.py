@@ -19,12 +19,14 @@ from ..core.messages import (Event, Record, change_records, conflict_record, pro
                              state_record)
 from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
-from ..core.report import Report, overall
+from ..core.desired import Why
+from ..core.report import Report, Status, overall
 from ..model.catalog import Catalog
 from ..kernel.owner import describe
-from ..model.errors import NotMounted, PolicyRejected, Stopping, UnknownArchitecture
+from ..model.errors import NotHeld, NotMounted, PolicyRejected, Stopping, UnknownArchitecture
 from ..model.options import Options
 from ..model.problems import Problem
+from ..model.registration import OWNED_PREFIX
 from ..model.reply import Reply
 from ..reconciler.reconciler import Reconciler, Step
 from ..reconciler.run import Result
@@ -209,6 +211,38 @@ class Service:
                 self._testing.discard(reply)
                 reply.value(verdicts)
         self.verifier.test(arches, self.last, done)
+
+    def release(self, name: str, reply: Reply[Status]) -> None:
+        """Take the new interpreter file of an architecture `hold: true` keeps on the one
+        registered before (core/gate.py): it is still tried on its probe first. The state after
+        the run goes to `reply`."""
+        try:
+            [arch] = self.catalog.resolve([name])
+        except UnknownArchitecture as e:
+            reply.error(e)
+            return
+        entry = OWNED_PREFIX + arch
+        want = self.last.desired.want(entry) if self.last and self.last.desired else None
+        status = next((s for s in self.report.statuses if s.entry == entry), None) \
+            if self.report else None
+        if want is None or status is None or want.verdict is not Why.HELD or not want.hold:
+            said = f"its state is {status.state.value}: {status.message}" if status else \
+                "it is not in the policy"
+            if want is not None and want.verdict is Why.HELD:
+                said = f"it is held: {want.message} (release never takes a file that fails)"
+            reply.error(NotHeld(f"{arch} is not held by hold: true; {said}"))
+            return
+        self.reconciler.history.released.add(entry)
+
+        def done(result: Result | None) -> None:
+            now = next((s for s in result.report.statuses if s.entry == entry), None) \
+                if result else None
+            if now is None:
+                reply.error(Stopping("multiarchd is stopping") if self.stopping else
+                            NotMounted(self._why))
+            else:
+                reply.value(now)
+        self.request_run(done)
 
     # -- runs: every one through the trigger -----------------------------------------------------
     def request_run(self, then: Callable[[Result | None], None]) -> None:
