@@ -60,6 +60,7 @@ def test_every_property_reads(bus: PrivateBus, served: tuple[DaemonProcess, Path
     assert arches["x86_64"][2] == "native"
     # The model each architecture's file carries: aarch64's from the catalog, here.
     assert prop(bus, "CpuModels") == {"aarch64": "max,pauth-impdef=on"}
+    assert prop(bus, "Findings") == []  # the audit of a clean table
 
 
 def test_introspection_shows_the_whole_interface(bus: PrivateBus,
@@ -67,8 +68,8 @@ def test_introspection_shows_the_whole_interface(bus: PrivateBus,
     r = bus.busctl("introspect", NAME, PATH, IFACE, user="nobody")
     assert r.returncode == 0, r.stderr
     for member in ("Version", "HostArchitecture", "State", "PolicyPath", "LastReconcile",
-                   "Architectures", "ForeignEntries", "Problems", "BinfmtEnabled", "Reconcile",
-                   "Reload", "Plan", "Test", "Release", "Reconciled"):
+                   "Architectures", "ForeignEntries", "Problems", "Findings", "BinfmtEnabled",
+                   "Reconcile", "Reload", "Plan", "Test", "Release", "Reconciled"):
         assert f".{member} " in r.stdout
     assert "a(ssssssssb)" in r.stdout and "emits-change" in r.stdout
 
@@ -251,6 +252,8 @@ def test_multiarchctl_over_dbus(bus: PrivateBus, served: tuple[DaemonProcess, Pa
     assert (r.returncode, r.stdout.strip()) == (0, "nothing to do")
     r = ctl("test", "arm65")
     assert r.returncode == 2 and "did you mean 'arm64'" in r.stderr
+    r = ctl("audit")  # through the daemon
+    assert (r.returncode, r.stdout.split(" in ")[0]) == (0, "no findings"), r.stdout
 
 
 def test_ready_does_not_wait_for_the_bus(binfmt: PrivateBinfmt, policy: PolicyWriter,

@@ -29,6 +29,8 @@ def _bad(kind: str, where: Path) -> Path:
         source = where / "segv.c"
         source.write_text("int main(void) { return *(volatile int *)0; }\n")
         subprocess.run(["gcc", "-static", "-O0", "-o", str(path), str(source)], check=True)
+    elif kind == "hangs":
+        path.write_text("#!/bin/sh\nexec sleep 1000\n")
     else:  # prints another architecture, and exits as if all went well
         path.write_text("#!/bin/sh\necho x86_64\n")
     path.chmod(0o755)
@@ -41,7 +43,7 @@ def _rename_over(new: Path, path: Path) -> None:
     os.replace(staged, path)
 
 
-@pytest.mark.parametrize("kind", ["segfaults", "prints another architecture"])
+@pytest.mark.parametrize("kind", ["segfaults", "prints another architecture", "hangs"])
 def test_a_broken_upgrade_is_held_and_nothing_fails(
         binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
         trusted_dir: Path, busybox: dict[str, Path], tmp_path: Path, kind: str) -> None:
@@ -51,7 +53,8 @@ def test_a_broken_upgrade_is_held_and_nothing_fails(
     with loops.running(binfmt, busybox["s390x"], "s390x", tmp_path) as counts:
         since = d.mark()
         _rename_over(bad, emu)
-        said = d.wait_log(r"multiarch-s390x held: the new .* failed its probe", since)
+        said = d.wait_log(r"multiarch-s390x held: the new .* failed its probe", since,
+                          timeout=60)  # (a hung file is given 20 s)
         # and the kernel still runs the QEMU it opened at registration
         assert binfmt.exec(str(busybox["s390x"]), "uname", "-m").stdout == "s390x\n"
         assert _interpreter_of(binfmt, busybox["s390x"], "31.03") == f"{emu} (deleted)"

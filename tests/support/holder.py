@@ -1,5 +1,8 @@
-"""A process that holds namespaces open: `unshare ... sh -c 'SETUP && echo ready && exec sleep
-infinity'`. Others join it with nsenter; killing it ends the namespaces (nothing is unmounted)."""
+"""A process that holds namespaces open: `unshare ... sh -c 'SETUP && echo ready && read _'`.
+Others join it with nsenter; killing it ends the namespaces (nothing is unmounted). It waits in
+the shell's own `read` on a pipe that is never written, not in an exec'd sleep: an entry a test
+registers right after "ready" (one that takes native programs) must not take the holder's own
+next exec."""
 
 from __future__ import annotations
 
@@ -13,8 +16,8 @@ from .closing import Closing
 class NamespaceHolder(Closing):
     def __init__(self, unshare: Sequence[str], setup: str, timeout: float = 10.0) -> None:
         self.proc = subprocess.Popen(
-            ["unshare", *unshare, "sh", "-c", f"{setup} && echo ready && exec sleep infinity"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            ["unshare", *unshare, "sh", "-c", f"{setup} && echo ready && read _"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         if not ready or self.proc.stdout.readline().strip() != "ready":
@@ -31,6 +34,6 @@ class NamespaceHolder(Closing):
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream:
                 stream.close()

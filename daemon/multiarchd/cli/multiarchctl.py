@@ -1,9 +1,9 @@
 """`multiarchctl`: look at and steer multiarchd.
 
-`status`, `plan`, `apply`, `reload`, `release` and `test` talk to the running daemon over
-D-Bus. `plan`, `check-config`, `arches`, `cat-config` and `test` also work without it, and so do
-`status` and `apply` with `--local` (implied by --config or --binfmt-dir: another policy or
-table than the daemon's can only be worked on here).
+`status`, `plan`, `apply`, `reload`, `release`, `audit` and `test` talk to the running daemon
+over D-Bus. `plan`, `audit`, `check-config`, `arches`, `cat-config` and `test` also work without
+it, and so do `status` and `apply` with `--local` (implied by --config or --binfmt-dir: another
+policy or table than the daemon's can only be worked on here).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from ..catalog import load_catalog
 from ..core.desired import desired
 from ..core.probes import Verdict
 from ..core.render import (EXIT_NOT_CONVERGED, EXIT_OK, EXIT_USAGE, View, columns, dumps,
-                           plan_json, problem_json, report_text, status_rows, view_json)
+                           findings_json, plan_json, problem_json, report_text, status_rows,
+                           view_json)
 from ..core.report import build_report
 from ..dbus import api
 from ..host.facts import candidate_paths, probe_host
@@ -142,6 +143,23 @@ def cmd_reload(args: argparse.Namespace) -> int:
         return _unreachable(args, "reload", local_works=False)
     except api.RemoteError as e:
         return _remote_failed(args, "reload", e)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """The whole table judged (core/audit.py): exit 0 clean, 1 with findings."""
+    def audit(src: Source) -> int:
+        view = src.view()
+        findings = view.report.findings
+        if args.json:
+            print(dumps({"table": view.table, "findings": findings_json(findings)}))
+        elif findings:
+            print(columns([["SEVERITY", "ENTRY", "KIND", "REASON AND FIX"],
+                           *[[f.severity.value, f.entry, f.kind, f"{f.reason}; {f.fix}"]
+                             for f in findings]]))
+        else:
+            print(f"no findings in {view.table}")
+        return EXIT_NOT_CONVERGED if findings else EXIT_OK
+    return _with_source(args, "audit", audit, fallback=True)
 
 
 def cmd_release(args: argparse.Namespace) -> int:
@@ -271,6 +289,9 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_apply)
     s = sub.add_parser("reload", parents=[common], help="make the daemon re-read its policy")
     s.set_defaults(func=cmd_reload)
+    s = sub.add_parser("audit", parents=[common, as_json, local],
+                       help="judge every entry of the table, ours or not (exit 1: findings)")
+    s.set_defaults(func=cmd_audit)
     s = sub.add_parser("release", parents=[common],
                        help="take the new interpreter file of an architecture hold: true keeps")
     s.add_argument("arch", metavar="ARCH")

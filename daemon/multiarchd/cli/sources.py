@@ -18,7 +18,7 @@ from ..host.probing import verify
 from ..model.errors import PolicyRejected
 from ..model.problems import Problem
 from ..model.table import Observed
-from ..reconciler.run import Config, evaluate, reconcile_once
+from ..reconciler.run import Config, evaluate, findings_in, reconcile_once
 
 if TYPE_CHECKING:
     from ..dbus.pydbus_glue import Client
@@ -45,8 +45,10 @@ class Local:
 
     def view(self) -> View:
         policy, want, observed, todo = evaluate(self.config, self.catalog)
-        report = build_report(want, observed) if want else \
-            Report((), (), policy.problems, (), observed.enabled, policy_rejected=True)
+        findings = findings_in(observed, self.catalog)
+        report = build_report(want, observed, findings=findings) if want else \
+            Report((), (), policy.problems, (), observed.enabled, policy_rejected=True,
+                   findings=findings)
         return self._view(report, todo)
 
     def apply(self) -> View:
@@ -85,7 +87,7 @@ class Remote:
         state = get("State")
         report = api.report_from(get("Architectures"), get("ForeignEntries"), get("Problems"),
                                  get("BinfmtEnabled"), applied or (), state == "policy-error",
-                                 get("CpuModels"))
+                                 get("CpuModels"), get("Findings"))
         if applied is not None:
             plan = Plan(tuple(o.action for o in report.outcomes))
         elif report.rejected:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from ..model.problems import Problem
 from ..model.registration import OWNED_PREFIX, printable
+from .audit import Finding
 from .plan import Kind, Outcome
 from .report import Report, Status
 
@@ -44,6 +45,7 @@ class Event(enum.Enum):
     METRICS_UNWRITABLE = ("5426bf3c119743de941b1e7498345cf8", WARNING)  # --metrics-textfile
     SHADOWED = ("78d0590bc0f94b848d4f2649f4420b19", WARNING)  # another tool's entry took over
     HELD = ("072690ecfab74963a217d0cce062c20e", WARNING)  # a new interpreter file not taken
+    AUDIT_FINDING = ("4073c309ca824675abbd8051855e7778", WARNING)  # an entry found unsafe
 
     @property
     def message_id(self) -> str:
@@ -132,6 +134,14 @@ def conflict_record(entry: str, writes: int, window: float) -> Record:
                   f"{window:g} s); backing off, will repair again when it stops",
                   {"MULTIARCH_ARCH": _arch_of(entry), "MULTIARCH_ENTRY": entry,
                    "MULTIARCH_ACTION": "backoff"})
+
+
+def finding_record(finding: Finding) -> Record:
+    """One finding of the audit (core/audit.py), said once while it lasts."""
+    return Record(Event.AUDIT_FINDING, f"audit: {finding}",
+                  {"MULTIARCH_ENTRY": finding.entry, "MULTIARCH_FINDING": finding.kind,
+                   "MULTIARCH_SEVERITY": finding.severity.value,
+                   "MULTIARCH_ACTION": "audit"})
 
 
 def state_record(status: Status) -> Record | None:

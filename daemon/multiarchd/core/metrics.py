@@ -1,11 +1,13 @@
 """The daemon's numbers in Prometheus's text format, for node-exporter's textfile collector: the
 overall state, each architecture's state (one series per possible state, 1 for the current one,
-so that an alert is a plain comparison), and counters since the daemon started. Pure."""
+so that an alert is a plain comparison), the audit's findings, and counters since the daemon
+started. Pure."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .audit import Severity
 from .report import Report, State
 
 STATES = ("starting", "waiting", "converged", "degraded", "policy-error")
@@ -48,6 +50,15 @@ def textfile(state: str, report: Report | None, counters: Counters, last_run: fl
     lines += _family("multiarchd_architecture_state", "gauge",
                      "Each architecture's (or custom entry's) state (1 for the current one).",
                      samples)
+    findings = report.findings if report else ()
+    lines += _family("multiarchd_audit_findings", "gauge",
+                     "Findings of the audit of the whole binfmt_misc table, by severity.",
+                     [f'multiarchd_audit_findings{{severity="{s}"}} '
+                      f'{sum(1 for f in findings if f.severity is s)}' for s in Severity])
+    lines += _family("multiarchd_audit_finding", "gauge",
+                     "Each finding of the audit (1), by entry, kind and severity.",
+                     [f'multiarchd_audit_finding{{entry="{_label(f.entry)}",kind="{f.kind}",'
+                      f'severity="{f.severity.value}"}} 1' for f in findings])
     for field, help_text in _COUNTERS.items():
         lines += _family(f"multiarchd_{field}_total", "counter", help_text,
                          [f"multiarchd_{field}_total {getattr(counters, field)}"])

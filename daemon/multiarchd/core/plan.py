@@ -82,7 +82,12 @@ def _describe(reg: Registration, label: str, cpu: str | None = None) -> str:
     return f"{label} via {reg.interpreter}{model}, flags {reg.flags or '-'}"
 
 
-def _foreign_actions(desired: Desired, observed: Observed) -> list[Action]:
+def _foreign_actions(desired: Desired, observed: Observed, unsafe: Mapping[str, str]
+                     ) -> list[Action]:
+    if desired.foreign is ForeignMode.DISABLE_UNSAFE:
+        return [Action(Kind.DISABLE, e.name, f"unsafe: {unsafe[e.name]} (foreign_entries: "
+                       "disable-unsafe)") for e in observed.entries
+                if e.name in unsafe and e.enabled and not owned(e.name)]
     if desired.foreign is ForeignMode.KEEP:
         return []
     ours = [w for w in desired.wants if w.registration is not None]
@@ -127,10 +132,12 @@ def _owned_action(entry: Entry, name: str, desired: Desired, held: Mapping[str, 
     return None
 
 
-def plan(desired: Desired, observed: Observed, held: Mapping[str, FileId] | None = None) -> Plan:
+def plan(desired: Desired, observed: Observed, held: Mapping[str, FileId] | None = None,
+         unsafe: Mapping[str, str] | None = None) -> Plan:
     """`held`: for entries registered with F, which interpreter file the kernel holds open
-    (known to whoever registered them; the kernel does not tell)."""
-    actions = _foreign_actions(desired, observed)
+    (known to whoever registered them; the kernel does not tell). `unsafe`: entries the audit
+    found unsafe (high severity), and why."""
+    actions = _foreign_actions(desired, observed, unsafe or {})
     held = held or {}
     present = set()
     for entry in observed.entries:

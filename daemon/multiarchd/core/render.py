@@ -9,6 +9,7 @@ from typing import Any
 
 from ..model.problems import Problem
 from ..model.registration import printable
+from .audit import Finding
 from .plan import Plan
 from .report import Report, State, Status, overall
 
@@ -71,6 +72,10 @@ def report_text(report: Report, show_unmanaged: bool = False, state: str | None 
                 note = f"  overlaps {', '.join(f.overlaps)} ({who})"
             out.append(f"  {f.name}  {'enabled' if f.enabled else 'disabled'}  "
                        f"{f.interpreter}{note}")
+    if report.findings:
+        out.append("")
+        out.append("Findings (multiarchctl audit):")
+        out += [f"  {f}" for f in report.findings]
     if not report.binfmt_enabled:
         out.append("")
         out.append("binfmt_misc is switched off as a whole (status: disabled); multiarchd never "
@@ -94,8 +99,10 @@ def view_json(view: View, applied: bool = False) -> dict[str, Any]:
         "host": view.host,
         "policy": view.policy,
         "table": view.table,
-        "architectures": [asdict(s) for s in report.statuses],
-        "foreign": [asdict(f) for f in report.foreign],
+        "architectures": [dict(asdict(s), findings=findings_json(report.findings_of(s.entry)))
+                          for s in report.statuses],
+        "foreign": [dict(asdict(f), findings=findings_json(report.findings_of(f.name)))
+                    for f in report.foreign],
         "problems": [problem_json(p) for p in report.problems],
         "binfmt_enabled": report.binfmt_enabled,
         "plan": plan_json(view.plan),
@@ -104,6 +111,11 @@ def view_json(view: View, applied: bool = False) -> dict[str, Any]:
         data["applied"] = [{"action": o.action.kind.value, "entry": printable(o.action.entry),
                             "error": o.error} for o in report.outcomes]
     return data
+
+
+def findings_json(findings: Iterable[Finding]) -> list[dict[str, str]]:
+    return [{"entry": f.entry, "severity": f.severity.value, "kind": f.kind, "reason": f.reason,
+             "fix": f.fix} for f in findings]
 
 
 def plan_json(plan: Plan) -> list[dict[str, Any]]:

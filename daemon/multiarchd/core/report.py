@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from ..model.problems import Problem
+from .audit import Finding
 from ..model.registration import owned, printable
 from ..model.table import Entry, Observed
 from .desired import Desired, Want, Why
@@ -68,6 +69,10 @@ class Report:
     binfmt_enabled: bool = True
     # The policy file was rejected as a whole: the statuses, if any, are the last good policy's.
     policy_rejected: bool = False
+    findings: tuple[Finding, ...] = ()  # the whole table's audit (core/audit.py)
+
+    def findings_of(self, entry: str) -> list[Finding]:
+        return [f for f in self.findings if f.entry == printable(entry)]
 
     @property
     def rejected(self) -> bool:
@@ -157,8 +162,10 @@ def _conflict(status: Status) -> Status:
 
 def build_report(desired: Desired, observed: Observed, outcomes: tuple[Outcome, ...] = (),
                  conflicts: frozenset[str] = frozenset(),
-                 refused: Mapping[str, str] | None = None) -> Report:
-    """`refused`: entries the kernel refused for good in an earlier run, and its words."""
+                 refused: Mapping[str, str] | None = None,
+                 findings: tuple[Finding, ...] = ()) -> Report:
+    """`refused`: entries the kernel refused for good in an earlier run, and its words;
+    `findings`: the audit of `observed`."""
     failed = dict(refused or {})
     failed.update({o.action.entry: o.error for o in outcomes if o.error})
     statuses = tuple(_conflict(s) if s.entry in conflicts else s for s in
@@ -174,7 +181,8 @@ def build_report(desired: Desired, observed: Observed, outcomes: tuple[Outcome, 
             (o := observed.get(n)) is not None and o.order < entry.order for n in hits)
         foreign.append(Foreign(printable(entry.name), entry.enabled,
                                printable(entry.registration.interpreter), hits, wins))
-    return Report(statuses, tuple(foreign), desired.problems, outcomes, observed.enabled)
+    return Report(statuses, tuple(foreign), desired.problems, outcomes, observed.enabled,
+                  findings=findings)
 
 
 def overall(report: Report) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from ..core.audit import Finding, Severity
 from ..core.plan import Action, Kind, Outcome, Plan
 from ..core.report import Foreign, Report, State, Status
 from ..model import errors
@@ -21,6 +22,7 @@ ERROR = "io.github.multiarchd1.Error"
 ARCH_RECORD = "(ssssssssb)"  # name, kind, state, interpreter, emulator, flags, entry, message, explicit
 FOREIGN_RECORD = "(sbsasb)"  # name, enabled, interpreter, overlapped owned entries, it wins
 PROBLEM_RECORD = "(suus)"  # file, line, column, message
+FINDING_RECORD = "(sssss)"  # entry, severity, kind, reason, fix
 ACTION_RECORD = "(ssss)"  # action, entry, reason, register line ('' when none)
 APPLIED_RECORD = "(sssss)"  # action, entry, reason, register line, kernel refusal ('' when none)
 CHANGE_RECORD = "(sss)"  # action, entry, reason
@@ -75,6 +77,8 @@ XML = f"""
     <property name='ForeignEntries' type='a{FOREIGN_RECORD}' access='read'/>
     <!-- the policy's problems: file, line, column, message -->
     <property name='Problems' type='a{PROBLEM_RECORD}' access='read'/>
+    <!-- the audit of the whole table: entry, severity (high, medium), kind, reason, fix -->
+    <property name='Findings' type='a{FINDING_RECORD}' access='read'/>
     <!-- binfmt_misc's global switch (its status file) -->
     <property name='BinfmtEnabled' type='b' access='read'/>
     <method name='Reconcile'>
@@ -107,6 +111,7 @@ XML = f"""
 
 ArchRecord = tuple[str, str, str, str, str, str, str, str, bool]
 ForeignRecord = tuple[str, bool, str, list[str], bool]
+FindingRecord = tuple[str, str, str, str, str]
 ProblemRecord = tuple[str, int, int, str]
 ActionRecord = tuple[str, str, str, str]
 AppliedRecord = tuple[str, str, str, str, str]
@@ -121,6 +126,15 @@ def status_from(r: ArchRecord) -> Status:
     name, kind, state, interpreter, emulator, flags, entry, message, explicit = r
     return Status(name, kind, State(state), entry, interpreter, emulator, flags, message,
                   bool(explicit))
+
+
+def finding_record(f: Finding) -> FindingRecord:
+    return (f.entry, f.severity.value, f.kind, f.reason, f.fix)
+
+
+def finding_from(r: FindingRecord) -> Finding:
+    entry, severity, kind, reason, fix = r
+    return Finding(entry, Severity(severity), kind, reason, fix)
 
 
 def foreign_record(f: Foreign) -> ForeignRecord:
@@ -170,10 +184,12 @@ def cpu_models(statuses: Sequence[Status]) -> dict[str, str]:
 def report_from(statuses: list[ArchRecord], foreign: list[ForeignRecord],
                 problems: list[ProblemRecord], binfmt_enabled: bool,
                 applied: Sequence[AppliedRecord] = (), policy_rejected: bool = False,
-                models: dict[str, str] | None = None) -> Report:
+                models: dict[str, str] | None = None,
+                findings: Sequence[FindingRecord] = ()) -> Report:
     models = models or {}
     return Report(tuple(replace(s, cpu=models.get(s.name, "")) if s.kind == "arch" else s
                         for s in map(status_from, statuses)),
                   tuple(foreign_from(r) for r in foreign),
                   tuple(problem_from(r) for r in problems),
-                  tuple(outcome_from(r) for r in applied), bool(binfmt_enabled), policy_rejected)
+                  tuple(outcome_from(r) for r in applied), bool(binfmt_enabled), policy_rejected,
+                  tuple(finding_from(r) for r in findings))

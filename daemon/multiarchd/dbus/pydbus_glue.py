@@ -108,6 +108,10 @@ class ManagerFace:
         return [api.problem_record(p) for p in self._report.problems]
 
     @property
+    def Findings(self) -> list[api.FindingRecord]:
+        return [api.finding_record(f) for f in self._report.findings]
+
+    @property
     def BinfmtEnabled(self) -> bool:
         return self._report.binfmt_enabled
 
@@ -147,6 +151,7 @@ class ManagerFace:
                "Architectures": self.Architectures, "CpuModels": self.CpuModels,
                "PolicyPath": self.PolicyPath,
                "ForeignEntries": self.ForeignEntries, "Problems": self.Problems,
+               "Findings": self.Findings,
                "BinfmtEnabled": self.BinfmtEnabled}
         diff = {k: v for k, v in now.items() if self._last.get(k) != v}
         self._last = now

@@ -20,8 +20,12 @@ ALL = "all"
 
 
 class ForeignMode(enum.StrEnum):
+    """What to do with other tools' entries: those that overlap one of ours (disable, remove),
+    or those the audit finds unsafe (disable-unsafe: core/audit.py, high severity)."""
+
     KEEP = "keep"
     DISABLE = "disable"
+    DISABLE_UNSAFE = "disable-unsafe"
     REMOVE = "remove"
 
 

@@ -115,6 +115,15 @@ class Registration:
                     return False
         return True
 
+    def matches(self, name: str, header: bytes) -> bool:
+        """Whether the kernel would hand the file `name` (its base name) starting with `header`
+        to this entry."""
+        if self.extension is not None:
+            return name.rpartition(".")[1] == "." and name.rpartition(".")[2] == self.extension
+        window = header[self.offset:self.offset + len(self.magic)]
+        return len(window) == len(self.magic) and \
+            all((h & k) == (m & k) for h, (m, k) in zip(window, self._pairs()))
+
     def _pairs(self) -> list[tuple[int, int]]:
         mask = self.mask if self.mask is not None else b"\xff" * len(self.magic)
         return list(zip(self.magic, mask))

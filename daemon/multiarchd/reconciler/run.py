@@ -10,16 +10,19 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from .. import identity
 from ..catalog import load_catalog
 from ..core import gate
+from ..core.audit import Finding, Severity, audit
 from ..core.desired import Desired, desired
 from ..core.plan import Outcome, Plan, plan, release
 from ..core.report import Report, build_report
 from ..host import keep
+from ..host.audit_facts import audit_facts
 from ..host.cpu_models import carry_models
 from ..host.facts import candidate_paths, probe_host
 from ..host.native import native
@@ -31,7 +34,8 @@ from ..model.catalog import Catalog
 from ..core.probes import Verdict
 from ..model.errors import NotMounted
 from ..model.host import FileId
-from ..model.policy import Policy
+from ..model.policy import ForeignMode, Policy
+from ..model.registration import owned, printable
 from ..model.table import Observed
 from ..policy.files import load_policy
 from . import record
@@ -100,7 +104,36 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
     # A file made again in this run is not the one an entry registered before holds open.
     held.update({name: STALE for name in want.remade if observed.get(name) is not None})
     want = _gated(want, observed, held, history, catalog)
-    return policy, want, observed, plan(want, observed, held)
+    return policy, want, observed, plan(want, observed, held, _unsafe(want, observed, catalog,
+                                                                      held, seen))
+
+
+def findings_in(observed: Observed, catalog: Catalog, opened: Mapping[str, FileId] | None = None,
+                seen: identity.Seen | None = None) -> tuple[Finding, ...]:
+    """The audit of the whole table (core/audit.py)."""
+    return audit(observed, audit_facts(observed, catalog, seen=seen), opened)
+
+
+def _unsafe(want: Desired, observed: Observed, catalog: Catalog, opened: Mapping[str, FileId],
+            seen: identity.Seen | None) -> dict[str, str]:
+    """With foreign_entries: disable-unsafe, the other tools' entries with a high-severity
+    finding, and why (the first reason)."""
+    if want.foreign is not ForeignMode.DISABLE_UNSAFE:
+        return {}
+    findings = findings_in(observed, catalog, opened, seen)
+    why: dict[str, str] = {}
+    for f in findings:
+        if f.severity is Severity.HIGH:
+            why.setdefault(f.entry, f.reason)
+    return {name: why[printable(name)] for name in _unsafe_names(want, observed, findings)}
+
+
+def _unsafe_names(want: Desired, observed: Observed, findings: tuple[Finding, ...]) -> list[str]:
+    """Other tools' entries with a high-severity finding, when the policy disables those."""
+    if want.foreign is not ForeignMode.DISABLE_UNSAFE:
+        return []
+    high = {f.entry for f in findings if f.severity is Severity.HIGH}
+    return [e.name for e in observed.entries if not owned(e.name) and printable(e.name) in high]
 
 
 def _gated(want: Desired, observed: Observed, opened: dict[str, FileId],
@@ -210,16 +243,19 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
     if todo and not dry_run:
         outcomes = apply(todo, table)
         after = table.read()
+    # (before the boot record is kept: what the audit reads is keyed by it, as everything read)
+    findings = findings_in(after, catalog, history.held if history else None, seen)
     if history and not dry_run:
         history.record(want, after, outcomes, drift, now)  # what is right now, is known right
         # Whatever changed between the writes and the read-back is still to do: then no event
         # may be taken for the run's own.
-        history.last_table = None if plan(want, after, history.held) else after
+        unsafe = {name: "" for name in _unsafe_names(want, after, findings)}
+        history.last_table = None if plan(want, after, history.held, unsafe) else after
         if not policy.rejected:
             history.last_good = policy
     if keep_record and not dry_run and not policy.rejected:
         keep_boot_record(config, want, after, table.raw, seen, history)
-    report = build_report(want, after, outcomes, conflicts, refused)
+    report = build_report(want, after, outcomes, conflicts, refused, findings)
     if policy.rejected:  # the last good policy was applied; the file on disk is the problem
         report = replace(report, problems=policy.problems, policy_rejected=True)
     return Result(policy, want, todo, report, drift, conflicts, enforced)

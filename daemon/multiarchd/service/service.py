@@ -15,8 +15,8 @@ from dataclasses import replace
 
 from .. import __version__
 from ..core.metrics import Counters
-from ..core.messages import (Event, Record, change_records, conflict_record, problem_records,
-                             state_record)
+from ..core.messages import (Event, Record, change_records, conflict_record, finding_record,
+                             problem_records, state_record)
 from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
 from ..core.desired import Why
@@ -78,6 +78,7 @@ class Service:
         self._status = ""  # the last STATUS= sent after a run
         # Entries of ours in a state said once (shadowed, held), and what was said.
         self._said: dict[str, str] = {}
+        self._findings: set[str] = set()  # the audit's findings said so far (str of each)
         self._waiting: list[Callable[[Result | None], None]] = []  # for the next run
         self._testing: set[Reply[list[Verdict]]] = set()  # Test calls whose probes still run
         self.stopping = False
@@ -360,6 +361,10 @@ class Service:
                 if self._said.get(st.entry) != told.message:  # once, when it starts
                     self.log.emit(told)
         self._said = said
+        for f in result.report.findings:
+            if str(f) not in self._findings:  # once while it lasts
+                self.log.emit(finding_record(f))
+        self._findings = {str(f) for f in result.report.findings}
         for entry in sorted(result.conflicts - self._conflicts):
             times = self.reconciler.history.repairs.get(entry, ())
             self.log.emit(conflict_record(entry, len(times), self.options.repair_window))

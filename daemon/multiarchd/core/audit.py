@@ -1,0 +1,135 @@
+"""The whole binfmt_misc table judged, every run: each entry, ours or another tool's, against
+what makes one a hijack, a privilege trick or a broken promise (a security engineer's review of
+a host's table). Pure: host/audit_facts.py gathers what is judged from.
+
+Each finding names the entry, the reason and the fix. Nothing that is fine is reported: a known
+emulator, owned by root, registered with the flags its package uses, is fine whatever they are.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..model.host import FileId, FileState
+from ..model.registration import owned, printable
+from ..model.table import Entry, Observed
+
+
+class Severity(enum.StrEnum):
+    HIGH = "high"  # runs someone's code instead of the host's programs, or with their rights
+    MEDIUM = "medium"  # a broken promise: a file gone or changed, an odd use of O or C
+
+
+@dataclass(frozen=True)
+class Finding:
+    entry: str  # printable
+    severity: Severity
+    kind: str  # a stable word for scripts: native-magic, untrusted-credentials, ...
+    reason: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.severity.value}: {self.entry}: {self.reason}; {self.fix}"
+
+
+@dataclass(frozen=True)
+class AuditFacts:
+    """What the audit judges from, found on the host."""
+
+    # This machine's own programs: (path, first bytes) of real ones, and of a probe of each
+    # architecture it runs natively.
+    native: tuple[tuple[str, bytes], ...]
+    # Each interpreter in the table: its state under the trust rules (host/facts.file_state: a
+    # shell is never trusted), and why if untrusted.
+    files: Mapping[str, tuple[FileState, str]] = field(default_factory=dict)
+    ids: Mapping[str, FileId] = field(default_factory=dict)  # which file each path is now
+    emulators: frozenset[str] = frozenset()  # paths and base names of known emulators
+
+
+# Extensions of programs and scripts a host runs itself: an E entry for one takes them over.
+NATIVE_EXTENSIONS = frozenset({"sh", "bash", "zsh", "ksh", "csh", "py", "pyc", "pl", "pm", "rb",
+                               "php", "lua", "tcl", "js", "mjs", "cjs", "so", "bin", "run",
+                               "out", "elf", "AppImage", "desktop"})
+
+
+def _base(path: str) -> str:
+    return path.rsplit("/", 1)[-1]
+
+
+def _native_match(entry: Entry, facts: AuditFacts) -> Finding | None:
+    reg = entry.registration
+    hit = next((p for p, header in facts.native
+                if reg.matches(_base(p), header)), None)
+    if hit is None:
+        return None
+    what = f"extension .{reg.extension}" if reg.extension is not None else \
+        f"magic {reg.describe_match().removeprefix('magic ')}"
+    return Finding(printable(entry.name), Severity.HIGH if entry.enabled else Severity.MEDIUM,
+                   "native-magic",
+                   f"its {what} matches this host's own programs ({hit}): every one of them "
+                   f"would run through {printable(reg.interpreter)}"
+                   + ("" if entry.enabled else " once it is enabled"),
+                   f"remove it (echo -1 > .../{printable(entry.name)}) unless you put it there, "
+                   "and find what registered it")
+
+
+def _judge(entry: Entry, facts: AuditFacts, opened: Mapping[str, FileId]) -> list[Finding]:
+    reg = entry.registration
+    name, path = printable(entry.name), printable(reg.interpreter)
+    flags = str(reg.flags)
+    found = []
+    native = _native_match(entry, facts)
+    if native is not None:
+        found.append(native)
+    elif reg.extension is not None and reg.extension in NATIVE_EXTENSIONS:
+        found.append(Finding(name, Severity.HIGH if entry.enabled else Severity.MEDIUM,
+                             "native-extension",
+                             f"it takes every file named *.{reg.extension}, which this host "
+                             f"runs itself, to {path}",
+                             "remove it unless a package you trust registered it on purpose"))
+    state, why = facts.files.get(reg.interpreter, (FileState.OK, ""))
+    base = _base(reg.interpreter)
+    known = reg.interpreter in facts.emulators or base in facts.emulators or owned(entry.name)
+    if "C" in flags and state is FileState.UNTRUSTED:
+        found.append(Finding(name, Severity.HIGH, "untrusted-credentials",
+                             f"C runs {path} with the rights of every setuid program it "
+                             f"matches, and {why}",
+                             "remove it, or make the interpreter and every directory above it "
+                             "root's and not writable by others"))
+    elif state is FileState.UNTRUSTED:
+        found.append(Finding(name, Severity.MEDIUM, "untrusted-interpreter",
+                             f"{path} could be changed by someone else: {why}",
+                             "make it and every directory above it root's and not writable by "
+                             "others"))
+    if state is FileState.MISSING:
+        held = "F" in flags
+        found.append(Finding(name, Severity.MEDIUM, "interpreter-gone",
+                             f"{path} no longer exists" + (
+                                 ": the kernel runs a deleted file (F) nobody can look at"
+                                 if held else ": every matching program fails to start"),
+                             "reinstall the emulator, or remove the entry"))
+    elif entry.name in opened and reg.interpreter in facts.ids and \
+            opened[entry.name] != facts.ids[reg.interpreter] and "F" in flags:
+        found.append(Finding(name, Severity.MEDIUM, "interpreter-replaced",
+                             f"{path} now names another file than the one the kernel opened "
+                             "when the entry was registered (F): it runs that one",
+                             "see its state in multiarchctl status (held, or about to be "
+                             "registered again)"))
+    credentials = "C" in flags and state is FileState.UNTRUSTED  # (said above: one finding)
+    if not known and ("C" in flags or "O" in flags) and not credentials:
+        which = "C (the rights of setuid programs)" if "C" in flags else "O (an open file)"
+        found.append(Finding(name, Severity.HIGH if "C" in flags else Severity.MEDIUM,
+                             "unknown-interpreter-flags",
+                             f"{which} is given to {path}, which is no known emulator",
+                             "remove the flag unless you know why that interpreter needs it"))
+    return found
+
+
+def audit(observed: Observed, facts: AuditFacts,
+          opened: Mapping[str, FileId] | None = None) -> tuple[Finding, ...]:
+    """Every finding in the table, entry by entry in registration order. `opened`: for entries
+    registered with F by this daemon, the file the kernel opened (history.held)."""
+    return tuple(f for e in sorted(observed.entries, key=lambda e: e.order)
+                 for f in _judge(e, facts, opened or {}))

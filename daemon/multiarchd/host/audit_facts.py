@@ -1,0 +1,77 @@
+"""What the audit of the whole table (core/audit.py) judges from: this machine's own programs,
+as the kernel sees their first bytes, and the interpreter of every entry under the trust rules."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+
+from .. import identity
+from ..core.audit import AuditFacts
+from ..core.probes import build
+from ..model.catalog import Catalog
+from ..model.host import FileId, FileState
+from ..model.table import Observed
+from .facts import file_state, host_arch
+from .native import cannot_run, native
+
+# Programs every Linux host runs (those that exist are read): what an entry must never take.
+PROGRAMS = ("/bin/sh", "/usr/bin/env", "/sbin/init", "/usr/lib/systemd/systemd", "/bin/mount",
+            "/usr/bin/sudo", "/usr/bin/su")
+HEADER = 512  # binfmt_misc looks at the first 128 bytes (offset + magic); read more
+
+
+def _head(path: str, seen: identity.Seen | None) -> bytes | None:
+    """The first bytes of a regular file (noted in `seen`: a boot record is keyed by them)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        if seen is not None:
+            seen.files[path] = identity.of_path(path)
+        return None
+    try:
+        if seen is not None:
+            seen.files[path] = identity.of_fd(fd)
+        return os.pread(fd, HEADER, 0) if os.path.isfile(f"/proc/self/fd/{fd}") else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def natives(catalog: Catalog) -> frozenset[str]:
+    """The architectures this machine runs itself: found by running probes, else as the
+    catalog says (host/native.py)."""
+    found = native()[0]
+    if found is not None:
+        return found
+    arch = host_arch(catalog)
+    return frozenset(a for a in catalog.arches if catalog.host_runs(arch, a)) - cannot_run(arch)
+
+
+def audit_facts(observed: Observed, catalog: Catalog, own_arches: Iterable[str] | None = None,
+                seen: identity.Seen | None = None) -> AuditFacts:
+    """`own_arches`: the architectures this machine runs itself (default: natives()); a probe
+    of each is judged too."""
+    native = natives(catalog) if own_arches is None else own_arches
+    own = []
+    for path in (os.path.realpath(sys.executable), *PROGRAMS):
+        head = _head(path, seen)
+        if head is not None:
+            own.append((path, head))
+    own += [(f"any static {a} program", build(catalog.arches[a])) for a in sorted(native)
+            if a in catalog.arches]
+    files: dict[str, tuple[FileState, str]] = {}
+    ids: dict[str, FileId] = {}
+    dirs: dict[str, str | None] = {}
+    for entry in observed.entries:
+        path = entry.registration.interpreter
+        if path in files:
+            continue
+        state, ident, why = file_state(path, dirs, seen)
+        files[path] = (state, why)
+        if ident is not None:
+            ids[path] = ident
+    known = catalog.interpreter_paths
+    return AuditFacts(tuple(own), files, ids, known | {os.path.basename(p) for p in known})
