@@ -6,7 +6,10 @@ from __future__ import annotations
 import subprocess
 
 
+from multiarchd.catalog import load_catalog
 from multiarchd.core.messages import Event
+from multiarchd.model.flags import Flags
+from multiarchd.model.registration import Registration
 
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.commands import DaemonStarter, PolicyWriter
@@ -83,3 +86,25 @@ def test_auto_target_follows_journal_stream(journal: PrivateJournal, binfmt: Pri
     plain = subprocess.run([str(BIN / "multiarchd"), "--once", "--config", str(config),
                             "--binfmt-dir", binfmt.path], capture_output=True, text=True)
     assert plain.returncode == 0 and len(ours(journal)) == 1  # a pipe: plain text, not journal
+
+
+def test_an_audit_finding_is_one_structured_record_while_it_lasts(
+        journal: PrivateJournal, binfmt: PrivateBinfmt, policy: PolicyWriter,
+        start_daemon: DaemonStarter) -> None:
+    x86 = load_catalog().arches["x86_64"]
+    # An entry that would take this host's own programs, left disabled (it is a finding all
+    # the same: it takes them once enabled).
+    line = Registration("takeover", "/usr/bin/qemu-arm-static", Flags.parse(""), x86.magic,
+                        x86.mask).register_line()
+    binfmt.write("register", line)
+    binfmt.write("takeover", "0")
+    d = start_daemon(policy("arches: {s390x: {}}\n"), binfmt, journal=journal)
+    d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.AUDIT_FINDING.message_id
+                             for r in ours(journal)), "audit record")
+    d.reload()
+    found = [r for r in ours(journal) if r["MESSAGE_ID"] == Event.AUDIT_FINDING.message_id]
+    assert len(found) == 1, found
+    assert (found[0]["MULTIARCH_ENTRY"], found[0]["MULTIARCH_FINDING"],
+            found[0]["MULTIARCH_SEVERITY"], found[0]["PRIORITY"]) == \
+        ("takeover", "native-magic", "medium", "4")
+    assert "matches this host's own programs" in found[0]["MESSAGE"]
