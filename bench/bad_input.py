@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from multiarchd.catalog import load_catalog
 from multiarchd.policy.files import load_policy
 
+from bench.stats import median, trials
 from tests.support.paths import DEFAULT_POLICY
 
 BOMB = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
@@ -35,13 +34,8 @@ TEXTS = {
 }
 
 
-def median_ms(fn: Callable[[], object], trials: int) -> float:
-    times = []
-    for _ in range(trials):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1000
+def median_ms(fn: Callable[[], object], count: int) -> float:
+    return median(trials(fn, count)) * 1000
 
 
 def main() -> None:

@@ -22,13 +22,13 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.stats import median
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.paths import BUSYBOX_CACHE, DEFAULT_POLICY
 
@@ -86,10 +86,10 @@ def main() -> None:
         entry, hand, default = ways
         print(f"{'':22}{entry:>20}{hand:>34}{default:>24}  entry/hand  default/entry")
         for job in jobs:
-            m = [statistics.median(times[(job, w)]) for w in ways]
+            m = [median(times[(job, w)]) for w in ways]
             print(f"{job:22}{m[0] * 1000:>17.0f} ms{m[1] * 1000:>31.0f} ms"
                   f"{m[2] * 1000:>21.0f} ms  {m[0] / m[1]:>9.2f}x  {m[2] / m[0]:>12.1f}x")
-        e, h = (statistics.median(execs[w]) for w in (entry, hand))
+        e, h = (median(execs[w]) for w in (entry, hand))
         print(f"{'one exec of `true`':22}{e * 1000:>17.2f} ms{h * 1000:>31.2f} ms"
               f"{'':>24}  {e / h:>9.2f}x")
         print("targets: entry/hand <= 1.2x for the work, <= 1.3x for an exec")

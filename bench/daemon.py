@@ -14,20 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
 
+from bench import stats
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.daemon import start_daemon
 from tests.support.inotify import IN_DELETE, IN_MODIFY, Inotify
-
-def percentiles(times: list[float]) -> str:
-    ms = sorted(t * 1000 for t in times)
-    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
-    return f"p50 {statistics.median(ms):7.2f} ms   p99 {p99:7.2f} ms   (n={len(ms)})"
-
 
 def thread_stats(pid: int) -> tuple[float, int, int]:
     """(CPU seconds, context switches of every thread, RSS in KiB)."""
@@ -64,7 +58,7 @@ def main() -> None:
             ns.write("multiarch-s390x", "-1")
             drift.append(events.wait("register", IN_MODIFY) - start)
             d.mark()  # keep the log pipe drained
-        print(f"  drift -> repair    {percentiles(drift)}")
+        print(f"  drift -> repair    {stats.spread(drift)}")
 
         save = []
         for i in range(args.trials):
@@ -80,7 +74,7 @@ def main() -> None:
             else:
                 save.append(events.wait("register", IN_MODIFY) - start)
             d.mark()
-        print(f"  save -> applied    {percentiles(save)}")
+        print(f"  save -> applied    {stats.spread(save)}")
 
         time.sleep(2)  # let the last trial's events settle before the quiet period starts
         d.mark()

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.daemon import percentiles
+from bench import stats
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.daemon import start_daemon
 from tests.support.inotify import IN_DELETE, IN_MODIFY, Inotify
@@ -103,7 +103,7 @@ def main() -> None:
                     events.wait("register", IN_MODIFY)
                 times.append(end - start)
                 d.mark()  # keep the log pipe drained
-            print(f"  {name:10} {percentiles(times)}")
+            print(f"  {name:10} {stats.spread(times)}")
     stop.set()
 
 

@@ -18,17 +18,17 @@ import bz2
 import gzip
 import os
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.stats import median, trials
 from tests.support.binfmt import PrivateBinfmt
-from tests.support.paths import DEFAULT_POLICY
+from tests.support.paths import BUSYBOX_CACHE, DEFAULT_POLICY
 
-CACHE = Path(os.environ.get("MULTIARCH_DEV_CACHE", "/var/cache/multiarchd-dev")) / "busybox"
+CACHE = BUSYBOX_CACHE
 # (busybox directory, label, environment for the run)
 TARGETS = [("native", "", ()), ("arm64", "", ()), ("s390x", "", ()), ("riscv64", "", ()),
            ("ppc64el", "", ()),
@@ -52,13 +52,10 @@ def make_data(path: Path, megabytes: int) -> None:
 
 
 def timed(ns: PrivateBinfmt, argv: list[str], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
+    def run() -> None:
         r = ns.exec(*argv, timeout=3600)
-        times.append(time.perf_counter() - start)
         assert r.returncode == 0, (argv, r.stderr)
-    return statistics.median(times)
+    return median(trials(run, repeat))
 
 
 def exec_cost(ns: PrivateBinfmt, busybox: str, count: int) -> float:

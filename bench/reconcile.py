@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from multiarchd.model.table import Observed
 from multiarchd.reconciler.run import Config, evaluate, reconcile_once
 
+from bench.stats import median, percentile
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.paths import DEFAULT_POLICY
 
@@ -55,9 +55,8 @@ def timed(trials: int, run: Callable[[PrivateBinfmt], None], expect: int) -> lis
 
 
 def describe(name: str, times: list[float]) -> str:
-    ms = sorted(t * 1000 for t in times)
-    p90 = ms[int(len(ms) * 0.9) - 1]
-    return f"  {name:<34} median {statistics.median(ms):8.2f} ms   p90 {p90:8.2f} ms"
+    return (f"  {name:<34} median {median(times) * 1000:8.2f} ms   "
+            f"p90 {percentile(times, 90) * 1000:8.2f} ms")
 
 
 def compare(heading: str, anchor: str, anchor_t: list[float], name: str,
@@ -65,7 +64,7 @@ def compare(heading: str, anchor: str, anchor_t: list[float], name: str,
     print(heading)
     print(describe(anchor, anchor_t))
     print(describe(name, times))
-    ratio = statistics.median(times) / statistics.median(anchor_t)
+    ratio = median(times) / median(anchor_t)
     print(f"  ratio {name} / {anchor}: {ratio:.1f}x")
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from multiarchd.policy.files import PolicyCache, load_policy
 from multiarchd.reconciler.history import History
 from multiarchd.reconciler.run import Config, reconcile_once
 
+from bench.stats import in_turn, median
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.paths import DEFAULT_POLICY
 
@@ -52,16 +52,7 @@ def policy_with(extra: int, directory: Path) -> Path:
 
 
 def median_ms(times: list[float]) -> float:
-    return statistics.median(times) * 1000
-
-
-def interleaved(trials: int, *runs: Callable[[], float]) -> list[list[float]]:
-    """Each run returns its own duration; trials alternate between them."""
-    times: list[list[float]] = [[] for _ in runs]
-    for _ in range(trials):
-        for i, run in enumerate(runs):
-            times[i].append(run())
-    return times
+    return median(times) * 1000
 
 
 def timed(fn: Callable[[], object], least: float = 0.005) -> Callable[[], float]:
@@ -105,7 +96,7 @@ def measure(size: int, trials: int, directory: Path) -> dict[str, float]:
             os.write(fd, line)
             os.close(fd)
 
-    raw_t, register_t = interleaved(trials, into_empty(raw),
+    raw_t, register_t = in_turn(trials, into_empty(raw),
                                     into_empty(lambda ns: apply(todo, BinfmtTable(ns.path))))
     with PrivateBinfmt() as ns:
         table = BinfmtTable(ns.path)
@@ -115,7 +106,7 @@ def measure(size: int, trials: int, directory: Path) -> dict[str, float]:
         observed = table.read()
         cache = PolicyCache()
         cache.load(path, catalog)
-        read_t, noop_t, parse_t, cold_t, host_t, desired_t, plan_t, report_t = interleaved(
+        read_t, noop_t, parse_t, cold_t, host_t, desired_t, plan_t, report_t = in_turn(
             trials, timed(table.read), timed(lambda: reconcile_once(config, catalog=catalog, history=history)),
             timed(lambda: cache.load(path, catalog)), timed(lambda: load_policy(path, catalog)),
             timed(lambda: probe_host(catalog, candidate_paths(policy, catalog))),

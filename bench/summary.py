@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.daemon import thread_stats
+from bench.stats import in_turn, median, ms, percentile
 from bench.reconcile import SYSTEMD_BINFMT, register_lines
 from bench.scale import measure
 from tests.support.binfmt import PrivateBinfmt
@@ -47,31 +47,9 @@ MULTIARCHD = str(Path(sys.executable).parent / "multiarchd")
 Row = tuple[str, str, str, str, str]  # what, figure, yardstick, ratio, target
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:.1f} ms"
-
-
 def compared(what: str, figure: float, name: str, yardstick: float, target: str) -> Row:
     """A row with its yardstick and the ratio (times in seconds)."""
     return (what, ms(figure), f"{name} {ms(yardstick)}", f"{figure / yardstick:.1f}x", target)
-
-
-def median(times: list[float]) -> float:
-    return statistics.median(times)
-
-
-def p99(times: list[float]) -> float:
-    ordered = sorted(times)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-
-
-def alternate(trials: int, a: Callable[[], float], b: Callable[[], float]
-              ) -> tuple[list[float], list[float]]:
-    ta, tb = [], []
-    for _ in range(trials):
-        ta.append(a())
-        tb.append(b())
-    return ta, tb
 
 
 def in_fresh_table(run: Callable[[PrivateBinfmt], None]) -> Callable[[], float]:
@@ -99,13 +77,13 @@ def boot_path(trials: int, tmp: Path) -> list[Row]:
 
     # The previous boot: its --once leaves the boot record, as every converged run does.
     in_fresh_table(lambda ns: inside(ns, MULTIARCHD, "--once", "--config", str(DEFAULT_POLICY)))()
-    once_t, systemd_t = alternate(trials, once(), in_fresh_table(
+    once_t, systemd_t = in_turn(trials, once(), in_fresh_table(
         lambda ns: inside(ns, SYSTEMD_BINFMT, str(conf))))
     # Without a record (no cache directory): a full run, the native answer kept for the boot;
     # and the first of a boot, which also finds the native architectures.
     (tmp / "a-file").touch()
     nowhere = str(tmp / "a-file" / "nothing-kept")  # neither read nor written
-    full_t, first_t = alternate(trials, once(CACHE_DIRECTORY=nowhere),
+    full_t, first_t = in_turn(trials, once(CACHE_DIRECTORY=nowhere),
                                 once(CACHE_DIRECTORY=nowhere, RUNTIME_DIRECTORY=nowhere))
 
     bus = PrivateBus()
@@ -134,8 +112,8 @@ def boot_path(trials: int, tmp: Path) -> list[Row]:
     try:
         # With the boot record (READY=1 once the record's lines are in), then without one
         # (READY=1 after the first full run) and stopped right at READY=1.
-        ready_t, once2_t = alternate(trials, ready(), once())
-        cold_t, full2_t = alternate(trials, ready(False, CACHE_DIRECTORY=nowhere),
+        ready_t, once2_t = in_turn(trials, ready(), once())
+        cold_t, full2_t = in_turn(trials, ready(False, CACHE_DIRECTORY=nowhere),
                                     once(CACHE_DIRECTORY=nowhere))
     finally:
         bus.close()
@@ -229,11 +207,11 @@ def reactions(trials: int, tmp: Path, gap: float = 0.1) -> list[Row]:
             save_t[-1] -= start
             d.mark()
     return [
-        compared("drift -> repaired, p99", p99(drift_t), "inotify repairer", p99(floor_t),
+        compared("drift -> repaired, p99", percentile(drift_t, 99), "inotify repairer", percentile(floor_t, 99),
                  "<= 15 ms"),
         compared("drift -> repaired, p50", median(drift_t), "inotify repairer",
                  median(floor_t), ""),
-        compared("save -> applied, p99", p99(save_t), "debounce", 0.05, "<= 80 ms"),
+        compared("save -> applied, p99", percentile(save_t, 99), "debounce", 0.05, "<= 80 ms"),
     ]
 
 

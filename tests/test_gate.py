@@ -7,7 +7,7 @@ from multiarchd.core.gate import changes, gated, pinned
 from multiarchd.core.metrics import Counters, textfile
 from multiarchd.core.plan import plan
 from multiarchd.core.probes import Verdict
-from multiarchd.core.report import State, build_report
+from multiarchd.core.report import DaemonState, State, build_report
 from multiarchd.core.desired import Desired, desired
 from multiarchd.model.flags import Flags
 from multiarchd.model.host import Host
@@ -53,7 +53,7 @@ def test_a_failed_trial_with_f_holds_the_entry_as_it_is() -> None:
     assert s.state is State.HELD and "failed its probe (it crashed with signal 11" in s.message
     assert "inode 200" in s.message and "the kernel still runs the one it opened" in s.message
     assert build_report(held, observed).exit_code() == 1
-    metrics = textfile("degraded", build_report(held, observed), Counters(), 0.0)
+    metrics = textfile(DaemonState.DEGRADED, build_report(held, observed), Counters(), 0.0)
     assert 'multiarchd_architecture_state{name="s390x",kind="arch",state="held"} 1' in metrics
     # and one that passed is replaced, as before
     ok = gated(d, changes(d, observed, OPENED), {"multiarch-s390x": Verdict("s390x", "ok")}, ())

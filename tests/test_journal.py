@@ -1,4 +1,4 @@
-"""Structured records in a real (private) systemd-journald, read back with journalctl -o json."""
+"""Structured messages in a real (private) systemd-journald, read back with journalctl -o json."""
 
 from __future__ import annotations
 
@@ -19,20 +19,20 @@ from tests.support.paths import BIN, DEFAULT_POLICY
 
 
 def ours(journal: PrivateJournal) -> list[dict[str, str]]:
-    """multiarchd's records, but the debug ones (whether the boot record was replayed)."""
-    return [r for r in journal.records("SYSLOG_IDENTIFIER=multiarchd")
+    """multiarchd's messages, but the debug ones (whether the boot record was replayed)."""
+    return [r for r in journal.messages("SYSLOG_IDENTIFIER=multiarchd")
             if r.get("PRIORITY") != "7"]
 
 
-def test_once_writes_one_structured_record_per_change(
+def test_once_writes_one_structured_message_per_change(
         journal: PrivateJournal, binfmt: PrivateBinfmt) -> None:
     subprocess.run(journal.enter(str(BIN / "multiarchd"), "--once", "--config",
                                  str(DEFAULT_POLICY), "--binfmt-dir", binfmt.path,
                                  "--log-target", "journal"),
                    check=True, capture_output=True, timeout=60)
-    records = ours(journal)
-    registered = [r for r in records if r["MESSAGE_ID"] == Event.REGISTERED.message_id]
-    assert len(registered) == 33 == len(records)
+    messages = ours(journal)
+    registered = [r for r in messages if r["MESSAGE_ID"] == Event.REGISTERED.message_id]
+    assert len(registered) == 33 == len(messages)
     s390x = next(r for r in registered if r["MULTIARCH_ARCH"] == "s390x")
     assert s390x["MULTIARCH_ENTRY"] == "multiarch-s390x"
     assert s390x["MULTIARCH_ACTION"] == "register"
@@ -40,7 +40,7 @@ def test_once_writes_one_structured_record_per_change(
     assert s390x["MESSAGE"].startswith("registered multiarch-s390x: s390x via /usr/bin/qemu-s390x")
 
 
-def test_daemon_records_drift_policy_errors_and_conflicts_and_no_noise(
+def test_daemon_tells_drift_policy_errors_and_conflicts_and_no_noise(
         journal: PrivateJournal, binfmt: PrivateBinfmt, policy: PolicyWriter,
         start_daemon: DaemonStarter) -> None:
     path = policy("arches: {s390x: {}, arm: {}}\n")
@@ -54,17 +54,17 @@ def test_daemon_records_drift_policy_errors_and_conflicts_and_no_noise(
     binfmt.write("multiarch-arm", "0")
     d.wait_notify("STATUS=", since)
     d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.DRIFT_REPAIRED.message_id
-                             for r in ours(journal)), "drift record")
+                             for r in ours(journal)), "drift message")
     drift = next(r for r in ours(journal) if r["MESSAGE_ID"] == Event.DRIFT_REPAIRED.message_id)
     assert (drift["MULTIARCH_ENTRY"], drift["MULTIARCH_ACTION"]) == ("multiarch-arm", "enable")
 
     binfmt.write("multiarch-arm", "0")  # again: over the limit of 1, so a conflict
     d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.CONFLICT.message_id
-                             for r in ours(journal)), "conflict record")
+                             for r in ours(journal)), "conflict message")
 
     path.write_text("arches: {s390x: {flags: [Q]}}\n")
     d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.POLICY_REJECTED.message_id
-                             for r in ours(journal)), "policy record")
+                             for r in ours(journal)), "policy message")
     rejected = next(r for r in ours(journal)
                     if r["MESSAGE_ID"] == Event.POLICY_REJECTED.message_id)
     assert rejected["MESSAGE"].startswith(f"{path}:1:26: unknown flag 'Q'")
@@ -80,15 +80,15 @@ def test_auto_target_follows_journal_stream(journal: PrivateJournal, binfmt: Pri
                                  "sh", str(BIN / "multiarchd"), "--once", "--config", str(config),
                                  "--binfmt-dir", binfmt.path),
                    check=True, capture_output=True, timeout=60)
-    [record] = ours(journal)
-    assert record["MESSAGE_ID"] == Event.REGISTERED.message_id
-    assert record["MULTIARCH_ARCH"] == "s390x"
+    [message] = ours(journal)
+    assert message["MESSAGE_ID"] == Event.REGISTERED.message_id
+    assert message["MULTIARCH_ARCH"] == "s390x"
     plain = subprocess.run([str(BIN / "multiarchd"), "--once", "--config", str(config),
                             "--binfmt-dir", binfmt.path], capture_output=True, text=True)
     assert plain.returncode == 0 and len(ours(journal)) == 1  # a pipe: plain text, not journal
 
 
-def test_an_audit_finding_is_one_structured_record_while_it_lasts(
+def test_an_audit_finding_is_one_structured_message_while_it_lasts(
         journal: PrivateJournal, binfmt: PrivateBinfmt, policy: PolicyWriter,
         start_daemon: DaemonStarter) -> None:
     x86 = load_catalog().arches["x86_64"]
@@ -100,7 +100,7 @@ def test_an_audit_finding_is_one_structured_record_while_it_lasts(
     binfmt.write("takeover", "0")
     d = start_daemon(policy("arches: {s390x: {}}\n"), binfmt, journal=journal)
     d.wait_until(lambda: any(r["MESSAGE_ID"] == Event.AUDIT_FINDING.message_id
-                             for r in ours(journal)), "audit record")
+                             for r in ours(journal)), "audit message")
     d.reload()
     found = [r for r in ours(journal) if r["MESSAGE_ID"] == Event.AUDIT_FINDING.message_id]
     assert len(found) == 1, found

@@ -16,6 +16,7 @@ from multiarchd.catalog import load_catalog
 from multiarchd.core.probes import PROBE_STATUS, build
 
 from tests.support.binfmt import PrivateBinfmt
+from tests.test_catalog import matching
 from tests.support.bus import PrivateBus
 from tests.support.commands import DaemonStarter, PolicyWriter, run, state_of
 from tests.support.paths import BIN, DEFAULT_POLICY
@@ -40,7 +41,7 @@ def probes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("arch", ARCHES)
 def test_probe_is_matched_by_its_own_entry_only(arch: str) -> None:
     header = build(CATALOG.arches[arch])[:64]
-    assert [a.name for a in CATALOG.match(header)] == [arch]
+    assert [a.name for a in matching(header)] == [arch]
 
 
 @pytest.mark.parametrize("arch", ARCHES)

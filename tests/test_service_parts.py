@@ -34,7 +34,7 @@ from multiarchd.service.trigger import Trigger
 from multiarchd.service.verifier import Verifier
 
 from tests.support.fakes import (Deferred, FakeBus, FakeLoop, FakeTable, FakeWatcher, Inline,
-                                 Notes, Records, Script, result)
+                                 Notes, FakeLog, Script, result)
 
 S390X = Registration("multiarch-s390x", "/usr/bin/qemu-s390x-static", Flags.parse("F"))
 WANT = Desired((Want("s390x", "arch", "multiarch-s390x", S390X),), ForeignMode.KEEP, ())
@@ -131,13 +131,13 @@ def test_a_refusal_for_good_is_not_retried_until_the_policy_changes() -> None:
 
     history = History()
     register = Action(Kind.REGISTER, "multiarch-s390x", "wanted", S390X)
-    history.record(WANT, GONE, (Outcome(register, "refused (EINVAL)", terminal=True),),
+    history.remember(WANT, GONE, (Outcome(register, "refused (EINVAL)", terminal=True),),
                    frozenset(), now=0.0)
     todo, _, skipped = history.hold_back(Plan((register,)), frozenset(), now=0.0)
     assert todo == Plan(()) and skipped == {"multiarch-s390x": "refused (EINVAL)"}
     other = Registration(S390X.name, S390X.interpreter, Flags.parse("FP"))
     edited = Desired((Want("s390x", "arch", S390X.name, other),), ForeignMode.KEEP, ())
-    history.record(edited, GONE, (), frozenset(), now=1.0)  # the policy changed
+    history.remember(edited, GONE, (), frozenset(), now=1.0)  # the policy changed
     assert history.hold_back(Plan((register,)), frozenset(), now=1.0)[0] == Plan((register,))
 
 
@@ -184,12 +184,12 @@ def test_not_mounted_means_waiting_and_only_binfmt_misc_own_place_is_mounted() -
 
 def test_a_fight_backs_off_after_the_limit_and_is_released_after_the_window() -> None:
     history = History(repair_limit=3, window=60.0)
-    history.record(WANT, HELD, (), frozenset(), now=0.0)  # it was right once
+    history.remember(WANT, HELD, (), frozenset(), now=0.0)  # it was right once
     repaired = (Outcome(Action(Kind.REGISTER, "multiarch-s390x", "drift", S390X)),)
     for now in (0.0, 1.0, 2.0):
         drift = history.drift(WANT, GONE)
         assert drift == {"multiarch-s390x"} and not history.blocked(drift, now)
-        history.record(WANT, HELD, repaired, drift, now)
+        history.remember(WANT, HELD, repaired, drift, now)
     assert history.blocked(frozenset({"multiarch-s390x"}), 3.0) == {"multiarch-s390x"}
     assert history.next_release(3.0) == pytest.approx(57.0)
 
@@ -203,7 +203,7 @@ def test_a_fight_backs_off_after_the_limit_and_is_released_after_the_window() ->
 
 def test_a_policy_edit_is_not_drift() -> None:
     history = History()
-    history.record(WANT, HELD, (), frozenset(), now=0.0)
+    history.remember(WANT, HELD, (), frozenset(), now=0.0)
     other = Registration("multiarch-s390x", "/usr/bin/qemu-s390x-static", Flags.parse("FP"))
     edited = Desired((Want("s390x", "arch", "multiarch-s390x", other),), ForeignMode.KEEP, ())
     assert history.drift(edited, HELD) == frozenset()
@@ -219,7 +219,7 @@ class Rig:
                  metrics: Exporter | None = None) -> None:
         self.loop = FakeLoop()
         self.notes = Notes()
-        self.log = Records()
+        self.log = FakeLog()
         self.table = table or FakeTable()
         self.script = script
         self.probed: list[list[str]] = []
@@ -346,7 +346,7 @@ def test_sigterm_stops_watching_and_leaves_the_loop(tmp_path: Path) -> None:
     rig.loop.signals[signal.SIGTERM]()
     assert rig.notes.sent[-1] == "STOPPING=1"
     assert rig.watcher.stopped and not rig.loop.running
-    assert rig.log.messages()[-1] == "multiarchd stopping; registrations stay in place"
+    assert rig.log.texts()[-1] == "multiarchd stopping; registrations stay in place"
 
 
 def test_a_failed_run_says_degraded_and_is_retried(tmp_path: Path) -> None:
@@ -404,10 +404,10 @@ def test_a_write_that_never_reads_back_is_counted_and_stopped() -> None:
     register = (Outcome(Action(Kind.REGISTER, S390X.name, "wanted", S390X)),)
     for now in (0.0, 1.0, 2.0):
         assert not history.blocked(frozenset(history.unsettled), now)
-        history.record(WANT, misread, register, frozenset(), now)
+        history.remember(WANT, misread, register, frozenset(), now)
     todo, _, why = history.hold_back(Plan(tuple(o.action for o in register)), frozenset(), 3.0)
     assert todo == Plan(()) and "gives back something else" in why["multiarch-s390x"]
-    history.record(WANT, HELD, register, frozenset(), 70.0)  # it reads back: settled
+    history.remember(WANT, HELD, register, frozenset(), 70.0)  # it reads back: settled
     assert history.unsettled == set()
 
 
@@ -443,7 +443,7 @@ def test_metrics_follow_each_run_and_an_unwritable_file_is_said_once(tmp_path: P
     written: list[str] = []
     repaired = replace(result(refusals=1), drift=frozenset({"multiarch-s390x"}),
                        conflicts=frozenset({"multiarch-s390x"}))
-    log = Records()
+    log = FakeLog()
     rig = Rig(tmp_path, Script(result(), repaired), metrics=Exporter(written.append, log))
     rig.service.start()
     assert 'multiarchd_state{state="converged"} 1' in written[-1]
@@ -461,7 +461,7 @@ def test_metrics_follow_each_run_and_an_unwritable_file_is_said_once(tmp_path: P
     for _ in range(3):
         rig.service.poke()
         rig.loop.advance(1)
-    said = [r for r in rig.log.records if r.event is Event.METRICS_UNWRITABLE]
+    said = [r for r in rig.log.sent if r.event is Event.METRICS_UNWRITABLE]
     assert len(said) == 1 and "Permission denied" in said[0].message
     assert rig.script.runs == 5  # the table is kept all the same
 
@@ -473,7 +473,7 @@ def test_a_failing_notify_is_said_once_and_holds_up_nothing(tmp_path: Path) -> N
     for _ in range(3):
         rig.service.poke()
         rig.loop.advance(1)
-    said = [r for r in rig.log.records if r.event is Event.NOTIFY_FAILED]
+    said = [r for r in rig.log.sent if r.event is Event.NOTIFY_FAILED]
     assert len(said) == 1 and "No such file or directory" in said[0].message
     assert rig.script.runs == 4
     rig.notes.error = None  # it works again; a new failure is said again
@@ -481,7 +481,7 @@ def test_a_failing_notify_is_said_once_and_holds_up_nothing(tmp_path: Path) -> N
     rig.notes.error = "cannot notify systemd at /run/x: Resource temporarily unavailable"
     rig.loop.running = True
     rig.loop.signals[signal.SIGTERM]()  # and SIGTERM still stops
-    assert [r.event for r in rig.log.records].count(Event.NOTIFY_FAILED) == 2
+    assert [r.event for r in rig.log.sent].count(Event.NOTIFY_FAILED) == 2
     assert not rig.loop.running and rig.watcher.stopped
 
 
@@ -489,7 +489,7 @@ def test_table_events_from_the_runs_own_writes_make_no_new_run(tmp_path: Path) -
     table = FakeTable(observed=HELD)
     rig = Rig(tmp_path, Script(result()), table)
     rig.service.start()
-    rig.service.reconciler.history.last_table = HELD  # (the scripted run records nothing)
+    rig.service.reconciler.history.last_table = HELD  # (the scripted run messages nothing)
     binfmt = str(tmp_path / "binfmt")
     for kind in ("modified", "closed", "created"):  # what writing `register` makes
         rig.watcher.on_event(f"{binfmt}/register" if kind != "created"

@@ -59,9 +59,9 @@ def cursor(c: BootedContainer) -> str:
     return out.strip().splitlines()[-1].removeprefix("-- cursor: ")
 
 
-def wait_record(c: BootedContainer, after: str, match: Callable[[dict[str, Any]], bool],
+def wait_message(c: BootedContainer, after: str, match: Callable[[dict[str, Any]], bool],
                 timeout: float = 30) -> dict[str, Any]:
-    """Follow the unit's journal from `after` until a record matches (bounded)."""
+    """Follow the unit's journal from `after` until a message matches (bounded)."""
     follow = c.popen("journalctl", "-u", "multiarchd", "-o", "json", "-f",
                      f"--after-cursor={after}")
     assert follow.stdout is not None
@@ -69,10 +69,10 @@ def wait_record(c: BootedContainer, after: str, match: Callable[[dict[str, Any]]
     try:
         while True:
             line = lines.next(timeout)
-            assert line is not None, "no such journal record"
-            record: dict[str, Any] = json.loads(line)
-            if match(record):
-                return record
+            assert line is not None, "no such journal message"
+            message: dict[str, Any] = json.loads(line)
+            if match(message):
+                return message
     finally:
         follow.kill()
         follow.wait()
@@ -101,9 +101,9 @@ def test_installed_package_under_real_systemd(deb: Path, busybox: dict[str, Path
         assert {v["result"] for v in json.loads(tested.stdout)} == {"ok"}, tested.stdout
 
         # The early unit registered them (the daemon, started after it, had nothing to do).
-        records = [json.loads(line) for line in c.run(
+        messages = [json.loads(line) for line in c.run(
             "journalctl", "-u", "multiarchd-early", "-o", "json").stdout.splitlines()]
-        s390x = next(r for r in records if r.get("MULTIARCH_ARCH") == "s390x")
+        s390x = next(r for r in messages if r.get("MULTIARCH_ARCH") == "s390x")
         assert s390x["_SYSTEMD_UNIT"] == "multiarchd-early.service"
         assert s390x["MESSAGE_ID"] == Event.REGISTERED.message_id
         assert s390x["MULTIARCH_ENTRY"] == "multiarch-s390x"
@@ -120,7 +120,7 @@ def test_installed_package_under_real_systemd(deb: Path, busybox: dict[str, Path
         mark = cursor(c)
         c.run("sh", "-c", "printf 'arches:\\n  all: {}\\n  s390x: false\\n' "
                           "> /etc/multiarch/arches.yaml")
-        wait_record(c, mark, lambda r: r.get("MESSAGE_ID") == Event.REMOVED.message_id
+        wait_message(c, mark, lambda r: r.get("MESSAGE_ID") == Event.REMOVED.message_id
                     and r.get("MULTIARCH_ENTRY") == "multiarch-s390x")
         assert "multiarch-s390x" not in c.table()
         table = c.table()
@@ -215,7 +215,7 @@ def test_entries_are_in_before_sysinit_and_gone_at_a_clean_shutdown(
         assert {n: (c.binfmt / n).stat().st_ino for n in c.table()} == inodes
 
         # The package's autopkgtest, as autopkgtest runs it (isolation-machine, needs-reboot):
-        # this stand-in for its reboot helper records the mark; the reboot follows.
+        # this stand-in for its reboot helper messages the mark; the reboot follows.
         c.copy_in(REPO / "packaging/debian/tests/boot", "/root/autopkgtest-boot")
         c.run("sh", "-c", "cat > /tmp/autopkgtest-reboot && chmod +x /tmp/autopkgtest-reboot",
               stdin='#!/bin/sh\necho "$1" > /root/reboot-mark\n')  # /tmp: the container's own
@@ -247,7 +247,7 @@ def test_entries_are_in_before_sysinit_and_gone_at_a_clean_shutdown(
         ran = c.run("journalctl", "-b", "-u", "foreign-at-boot", "-o", "cat").stdout
         assert "s390x" in ran.splitlines(), ran
         assert state(c) == 's "converged"'
-        # The record the first boot left was replayed (binfmt_misc mounted for it first, as
+        # The message the first boot left was replayed (binfmt_misc mounted for it first, as
         # the full run does, where nothing has mounted it yet).
         early = c.run("journalctl", "-b", "-u", "multiarchd-early", "-p", "debug",
                       "-o", "cat").stdout

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from multiarchd.core.desired import Desired
-from multiarchd.core.messages import Record
+from multiarchd.core.messages import Message
 from multiarchd.core.plan import Action, Kind, Outcome, Plan
 from multiarchd.core.report import Report
 from multiarchd.model.policy import ForeignMode, Policy
@@ -139,14 +139,16 @@ class Notes:
 
 
 @dataclass
-class Records:
-    records: list[Record] = field(default_factory=list)
+class FakeLog:
+    """A log that keeps what it is sent."""
 
-    def emit(self, record: Record) -> None:
-        self.records.append(record)
+    sent: list[Message] = field(default_factory=list)
 
-    def messages(self) -> list[str]:
-        return [r.message for r in self.records]
+    def emit(self, message: Message) -> None:
+        self.sent.append(message)
+
+    def texts(self) -> list[str]:
+        return [m.message for m in self.sent]
 
 
 class FakeBus:

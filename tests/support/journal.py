@@ -38,7 +38,7 @@ class PrivateJournal(Closing):
     def enter(self, *argv: str) -> list[str]:
         return self.holder.enter(*argv)
 
-    def records(self, *matches: str) -> list[dict[str, Any]]:
+    def messages(self, *matches: str) -> list[dict[str, Any]]:
         """Every record so far (after journald has written all it received)."""
         subprocess.run(self.enter("journalctl", "--sync"), check=True, timeout=30)
         out = subprocess.run(self.enter("journalctl", "-o", "json", "--no-pager", *matches),

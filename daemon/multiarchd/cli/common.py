@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..core.messages import outcome_records
-from ..core.render import EXIT_USAGE
+from ..core.messages import outcome_messages
+from ..core.report import EXIT_USAGE
 from ..core.report import Report
 from ..kernel.table import DEFAULT_PATH as BINFMT_PATH
 from ..policy import DEFAULT_PATH as POLICY_PATH
@@ -29,9 +29,9 @@ def config_from(args: argparse.Namespace) -> Config:
 
 
 def tell_outcomes(report: Report, log: Log, drift: frozenset[str] = frozenset()) -> None:
-    """One record per change, then the policy's problems."""
-    for record in outcome_records(report, drift):
-        log.emit(record)
+    """One message per change, then the policy's problems."""
+    for message in outcome_messages(report, drift):
+        log.emit(message)
 
 
 def plan_exit_code(result: Result) -> int:

@@ -17,10 +17,9 @@ from .. import __version__
 from ..catalog import load_catalog
 from ..core.desired import desired
 from ..core.probes import Verdict
-from ..core.render import (EXIT_NOT_CONVERGED, EXIT_OK, EXIT_USAGE, View, columns, dumps,
-                           findings_json, plan_json, problem_json, report_text, status_rows,
-                           view_json)
-from ..core.report import build_report
+from ..core.render import (View, columns, dumps, findings_json, plan_json, problem_json,
+                           report_text, status_rows, view_json)
+from ..core.report import EXIT_NOT_CONVERGED, EXIT_OK, EXIT_USAGE, DaemonState, build_report
 from ..dbus import api
 from ..host.facts import candidate_paths, probe_host
 from ..kernel.table import DEFAULT_PATH as BINFMT_PATH
@@ -117,7 +116,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(dumps(plan_json(todo)) if args.json else todo)
         if problems:
             return EXIT_USAGE
-        return EXIT_NOT_CONVERGED if todo or state != "converged" else EXIT_OK
+        return EXIT_NOT_CONVERGED if todo or state is not DaemonState.CONVERGED else EXIT_OK
     return _with_source(args, "plan", plan, fallback=True)
 
 

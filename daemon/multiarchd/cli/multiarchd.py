@@ -165,13 +165,13 @@ def run_once(args: argparse.Namespace) -> int:
 
 
 def unregister(args: argparse.Namespace) -> int:
-    from ..core.messages import change_records
+    from ..core.messages import change_messages
     from ..reconciler.run import unregister_owned
     from ..service.logs import open_log
     from .common import config_from
     outcomes = unregister_owned(config_from(args))
-    for record in change_records(outcomes):
-        open_log(args.log_target).emit(record)
+    for message in change_messages(outcomes):
+        open_log(args.log_target).emit(message)
     return 0 if all(o.ok for o in outcomes) else 1
 
 

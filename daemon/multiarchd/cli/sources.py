@@ -10,7 +10,7 @@ from ..catalog import load_catalog
 from ..core.plan import Plan
 from ..core.probes import Verdict
 from ..core.render import View
-from ..core.report import Report, build_report, overall
+from ..core.report import DaemonState, Report, build_report, overall
 from ..dbus import api
 from ..host.facts import host_arch
 from ..kernel.owner import describe
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class Source(Protocol):
     def view(self) -> View: ...
     def apply(self) -> View: ...
-    def plan(self) -> tuple[Plan, tuple[Problem, ...], str]:
+    def plan(self) -> tuple[Plan, tuple[Problem, ...], DaemonState]:
         """The plan, the policy's problems, and the state before applying it; PolicyRejected
         (one problem a line) when the policy cannot be applied at all."""
     def test(self, names: list[str]) -> list[Verdict]: ...
@@ -55,7 +55,7 @@ class Local:
         result = reconcile_once(self.config, catalog=self.catalog)
         return self._view(result.report, result.plan)
 
-    def plan(self) -> tuple[Plan, tuple[Problem, ...], str]:
+    def plan(self) -> tuple[Plan, tuple[Problem, ...], DaemonState]:
         policy, want, observed, todo = evaluate(self.config, self.catalog)
         if want is None:
             raise PolicyRejected("\n".join(str(p) for p in policy.problems))
@@ -82,11 +82,12 @@ class Remote:
         return (Plan(tuple(api.action_from(r) for r in actions)),
                 tuple(api.problem_from(r) for r in problems))
 
-    def view(self, applied: list[api.AppliedRecord] | None = None) -> View:
+    def view(self, applied: list[api.AppliedStruct] | None = None) -> View:
         get = self.client.get
-        state = get("State")
+        state = DaemonState(get("State"))
         report = api.report_from(get("Architectures"), get("ForeignEntries"), get("Problems"),
-                                 get("BinfmtEnabled"), applied or (), state == "policy-error",
+                                 get("BinfmtEnabled"), applied or (),
+                                 state is DaemonState.POLICY_ERROR,
                                  get("CpuModels"), get("Findings"))
         if applied is not None:
             plan = Plan(tuple(o.action for o in report.outcomes))
@@ -106,14 +107,14 @@ class Remote:
             return self.view()  # the run just made says which problems (as a local run does)
         return self.view(applied)
 
-    def plan(self) -> tuple[Plan, tuple[Problem, ...], str]:
+    def plan(self) -> tuple[Plan, tuple[Problem, ...], DaemonState]:
         try:
             plan, problems = self._plan()
         except api.RemoteError as e:
             if e.name == api.error_name(PolicyRejected):
                 raise PolicyRejected(str(e)) from None
             raise
-        return plan, problems, self.client.get("State")
+        return plan, problems, DaemonState(self.client.get("State"))
 
     def test(self, names: list[str]) -> list[Verdict]:
         return [Verdict(*r) for r in self.client.call("Test", names)]

@@ -104,11 +104,11 @@ def _judge(entry: Entry, facts: AuditFacts, opened: Mapping[str, FileId]) -> lis
                              "make it and every directory above it root's and not writable by "
                              "others"))
     if state is FileState.MISSING:
-        held = "F" in flags
+        kept = "F" in flags
         found.append(Finding(name, Severity.MEDIUM, "interpreter-gone",
                              f"{path} no longer exists" + (
                                  ": the kernel runs a deleted file (F) nobody can look at"
-                                 if held else ": every matching program fails to start"),
+                                 if kept else ": every matching program fails to start"),
                              "reinstall the emulator, or remove the entry"))
     elif entry.name in opened and reg.interpreter in facts.ids and \
             opened[entry.name] != facts.ids[reg.interpreter] and "F" in flags:
@@ -130,6 +130,6 @@ def _judge(entry: Entry, facts: AuditFacts, opened: Mapping[str, FileId]) -> lis
 def audit(observed: Observed, facts: AuditFacts,
           opened: Mapping[str, FileId] | None = None) -> tuple[Finding, ...]:
     """Every finding in the table, entry by entry in registration order. `opened`: for entries
-    registered with F by this daemon, the file the kernel opened (history.held)."""
+    registered with F by this daemon, the file the kernel opened (History.opened)."""
     return tuple(f for e in sorted(observed.entries, key=lambda e: e.order)
                  for f in _judge(e, facts, opened or {}))

@@ -23,7 +23,7 @@ class Change:
     """An entry whose interpreter file would change under it."""
 
     want: Want
-    held: bool  # the kernel holds the file registered before (F): it keeps running that one
+    kept: bool  # the kernel keeps the file registered before open (F) and runs that one
     same_path: bool  # another file at the same path (an upgrade), not another path (the policy)
 
     @property
@@ -66,7 +66,7 @@ def gated(desired: Desired, changed: Iterable[Change], verdicts: Mapping[str, Ve
           pins: Iterable[str]) -> Desired:
     """`desired` with each change that failed its trial (`verdicts`) or is pinned (`pins`) held
     back: frozen on the file the kernel holds (F), or disabled (no F)."""
-    held: dict[str, Want] = {}
+    held: dict[str, Want] = {}  # (the state `held`)
     pins = set(pins)
     for c in changed:
         w = c.want
@@ -79,7 +79,7 @@ def gated(desired: Desired, changed: Iterable[Change], verdicts: Mapping[str, Ve
                    "reinstall the emulator: the next change to the file is tried again")
         else:
             continue
-        if c.held:
+        if c.kept:
             held[c.entry] = replace(w, verdict=Why.HELD, frozen=True,
                                     message=f"{why}; the kernel still runs the one it opened "
                                             "at registration")

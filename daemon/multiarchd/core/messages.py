@@ -1,5 +1,5 @@
 """The journal message catalog: each kind of message with its stable MESSAGE_ID and priority,
-and the records a run's changes and problems make. Pure: the journal adapter only sends them.
+and the messages a run's changes and problems make. Pure: the journal adapter only sends them.
 """
 
 from __future__ import annotations
@@ -57,13 +57,13 @@ class Event(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Record:
+class Message:
     event: Event
     message: str
     fields: dict[str, str] = field(default_factory=dict)  # MULTIARCH_* journal fields
 
     def journal_fields(self) -> dict[str, str]:
-        """The record as journald fields (the log adapters add SYSLOG_IDENTIFIER)."""
+        """The message as journald fields (the log adapters add SYSLOG_IDENTIFIER)."""
         return {"MESSAGE": self.message, "MESSAGE_ID": self.event.message_id,
                 "PRIORITY": str(self.event.priority),
                 "MULTIARCH_EVENT": self.event.name.lower(), **self.fields}
@@ -80,10 +80,10 @@ def _arch_of(entry: str) -> str:
     return entry.removeprefix(OWNED_PREFIX)
 
 
-def change_records(outcomes: Iterable[Outcome], drift: frozenset[str] = frozenset()
-                   ) -> list[Record]:
-    """One record per action: what changed, or what the kernel refused."""
-    records = []
+def change_messages(outcomes: Iterable[Outcome], drift: frozenset[str] = frozenset()
+                   ) -> list[Message]:
+    """One message per action: what changed, or what the kernel refused."""
+    messages = []
     for o in outcomes:
         a = o.action
         entry = printable(a.entry)  # a foreign entry's name may hold any bytes
@@ -92,59 +92,59 @@ def change_records(outcomes: Iterable[Outcome], drift: frozenset[str] = frozense
         if not o.ok:
             then = "not retried while the policy asks for the same" if o.terminal else \
                 "will retry on the next run"
-            records.append(Record(Event.KERNEL_REFUSED, f"{o.error}; {then}", fields))
+            messages.append(Message(Event.KERNEL_REFUSED, f"{o.error}; {then}", fields))
         elif a.entry in drift:
-            records.append(Record(Event.DRIFT_REPAIRED,
+            messages.append(Message(Event.DRIFT_REPAIRED,
                                   f"repaired {entry} ({a.kind.value}): {a.reason}", fields))
         else:
-            records.append(Record(_BY_KIND[a.kind], f"{_PAST[a.kind]} {entry}: {a.reason}",
+            messages.append(Message(_BY_KIND[a.kind], f"{_PAST[a.kind]} {entry}: {a.reason}",
                                   fields))
-    return records
+    return messages
 
 
-def problem_records(problems: Iterable[Problem], rejected: bool,
-                    last_good: bool = False) -> list[Record]:
+def problem_messages(problems: Iterable[Problem], rejected: bool,
+                    last_good: bool = False) -> list[Message]:
     """The policy's problems; `rejected`: the whole policy was, and with `last_good` the one
     accepted before stays in force."""
-    records = []
+    messages = []
     for p in problems:
         fields = {"MULTIARCH_POLICY_FILE": p.place.file}
         if p.scope:
             fields["MULTIARCH_ARCH" if p.scope[0] == "arch" else "MULTIARCH_ENTRY"] = p.scope[1]
-        records.append(Record(Event.POLICY_REJECTED, str(p), fields))
+        messages.append(Message(Event.POLICY_REJECTED, str(p), fields))
     if rejected and last_good:
-        records.append(Record(Event.POLICY_REJECTED, "policy rejected; the last good policy "
+        messages.append(Message(Event.POLICY_REJECTED, "policy rejected; the last good policy "
                               "stays in force (and drift is healed) until the file is fixed"))
     elif rejected:
-        records.append(Record(Event.POLICY_REJECTED, "policy rejected; every registration is "
+        messages.append(Message(Event.POLICY_REJECTED, "policy rejected; every registration is "
                               "left as it was until the file is fixed"))
-    return records
+    return messages
 
 
-def outcome_records(report: Report, drift: frozenset[str] = frozenset()) -> list[Record]:
-    """What a run tells: one record per change (in the order made), then the policy's
+def outcome_messages(report: Report, drift: frozenset[str] = frozenset()) -> list[Message]:
+    """What a run tells: one message per change (in the order made), then the policy's
     problems."""
-    return [*change_records(report.outcomes, drift),
-            *problem_records(report.problems, report.rejected, last_good=bool(report.statuses))]
+    return [*change_messages(report.outcomes, drift),
+            *problem_messages(report.problems, report.rejected, last_good=bool(report.statuses))]
 
 
-def conflict_record(entry: str, writes: int, window: float) -> Record:
-    return Record(Event.CONFLICT,
+def conflict_message(entry: str, writes: int, window: float) -> Message:
+    return Message(Event.CONFLICT,
                   f"conflict on {entry}: another writer keeps undoing it ({writes} repairs in "
                   f"{window:g} s); backing off, will repair again when it stops",
                   {"MULTIARCH_ARCH": _arch_of(entry), "MULTIARCH_ENTRY": entry,
                    "MULTIARCH_ACTION": "backoff"})
 
 
-def finding_record(finding: Finding) -> Record:
+def finding_message(finding: Finding) -> Message:
     """One finding of the audit (core/audit.py), said once while it lasts."""
-    return Record(Event.AUDIT_FINDING, f"audit: {finding}",
+    return Message(Event.AUDIT_FINDING, f"audit: {finding}",
                   {"MULTIARCH_ENTRY": finding.entry, "MULTIARCH_FINDING": finding.kind,
                    "MULTIARCH_SEVERITY": finding.severity.value,
                    "MULTIARCH_ACTION": "audit"})
 
 
-def state_record(status: Status) -> Record | None:
+def state_message(status: Status) -> Message | None:
     """A state said once when it starts (and again when its reason changes): an entry of ours
     that another tool's entry, registered later, takes over; one held on its old interpreter
     file (core/gate.py)."""
@@ -152,6 +152,6 @@ def state_record(status: Status) -> Record | None:
     if event is None:
         return None
     said = " held" if event is Event.HELD else ""  # ("shadowed by ..." says it itself)
-    return Record(event, f"{status.entry}{said}: {status.message}",
+    return Message(event, f"{status.entry}{said}: {status.message}",
                   {"MULTIARCH_ARCH": status.name if status.kind == "arch" else "",
                    "MULTIARCH_ENTRY": status.entry, "MULTIARCH_ACTION": status.state.value})

@@ -8,9 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .audit import Severity
-from .report import Report, State
-
-STATES = ("starting", "waiting", "converged", "degraded", "policy-error")
+from .report import DaemonState, Report, State
 
 
 @dataclass(frozen=True)
@@ -39,9 +37,10 @@ def _family(name: str, kind: str, help_text: str, samples: list[str]) -> list[st
     return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples]
 
 
-def textfile(state: str, report: Report | None, counters: Counters, last_run: float) -> str:
+def textfile(state: DaemonState, report: Report | None, counters: Counters,
+             last_run: float) -> str:
     lines = _family("multiarchd_state", "gauge", "The daemon's state (1 for the current one).",
-                    [f'multiarchd_state{{state="{s}"}} {int(s == state)}' for s in STATES])
+                    [f'multiarchd_state{{state="{s}"}} {int(s is state)}' for s in DaemonState])
     samples = []
     for status in report.statuses if report else ():
         name = _label(status.name)

@@ -107,7 +107,7 @@ def _foreign_actions(desired: Desired, observed: Observed, unsafe: Mapping[str, 
     return actions
 
 
-def _owned_action(entry: Entry, name: str, desired: Desired, held: Mapping[str, FileId]
+def _owned_action(entry: Entry, name: str, desired: Desired, opened: Mapping[str, FileId]
                   ) -> Action | None:
     want = desired.want(name)
     if want is None:
@@ -123,8 +123,8 @@ def _owned_action(entry: Entry, name: str, desired: Desired, held: Mapping[str, 
     if entry.registration != want.registration:
         return Action(Kind.REPLACE, name, _differences(entry.registration, want.registration),
                       want.registration)
-    opened = held.get(name)
-    if opened and opened != want.interpreter_id and "F" in want.registration.flags:
+    was = opened.get(name)
+    if was and was != want.interpreter_id and "F" in want.registration.flags:
         return Action(Kind.REPLACE, name, f"{want.registration.interpreter} was replaced on "
                       "disk; F keeps the old file open until re-registered", want.registration)
     if not entry.enabled:
@@ -132,19 +132,19 @@ def _owned_action(entry: Entry, name: str, desired: Desired, held: Mapping[str, 
     return None
 
 
-def plan(desired: Desired, observed: Observed, held: Mapping[str, FileId] | None = None,
+def plan(desired: Desired, observed: Observed, opened: Mapping[str, FileId] | None = None,
          unsafe: Mapping[str, str] | None = None) -> Plan:
-    """`held`: for entries registered with F, which interpreter file the kernel holds open
+    """`opened`: for entries registered with F, which interpreter file the kernel holds open
     (known to whoever registered them; the kernel does not tell). `unsafe`: entries the audit
     found unsafe (high severity), and why."""
     actions = _foreign_actions(desired, observed, unsafe or {})
-    held = held or {}
+    opened = opened or {}
     present = set()
     for entry in observed.entries:
         name = entry.name
         present.add(name)
         if owned(name):
-            action = _owned_action(entry, name, desired, held)
+            action = _owned_action(entry, name, desired, opened)
             if action is not None:
                 actions.append(action)
     for want in desired.wants:

@@ -11,16 +11,14 @@ from ..model.problems import Problem
 from ..model.registration import printable
 from .audit import Finding
 from .plan import Plan
-from .report import Report, State, Status, overall
-
-EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE = 0, 1, 2
+from .report import EXIT_USAGE, DaemonState, Report, State, Status, overall
 
 
 @dataclass(frozen=True)
 class View:
     """Everything `status` and `apply` show: the same fields from the daemon or a local run."""
 
-    state: str  # starting, waiting, converged, degraded, policy-error
+    state: DaemonState
     host: str
     policy: str
     report: Report
@@ -32,10 +30,9 @@ class View:
         return cls(overall(report), host, policy, report, plan, table)
 
     def exit_code(self) -> int:
-        """0 as the policy wants, 1 not (or a kernel refusal), 2 the policy has problems."""
-        if self.report.problems:
-            return EXIT_USAGE
-        return EXIT_OK if self.state == "converged" else EXIT_NOT_CONVERGED
+        """The daemon's state's (from the daemon, or from this report for a local run); a
+        policy with problems is bad usage even when the last good one is in force."""
+        return EXIT_USAGE if self.report.problems else self.state.exit_code
 
 
 def columns(rows: Sequence[Sequence[str]]) -> str:
@@ -95,7 +92,7 @@ def problem_json(p: Problem) -> dict[str, Any]:
 def view_json(view: View, applied: bool = False) -> dict[str, Any]:
     report = view.report
     data: dict[str, Any] = {
-        "state": view.state,
+        "state": view.state.value,
         "host": view.host,
         "policy": view.policy,
         "table": view.table,

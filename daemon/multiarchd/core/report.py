@@ -15,6 +15,27 @@ from .plan import Outcome
 from .probes import Verdict
 
 
+# Exit codes of every command: as the policy wants; not so (or a test failed); bad usage or a
+# bad policy.
+EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE = 0, 1, 2
+
+
+class DaemonState(enum.StrEnum):
+    """The daemon's state as a whole (D-Bus State, STATUS=, metrics, --json's state)."""
+
+    STARTING = "starting"  # before its first run
+    WAITING = "waiting"  # binfmt_misc is not mounted yet
+    CONVERGED = "converged"  # the table is as the policy wants
+    DEGRADED = "degraded"  # it is not (report.exit_code() 1), or a run failed
+    POLICY_ERROR = "policy-error"  # the policy was rejected; the last good one is kept
+
+    @property
+    def exit_code(self) -> int:
+        if self is DaemonState.POLICY_ERROR:
+            return EXIT_USAGE
+        return EXIT_OK if self is DaemonState.CONVERGED else EXIT_NOT_CONVERGED
+
+
 class State(enum.StrEnum):
     """One architecture's (or custom entry's) state, as status, D-Bus and the journal say it."""
 
@@ -85,10 +106,10 @@ class Report:
     def exit_code(self) -> int:
         """0 as the policy wants, 1 not (or a kernel refusal), 2 the policy has problems."""
         if self.problems:
-            return 2
+            return EXIT_USAGE
         bad = any(s.state in _BAD and (s.explicit or s.state is not State.MISSING_EMULATOR)
                   for s in self.statuses)
-        return 1 if bad or self.failures or not self.binfmt_enabled else 0
+        return EXIT_NOT_CONVERGED if bad or self.failures or not self.binfmt_enabled else EXIT_OK
 
     def count(self, state: State) -> int:
         return sum(1 for s in self.statuses if s.state is state)
@@ -185,11 +206,11 @@ def build_report(desired: Desired, observed: Observed, outcomes: tuple[Outcome, 
                   findings=findings)
 
 
-def overall(report: Report) -> str:
-    """The daemon-level state: converged, degraded or policy-error."""
+def overall(report: Report) -> DaemonState:
+    """The daemon-level state a report makes: converged, degraded or policy-error."""
     if report.rejected:
-        return "policy-error"
-    return "converged" if report.exit_code() == 0 else "degraded"
+        return DaemonState.POLICY_ERROR
+    return DaemonState.CONVERGED if report.exit_code() == 0 else DaemonState.DEGRADED
 
 
 def with_verdicts(report: Report, verdicts: Mapping[str, Verdict]) -> Report:

@@ -1,5 +1,5 @@
-"""io.github.multiarchd1: names, the introspection XML, record types and named errors, in one
-place. Records convert to and from the core's data here, so that a client rebuilds exactly what
+"""io.github.multiarchd1: names, the introspection XML, struct types and named errors, in one
+place. Structs convert to and from the core's data here, so that a client rebuilds exactly what
 the daemon had (and renders it as a local run would). Pure."""
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ OBJECT_PATH = "/io/github/multiarchd1"
 INTERFACE = "io.github.multiarchd1.Manager"
 ERROR = "io.github.multiarchd1.Error"
 
-ARCH_RECORD = "(ssssssssb)"  # name, kind, state, interpreter, emulator, flags, entry, message, explicit
-FOREIGN_RECORD = "(sbsasb)"  # name, enabled, interpreter, overlapped owned entries, it wins
-PROBLEM_RECORD = "(suus)"  # file, line, column, message
-FINDING_RECORD = "(sssss)"  # entry, severity, kind, reason, fix
-ACTION_RECORD = "(ssss)"  # action, entry, reason, register line ('' when none)
-APPLIED_RECORD = "(sssss)"  # action, entry, reason, register line, kernel refusal ('' when none)
-CHANGE_RECORD = "(sss)"  # action, entry, reason
-TEST_RECORD = "(sss)"  # architecture, result (ok, failed, untested), message
+ARCH_STRUCT = "(ssssssssb)"  # name, kind, state, interpreter, emulator, flags, entry, message, explicit
+FOREIGN_STRUCT = "(sbsasb)"  # name, enabled, interpreter, overlapped owned entries, it wins
+PROBLEM_STRUCT = "(suus)"  # file, line, column, message
+FINDING_STRUCT = "(sssss)"  # entry, severity, kind, reason, fix
+ACTION_STRUCT = "(ssss)"  # action, entry, reason, register line ('' when none)
+APPLIED_STRUCT = "(sssss)"  # action, entry, reason, register line, kernel refusal ('' when none)
+CHANGE_STRUCT = "(sss)"  # action, entry, reason
+TEST_STRUCT = "(sss)"  # architecture, result (ok, failed, untested), message
 
 # Each domain failure has its D-Bus error name, on purpose; anything else is a bug and says so.
 DOMAIN_ERRORS = (errors.PolicyRejected, errors.UnknownArchitecture, errors.NotMounted,
@@ -69,30 +69,30 @@ XML = f"""
     <property name='LastReconcile' type='t' access='read'/>
     <!-- name, kind (arch or custom), state, interpreter, emulator, flags, entry, message,
          explicit (named in the policy, not only through `all`) -->
-    <property name='Architectures' type='a{ARCH_RECORD}' access='read'/>
+    <property name='Architectures' type='a{ARCH_STRUCT}' access='read'/>
     <!-- architecture -> the QEMU CPU model its entry's file carries (only those with one) -->
     <property name='CpuModels' type='a{{ss}}' access='read'/>
     <!-- entries of other tools: name, enabled, interpreter, owned entries it overlaps,
          whether the kernel hands it their binaries -->
-    <property name='ForeignEntries' type='a{FOREIGN_RECORD}' access='read'/>
+    <property name='ForeignEntries' type='a{FOREIGN_STRUCT}' access='read'/>
     <!-- the policy's problems: file, line, column, message -->
-    <property name='Problems' type='a{PROBLEM_RECORD}' access='read'/>
+    <property name='Problems' type='a{PROBLEM_STRUCT}' access='read'/>
     <!-- the audit of the whole table: entry, severity (high, medium), kind, reason, fix -->
-    <property name='Findings' type='a{FINDING_RECORD}' access='read'/>
+    <property name='Findings' type='a{FINDING_STRUCT}' access='read'/>
     <!-- binfmt_misc's global switch (its status file) -->
     <property name='BinfmtEnabled' type='b' access='read'/>
     <method name='Reconcile'>
       <arg direction='out' type='s' name='state'/>
-      <arg direction='out' type='a{APPLIED_RECORD}' name='applied'/>
+      <arg direction='out' type='a{APPLIED_STRUCT}' name='applied'/>
     </method>
     <method name='Reload'/>
     <method name='Plan'>
-      <arg direction='out' type='a{ACTION_RECORD}' name='actions'/>
-      <arg direction='out' type='a{PROBLEM_RECORD}' name='problems'/>
+      <arg direction='out' type='a{ACTION_STRUCT}' name='actions'/>
+      <arg direction='out' type='a{PROBLEM_STRUCT}' name='problems'/>
     </method>
     <method name='Test'>
       <arg direction='in' type='as' name='architectures'/>
-      <arg direction='out' type='a{TEST_RECORD}' name='results'/>
+      <arg direction='out' type='a{TEST_STRUCT}' name='results'/>
     </method>
     <!-- take the new interpreter file of an architecture that hold: true keeps on the one
          registered before (it is still tried on its probe first); its state and message after -->
@@ -102,60 +102,60 @@ XML = f"""
       <arg direction='out' type='s' name='message'/>
     </method>
     <signal name='Reconciled'>
-      <arg type='a{CHANGE_RECORD}' name='changes'/>
+      <arg type='a{CHANGE_STRUCT}' name='changes'/>
       <arg type='s' name='state'/>
     </signal>
   </interface>
 </node>
 """
 
-ArchRecord = tuple[str, str, str, str, str, str, str, str, bool]
-ForeignRecord = tuple[str, bool, str, list[str], bool]
-FindingRecord = tuple[str, str, str, str, str]
-ProblemRecord = tuple[str, int, int, str]
-ActionRecord = tuple[str, str, str, str]
-AppliedRecord = tuple[str, str, str, str, str]
+ArchStruct = tuple[str, str, str, str, str, str, str, str, bool]
+ForeignStruct = tuple[str, bool, str, list[str], bool]
+FindingStruct = tuple[str, str, str, str, str]
+ProblemStruct = tuple[str, int, int, str]
+ActionStruct = tuple[str, str, str, str]
+AppliedStruct = tuple[str, str, str, str, str]
 
 
-def arch_record(s: Status) -> ArchRecord:
+def arch_struct(s: Status) -> ArchStruct:
     return (s.name, s.kind, s.state.value, s.interpreter, s.emulator, s.flags, s.entry,
             s.message, s.explicit)
 
 
-def status_from(r: ArchRecord) -> Status:
+def status_from(r: ArchStruct) -> Status:
     name, kind, state, interpreter, emulator, flags, entry, message, explicit = r
     return Status(name, kind, State(state), entry, interpreter, emulator, flags, message,
                   bool(explicit))
 
 
-def finding_record(f: Finding) -> FindingRecord:
+def finding_struct(f: Finding) -> FindingStruct:
     return (f.entry, f.severity.value, f.kind, f.reason, f.fix)
 
 
-def finding_from(r: FindingRecord) -> Finding:
+def finding_from(r: FindingStruct) -> Finding:
     entry, severity, kind, reason, fix = r
     return Finding(entry, Severity(severity), kind, reason, fix)
 
 
-def foreign_record(f: Foreign) -> ForeignRecord:
+def foreign_struct(f: Foreign) -> ForeignStruct:
     return (f.name, f.enabled, f.interpreter, list(f.overlaps), f.wins)
 
 
-def foreign_from(r: ForeignRecord) -> Foreign:
+def foreign_from(r: ForeignStruct) -> Foreign:
     name, enabled, interpreter, overlaps, wins = r
     return Foreign(name, bool(enabled), interpreter, tuple(overlaps), bool(wins))
 
 
-def problem_record(p: Problem) -> ProblemRecord:
+def problem_struct(p: Problem) -> ProblemStruct:
     return (p.place.file, p.place.line, p.place.column, p.message)
 
 
-def problem_from(r: ProblemRecord) -> Problem:
+def problem_from(r: ProblemStruct) -> Problem:
     file, line, column, message = r
     return Problem(Place(file, int(line), int(column)), message)
 
 
-def action_record(a: Action) -> ActionRecord:
+def action_struct(a: Action) -> ActionStruct:
     return (a.kind.value, printable(a.entry), a.reason,
             a.registration.register_line() if a.registration else "")
 
@@ -165,15 +165,15 @@ def action_from(r: tuple[str, ...]) -> Action:
     return Action(Kind(kind), entry, reason, Registration.from_line(line) if line else None)
 
 
-def applied_record(o: Outcome) -> AppliedRecord:
-    return (*action_record(o.action), o.error or "")
+def applied_struct(o: Outcome) -> AppliedStruct:
+    return (*action_struct(o.action), o.error or "")
 
 
-def outcome_from(r: AppliedRecord) -> Outcome:
+def outcome_from(r: AppliedStruct) -> Outcome:
     return Outcome(action_from(r), r[4] or None)
 
 
-def change_records(plan: Plan) -> list[tuple[str, str, str]]:
+def change_structs(plan: Plan) -> list[tuple[str, str, str]]:
     return [(a.kind.value, printable(a.entry), a.reason) for a in plan.actions]
 
 
@@ -181,11 +181,11 @@ def cpu_models(statuses: Sequence[Status]) -> dict[str, str]:
     return {s.name: s.cpu for s in statuses if s.cpu}
 
 
-def report_from(statuses: list[ArchRecord], foreign: list[ForeignRecord],
-                problems: list[ProblemRecord], binfmt_enabled: bool,
-                applied: Sequence[AppliedRecord] = (), policy_rejected: bool = False,
+def report_from(statuses: list[ArchStruct], foreign: list[ForeignStruct],
+                problems: list[ProblemStruct], binfmt_enabled: bool,
+                applied: Sequence[AppliedStruct] = (), policy_rejected: bool = False,
                 models: dict[str, str] | None = None,
-                findings: Sequence[FindingRecord] = ()) -> Report:
+                findings: Sequence[FindingStruct] = ()) -> Report:
     models = models or {}
     return Report(tuple(replace(s, cpu=models.get(s.name, "")) if s.kind == "arch" else s
                         for s in map(status_from, statuses)),

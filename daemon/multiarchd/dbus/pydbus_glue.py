@@ -18,11 +18,11 @@ from pydbus import SystemBus
 from pydbus.bus import connect
 
 from .. import __version__
-from ..core.messages import Event, Record
+from ..core.messages import Event, Message
 from ..core import plan as core_plan
 from ..core.plan import Outcome
 from ..core.probes import Verdict
-from ..core.report import Report, Status
+from ..core.report import DaemonState, Report, Status
 from ..model.problems import Problem
 from ..model.reply import Reply
 from ..reconciler.run import Result
@@ -35,7 +35,7 @@ class Service(Protocol):
     """What the face needs from the service."""
 
     host_arch: str
-    state: str
+    state: DaemonState
     last_reconcile: float
 
     @property
@@ -77,7 +77,7 @@ class ManagerFace:
 
     @property
     def State(self) -> str:
-        return self._service.state
+        return self._service.state.value
 
     @property
     def PolicyPath(self) -> str:
@@ -88,8 +88,8 @@ class ManagerFace:
         return int(self._service.last_reconcile * 1_000_000)
 
     @property
-    def Architectures(self) -> list[api.ArchRecord]:
-        return [api.arch_record(s) for s in self._report.statuses]
+    def Architectures(self) -> list[api.ArchStruct]:
+        return [api.arch_struct(s) for s in self._report.statuses]
 
     @property
     def Table(self) -> str:
@@ -100,16 +100,16 @@ class ManagerFace:
         return api.cpu_models(self._report.statuses)
 
     @property
-    def ForeignEntries(self) -> list[api.ForeignRecord]:
-        return [api.foreign_record(f) for f in self._report.foreign]
+    def ForeignEntries(self) -> list[api.ForeignStruct]:
+        return [api.foreign_struct(f) for f in self._report.foreign]
 
     @property
-    def Problems(self) -> list[api.ProblemRecord]:
-        return [api.problem_record(p) for p in self._report.problems]
+    def Problems(self) -> list[api.ProblemStruct]:
+        return [api.problem_struct(p) for p in self._report.problems]
 
     @property
-    def Findings(self) -> list[api.FindingRecord]:
-        return [api.finding_record(f) for f in self._report.findings]
+    def Findings(self) -> list[api.FindingStruct]:
+        return [api.finding_struct(f) for f in self._report.findings]
 
     @property
     def BinfmtEnabled(self) -> bool:
@@ -126,14 +126,14 @@ class ManagerFace:
 
     def Reconcile(self, call: Call) -> None:
         self._may(call, "reconciling", lambda: self._service.reconcile(call.mapped(
-            lambda r: (r[0], [api.applied_record(o) for o in r[1]]))))
+            lambda r: (r[0], [api.applied_struct(o) for o in r[1]]))))
 
     def Reload(self, call: Call) -> None:
         self._may(call, "reloading the policy", lambda: self._service.reload(call))
 
-    def Plan(self) -> tuple[list[api.ActionRecord], list[api.ProblemRecord]]:
+    def Plan(self) -> tuple[list[api.ActionStruct], list[api.ProblemStruct]]:
         plan, problems = self._service.plan_now()
-        return [api.action_record(a) for a in plan.actions], [api.problem_record(p)
+        return [api.action_struct(a) for a in plan.actions], [api.problem_struct(p)
                                                               for p in problems]
 
     def Test(self, call: Call, architectures: list[str]) -> None:
@@ -160,13 +160,13 @@ class ManagerFace:
         if diff:
             self.server.properties_changed(diff)
         if plan:
-            self.server.signal("Reconciled", api.change_records(plan), self.State)
+            self.server.signal("Reconciled", api.change_structs(plan), self.State)
 
 
 class BusLink:
     """The daemon's connection to the system bus; reconnects when the bus comes back."""
 
-    def __init__(self, face: ManagerFace, emit: Callable[[Record], None],
+    def __init__(self, face: ManagerFace, emit: Callable[[Message], None],
                  on_change: Callable[[], None],
                  call_later: Callable[[float, Callable[[], None]], object],
                  soon: Callable[[Callable[[], None]], None]) -> None:
@@ -194,7 +194,7 @@ class BusLink:
                 self.face.server = None
                 raise
         except (GLib.Error, RuntimeError) as e:
-            self.emit(Record(Event.BUS_LOST, f"D-Bus: cannot publish {api.BUS_NAME}: {e}; "
+            self.emit(Message(Event.BUS_LOST, f"D-Bus: cannot publish {api.BUS_NAME}: {e}; "
                              f"retrying in {self._retry_delay:g} s, reconciling meanwhile"))
             self.call_later(self._retry_delay, self._retry)
             self._retry_delay = min(self._retry_delay * 2, 30.0)
@@ -203,7 +203,7 @@ class BusLink:
         self.bus = bus
         self._retry_delay = 1.0
         bus.con.connect("closed", self._closed)
-        self.emit(Record(Event.BUS_CONNECTED,
+        self.emit(Message(Event.BUS_CONNECTED,
                          f"D-Bus: {api.BUS_NAME} published at {api.OBJECT_PATH}"))
         self.on_change()
         return True
@@ -223,7 +223,7 @@ class BusLink:
 
     def _closed(self, _con: Any, _remote: bool, error: Any) -> None:
         self.bus = self.publication = self.face.server = None
-        self.emit(Record(Event.BUS_LOST, f"D-Bus: lost the connection to the system bus "
+        self.emit(Message(Event.BUS_LOST, f"D-Bus: lost the connection to the system bus "
                          f"({error.message if error else 'closed'}); still reconciling, "
                          "reconnecting"))
         self.on_change()

@@ -11,7 +11,6 @@ from .errors import UnknownArchitecture
 from .flags import Flags
 from .problems import did_you_mean
 
-ELF_HEADER_LEN = 64
 
 
 @dataclass(frozen=True)
@@ -71,9 +70,6 @@ class Catalog:
         """Every path where an emulator of the catalog may be, for any architecture."""
         return frozenset(p for emu in self.emulators.values() for a in self.arches
                          for p in emu.candidates(a))
-
-    def match(self, header: bytes) -> list[Arch]:
-        return [a for a in self.arches.values() if a.matches(header)]
 
     def host_runs(self, host: str, arch: str) -> bool:
         """Whether the catalog says a kernel of `host` runs `arch` programs by itself."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .escapes import decode_bytes, encode_bytes
 from .flags import Flags
 
 OWNED_PREFIX = "multiarch-"
@@ -14,9 +15,6 @@ MAX_MAGIC = 128 * 2  # magic bytes, and the limit on offset + magic length
 MAX_REGISTER = 1920  # the kernel's limit on one write to `register`
 RESERVED_NAMES = frozenset({"register", "status", ".", ".."})
 
-# Bytes that may stand unescaped in the magic and mask fields: printable ASCII except the
-# delimiter and the backslash. Everything else is written as \xHH, which the kernel unescapes.
-_LITERAL = frozenset(range(0x21, 0x7F)) - {ord(":"), ord("\\")}
 
 
 def owned(name: str) -> bool:
@@ -35,23 +33,6 @@ def printable(text: str) -> str:
     text = data.decode("utf-8", "backslashreplace")
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
                    for c in text)
-
-
-def _escape(data: bytes) -> str:
-    return "".join(chr(b) if b in _LITERAL else f"\\x{b:02x}" for b in data)
-
-
-def _unescape(text: str) -> bytes:
-    out = bytearray()
-    i = 0
-    while i < len(text):
-        if text.startswith("\\x", i):
-            out.append(int(text[i + 2:i + 4], 16))
-            i += 4
-        else:
-            out.append(ord(text[i]))
-            i += 1
-    return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -86,9 +67,9 @@ class Registration:
         if self.extension is not None:
             fields = [self.name, "E", "", self.extension, "", self.interpreter, str(self.flags)]
         else:
-            mask = _escape(self.mask) if self.mask is not None else ""
+            mask = encode_bytes(self.mask) if self.mask is not None else ""
             fields = [
-                self.name, "M", str(self.offset), _escape(self.magic), mask,
+                self.name, "M", str(self.offset), encode_bytes(self.magic), mask,
                 self.interpreter, str(self.flags),
             ]
         return ":" + ":".join(fields)
@@ -99,8 +80,8 @@ class Registration:
         _, name, kind, offset, magic, mask, interpreter, flags = line.split(line[0])
         if kind == "E":
             return cls(name, interpreter, Flags.parse(flags), extension=magic)
-        return cls(name, interpreter, Flags.parse(flags), _unescape(magic),
-                   _unescape(mask) if mask else None, int(offset or 0))
+        return cls(name, interpreter, Flags.parse(flags), decode_bytes(magic),
+                   decode_bytes(mask) if mask else None, int(offset or 0))
 
     def overlaps(self, other: Registration) -> bool:
         """Whether some file would match both entries (so the later-registered one wins)."""

@@ -17,7 +17,7 @@ from ..model.flags import KERNEL_ORDER, MEANING, Flags
 from ..model.policy import CPU_DEFAULT
 from ..model.problems import Place, Problem, did_you_mean
 from ..model.registration import MAX_MAGIC, MAX_NAME, OWNED_PREFIX, RESERVED_NAMES, STAND_IN
-from .escapes import decode_bytes
+from ..model.escapes import decode_bytes
 from .nodes import MapNode, Node, Scalar, SeqNode
 
 # What a problem spoils: None for the whole policy, else ("arch" | "custom", name).

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from .. import identity
 from ..core.desired import Desired
-from ..core.messages import outcome_records
+from ..core.messages import outcome_messages
 from ..core.plan import Kind, Outcome, plan
 from ..core.render import report_text
 from ..core.report import build_report, overall
@@ -39,7 +39,7 @@ def boot_record(policy_path: str, want: Desired, after: Observed,
         return None
     outcomes = tuple(Outcome(a) for a in todo.actions)
     report = build_report(want, then, outcomes)
-    records = [r.journal_fields() for r in outcome_records(report)]
+    records = [r.journal_fields() for r in outcome_messages(report)]
     files, status = table
     theirs = [(n, d) for n, d in files if not owned(n)]
     # As the table will list them after the replay: newest first, so ours first, last written

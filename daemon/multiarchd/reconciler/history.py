@@ -27,7 +27,9 @@ from ..policy.files import PolicyCache
 class History:
     repair_limit: int = 10  # drift repairs of one entry per window before backing off
     window: float = 60.0  # seconds
-    held: dict[str, FileId] = field(default_factory=dict)
+    # For each entry it registered: the interpreter file the kernel opened then (with F it
+    # runs that one until the entry is registered again).
+    opened: dict[str, FileId] = field(default_factory=dict)
     right: dict[str, Registration] = field(default_factory=dict)
     quelled: set[str] = field(default_factory=set)  # foreign entries we disabled or removed
     repairs: dict[str, deque[float]] = field(default_factory=dict)
@@ -43,7 +45,7 @@ class History:
     last_table: Observed | None = None
     policies: PolicyCache = field(default_factory=PolicyCache)  # parsed again only if changed
     # What the boot record was last made from (boot.py): made again only when that changes.
-    recorded: object = None
+    record_key: object = None
     # The last trial of each entry's new interpreter file (core/gate.py), by what was tried
     # (path, file, registration): a file is tried once, the next one again.
     trials: dict[str, tuple[object, Verdict]] = field(default_factory=dict)
@@ -82,8 +84,8 @@ class History:
             why[name] = (f"{name} was written {self.repair_limit} times but the kernel gives "
                          f"back something else; left alone for {self.window:g} s (please "
                          "report this)")
-        held = conflicts | set(why)
-        return Plan(tuple(a for a in plan.actions if a.entry not in held)), conflicts, why
+        waiting = conflicts | set(why)
+        return Plan(tuple(a for a in plan.actions if a.entry not in waiting)), conflicts, why
 
     def blocked(self, entries: frozenset[str], now: float) -> frozenset[str]:
         return frozenset(e for e in entries if len(self._recent(e, now)) >= self.repair_limit)
@@ -94,7 +96,7 @@ class History:
                  if len(self._recent(e, now)) >= self.repair_limit]
         return max(0.0, min(waits)) if waits else None
 
-    def record(self, desired: Desired, after: Observed, outcomes: tuple[Outcome, ...],
+    def remember(self, desired: Desired, after: Observed, outcomes: tuple[Outcome, ...],
                drift: frozenset[str], now: float) -> None:
         wants = {w.entry: w for w in desired.wants}
         for name, (reg, _) in list(self.refused.items()):
@@ -122,9 +124,9 @@ class History:
             if kind in (Kind.REGISTER, Kind.REPLACE):
                 self.released.discard(name)
             if kind in (Kind.REGISTER, Kind.REPLACE) and opened:
-                self.held[name] = opened
+                self.opened[name] = opened
             elif kind is Kind.REMOVE:
-                self.held.pop(name, None)
+                self.opened.pop(name, None)
             if not owned(name):
                 self.quelled.add(name)
         for want in desired.wants:

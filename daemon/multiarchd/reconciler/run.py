@@ -100,12 +100,12 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
         enforced = history.last_good
     host = probe_host(catalog, candidate_paths(enforced, catalog), seen=seen)
     want = carry_models(desired(enforced, catalog, host), catalog, seen, write=make_models)
-    held = dict(history.held) if history else {}
+    opened = dict(history.opened) if history else {}
     # A file made again in this run is not the one an entry registered before holds open.
-    held.update({name: STALE for name in want.remade if observed.get(name) is not None})
-    want = _gated(want, observed, held, history, catalog)
-    return policy, want, observed, plan(want, observed, held, _unsafe(want, observed, catalog,
-                                                                      held, seen))
+    opened.update({name: STALE for name in want.remade if observed.get(name) is not None})
+    want = _gated(want, observed, opened, history, catalog)
+    return policy, want, observed, plan(want, observed, opened,
+                                        _unsafe(want, observed, catalog, opened, seen))
 
 
 def findings_in(observed: Observed, catalog: Catalog, opened: Mapping[str, FileId] | None = None,
@@ -184,21 +184,21 @@ def keep_boot_record(config: Config, want: Desired, after: Observed,
     kept: a daemon makes it again only when what it is made from changed."""
     others = tuple((n, d) for n, d in table[0] if not n.startswith(record.OURS))
     key = (config.policy_path, seen.key(), others, table[1], native()[0])
-    if history is not None and history.recorded == key:
+    if history is not None and history.record_key == key:
         return
     text = boot_record(config.policy_path, want, after, table, native()[0], seen)
     if text is None:  # nothing a replay could do alike: no record is better than a stale one
         with contextlib.suppress(OSError):
             os.unlink(record.path())
         if history is not None:
-            history.recorded = key  # (the same inputs make no record again: not worked out anew)
+            history.record_key = key  # (the same inputs make no record again: not worked out anew)
         return
     # Nowhere to keep it, or a path that is not UTF-8: the next boot runs in full.
     with contextlib.suppress(OSError, UnicodeError):
         if keep.read_kept(record.path()) != text:
             keep.write_whole(record.path(), text, make_dir=True)
         if history is not None:
-            history.recorded = key
+            history.record_key = key
 
 
 def unregister_owned(config: Config) -> tuple[Outcome, ...]:
@@ -244,13 +244,13 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
         outcomes = apply(todo, table)
         after = table.read()
     # (before the boot record is kept: what the audit reads is keyed by it, as everything read)
-    findings = findings_in(after, catalog, history.held if history else None, seen)
+    findings = findings_in(after, catalog, history.opened if history else None, seen)
     if history and not dry_run:
-        history.record(want, after, outcomes, drift, now)  # what is right now, is known right
+        history.remember(want, after, outcomes, drift, now)  # what is right now, is known right
         # Whatever changed between the writes and the read-back is still to do: then no event
         # may be taken for the run's own.
         unsafe = {name: "" for name in _unsafe_names(want, after, findings)}
-        history.last_table = None if plan(want, after, history.held, unsafe) else after
+        history.last_table = None if plan(want, after, history.opened, unsafe) else after
         if not policy.rejected:
             history.last_good = policy
     if keep_record and not dry_run and not policy.rejected:

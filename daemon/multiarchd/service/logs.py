@@ -1,4 +1,4 @@
-"""Where records go: journald (systemd_glue.JournalLog) when stderr is the journal stream or
+"""Where messages go: journald (systemd_glue.JournalLog) when stderr is the journal stream or
 when asked, else one plain line each on stderr. systemd-python is imported only for journald.
 Light to import: the boot record's replay sends its records through here."""
 
@@ -9,7 +9,7 @@ import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (3 ms): mypy knows it
 if TYPE_CHECKING:
-    from ..core.messages import Record
+    from ..core.messages import Message
     from .systemd_glue import JournalLog
 
 IDENTIFIER = "multiarchd"
@@ -30,8 +30,8 @@ class StderrLog:
     def __init__(self, identifier: str = IDENTIFIER) -> None:
         self.identifier = identifier
 
-    def emit(self, record: Record) -> None:
-        self.send(record.journal_fields())
+    def emit(self, message: Message) -> None:
+        self.send(message.journal_fields())
 
     def send(self, fields: dict[str, str]) -> None:
         if fields.get("PRIORITY") != "7":  # debug: the journal's, not a terminal's
@@ -39,7 +39,7 @@ class StderrLog:
 
 
 def open_log(target: str = "auto", identifier: str = IDENTIFIER) -> StderrLog | JournalLog:
-    """`journal`: structured records to journald; `stderr`: their text; `auto`: journald when
+    """`journal`: structured messages to journald; `stderr`: their text; `auto`: journald when
     stderr is the journal stream."""
     if target == "journal" or (target == "auto" and stderr_is_journal()):
         from .systemd_glue import JournalLog

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..core.messages import Event, Record
+from ..core.messages import Event, Message
 from ..core.metrics import Counters, textfile
-from ..core.report import Report
+from ..core.report import DaemonState, Report
 from .protocols import Log
 
 
@@ -18,13 +18,13 @@ class Exporter:
         self.log = log
         self._error = ""
 
-    def export(self, state: str, report: Report | None, counters: Counters,
+    def export(self, state: DaemonState, report: Report | None, counters: Counters,
                last_run: float) -> None:
         try:
             self.write(textfile(state, report, counters, last_run))
             self._error = ""
         except OSError as e:
             if str(e) != self._error:
-                self.log.emit(Record(Event.METRICS_UNWRITABLE, f"cannot write the metrics "
+                self.log.emit(Message(Event.METRICS_UNWRITABLE, f"cannot write the metrics "
                                      f"file: {e}; will try again after the next run"))
             self._error = str(e)

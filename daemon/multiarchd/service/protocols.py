@@ -7,7 +7,7 @@ import signal
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from ..core.messages import Record
+from ..core.messages import Message
 from ..reconciler.run import Result
 from .watches import Watch
 
@@ -59,7 +59,7 @@ class Notifier(Protocol):
 
 
 class Log(Protocol):
-    def emit(self, record: Record) -> None: ...
+    def emit(self, message: Message) -> None: ...
 
 
 class Bus(Protocol):

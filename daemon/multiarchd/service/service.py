@@ -3,7 +3,7 @@
 Watchers (policy directory, binfmt_misc table, interpreter files), SIGHUP, D-Bus calls and the
 reconciler's own requeue only poke the trigger; pokes coalesce into one run, and runs never
 overlap (they all happen on the loop's thread). What happens in a run is the reconciler's; this
-module tells the world about it: journal records, sd_notify, the bus (the D-Bus face).
+module tells the world about it: journal messages, sd_notify, the bus (the D-Bus face).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from dataclasses import replace
 
 from .. import __version__
 from ..core.metrics import Counters
-from ..core.messages import (Event, Record, change_records, conflict_record, finding_record,
-                             problem_records, state_record)
+from ..core.messages import (Event, Message, change_messages, conflict_message, finding_message,
+                             problem_messages, state_message)
 from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
 from ..core.desired import Why
-from ..core.report import Report, Status, overall
+from ..core.report import DaemonState, Report, Status, overall
 from ..model.catalog import Catalog
 from ..kernel.owner import describe
 from ..model.errors import NotHeld, NotMounted, PolicyRejected, Stopping, UnknownArchitecture
@@ -68,7 +68,7 @@ class Service:
         self.exit_code = 0
         self._make_bus = bus  # None: no D-Bus (ready as soon as the first run is done)
         self.bus: Bus | None = None
-        self.state = "starting"
+        self.state = DaemonState.STARTING
         self.last: Result | None = None  # the last run, with the verdicts so far
         self._unjudged: Result | None = None  # the same without verdicts
         self.last_reconcile = 0.0  # wall-clock time of the last run
@@ -90,12 +90,12 @@ class Service:
         """sd_notify: a failure is said once (until sending works again), never raised."""
         error = self._sd_notify(*assignments)
         if error and error != self._notify_error:
-            self.log.emit(Record(Event.NOTIFY_FAILED, f"{error}; going on without telling it"))
+            self.log.emit(Message(Event.NOTIFY_FAILED, f"{error}; going on without telling it"))
         self._notify_error = error
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        self.log.emit(Record(Event.STARTED, f"multiarchd {__version__} starting; policy "
+        self.log.emit(Message(Event.STARTED, f"multiarchd {__version__} starting; policy "
                              f"{self.config.policy_path}, table {self.config.binfmt_dir}, "
                              f"{self.table}"))
         # Watch before the first look (list-then-watch): a change at any instant after this
@@ -108,7 +108,7 @@ class Service:
         self.loop.on_signal(signal.SIGINT, self.stop)
         why = self.native_why()
         if why:
-            self.log.emit(Record(Event.NATIVE_UNKNOWN, f"cannot tell native architectures by "
+            self.log.emit(Message(Event.NATIVE_UNKNOWN, f"cannot tell native architectures by "
                                  f"running probes here ({why}); the catalog's runs lists "
                                  "decide"))
         if self.watchdog:
@@ -159,7 +159,7 @@ class Service:
             reply.error(Stopping("multiarchd is stopping; ask again once it is back"))
         self._testing.clear()
         self.notify("STOPPING=1")
-        self.log.emit(Record(Event.STOPPED, "multiarchd stopping; registrations stay in place"))
+        self.log.emit(Message(Event.STOPPED, "multiarchd stopping; registrations stay in place"))
         self.watcher.stop()
         self.loop.quit()
 
@@ -273,7 +273,7 @@ class Service:
     def _run(self) -> Result | None:
         taken = self.lock()
         if taken is not None:  # a second daemon on this table: say whose it is, and leave
-            self.log.emit(Record(Event.SECOND_DAEMON, taken))
+            self.log.emit(Message(Event.SECOND_DAEMON, taken))
             self.notify(f"STATUS={taken}")
             self.exit_code = 1
             self.stop()
@@ -326,15 +326,15 @@ class Service:
         self._why = step.why
         before = self.state
         if step.waiting:
-            if self.state != "waiting":
-                self.log.emit(Record(Event.WAITING, f"{step.why}; waiting for it to "
+            if self.state is not DaemonState.WAITING:
+                self.log.emit(Message(Event.WAITING, f"{step.why}; waiting for it to "
                                      "appear"))
                 self._status = f"waiting: {step.why}"
                 self.notify(f"STATUS={self._status}")
-            self.state = "waiting"  # the mount table wakes us (watched since start)
+            self.state = DaemonState.WAITING  # the mount table wakes us (watched since start)
         else:
-            self.log.emit(Record(Event.RUN_FAILED, f"{step.why}; will retry"))
-            self.state = "degraded"
+            self.log.emit(Message(Event.RUN_FAILED, f"{step.why}; will retry"))
+            self.state = DaemonState.DEGRADED
             self._status = f"degraded: {step.why}"
             self.notify(f"STATUS={self._status}")
         if self.bus is not None and self.state != before:
@@ -342,20 +342,20 @@ class Service:
         self._export()
 
     def _tell(self, result: Result) -> None:
-        for record in change_records(result.report.outcomes, result.drift):
-            self.log.emit(record)
+        for message in change_messages(result.report.outcomes, result.drift):
+            self.log.emit(message)
         problems = tuple(str(p) for p in result.report.problems)
         if problems != self._problems:  # say it once per distinct policy, not every run
             if problems:
-                for record in problem_records(result.report.problems, result.rejected,
+                for message in problem_messages(result.report.problems, result.rejected,
                                               last_good=result.desired is not None):
-                    self.log.emit(record)
+                    self.log.emit(message)
             elif self._problems:
-                self.log.emit(Record(Event.POLICY_ACCEPTED, "policy accepted; applying it"))
+                self.log.emit(Message(Event.POLICY_ACCEPTED, "policy accepted; applying it"))
             self._problems = problems
         said = {}
         for st in result.report.statuses:
-            told = state_record(st)
+            told = state_message(st)
             if told is not None:
                 said[st.entry] = told.message
                 if self._said.get(st.entry) != told.message:  # once, when it starts
@@ -363,11 +363,11 @@ class Service:
         self._said = said
         for f in result.report.findings:
             if str(f) not in self._findings:  # once while it lasts
-                self.log.emit(finding_record(f))
+                self.log.emit(finding_message(f))
         self._findings = {str(f) for f in result.report.findings}
         for entry in sorted(result.conflicts - self._conflicts):
             times = self.reconciler.history.repairs.get(entry, ())
-            self.log.emit(conflict_record(entry, len(times), self.options.repair_window))
+            self.log.emit(conflict_message(entry, len(times), self.options.repair_window))
         self._conflicts = result.conflicts
         state, line = overall(result.report), self._status_line(result)
         if line != self._status or result.report.outcomes:  # (a new problem says so too)

@@ -1,4 +1,4 @@
-"""Talking to systemd: journald records (through systemd-python, the only module importing it)
+"""Talking to systemd: journald messages (through systemd-python, the only module importing it)
 and sd_notify."""
 
 from __future__ import annotations
@@ -11,17 +11,17 @@ from systemd import _journal
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (3 ms): mypy knows it
 if TYPE_CHECKING:
-    from ..core.messages import Record
+    from ..core.messages import Message
 
 
 class JournalLog:
-    """Structured records to journald, with their MESSAGE_ID and MULTIARCH_* fields."""
+    """Structured messages to journald, with their MESSAGE_ID and MULTIARCH_* fields."""
 
     def __init__(self, identifier: str) -> None:
         self.identifier = identifier
 
-    def emit(self, record: Record) -> None:
-        self.send(record.journal_fields())
+    def emit(self, message: Message) -> None:
+        self.send(message.journal_fields())
 
     def send(self, fields: dict[str, str]) -> None:
         _journal.sendv(*(f"{k}={v}" for k, v in fields.items()),

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 
-from ..core.messages import Event, Record
+from ..core.messages import Event, Message
 from ..core.probes import Verdict
 from ..core.report import State, with_verdicts
 from ..model.registration import OWNED_PREFIX, Registration
@@ -89,7 +89,7 @@ class Verifier:
                             self.proven.remember(v.arch, reg, v)
                     if report and v.result == "failed":
                         self.failures += 1
-                        self.log.emit(Record(Event.PROBE_FAILED, f"{v.arch}: probe failed: "
+                        self.log.emit(Message(Event.PROBE_FAILED, f"{v.arch}: probe failed: "
                                              f"{v.message}", {"MULTIARCH_ARCH": v.arch,
                                                               "MULTIARCH_ENTRY": OWNED_PREFIX + v.arch,
                                                               "MULTIARCH_ACTION": "verify"}))

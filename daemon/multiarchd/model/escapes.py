@@ -1,6 +1,18 @@
-"""Byte strings in the policy (custom magic and mask): `\\xHH` escapes and `\\\\`."""
+"""Byte strings as text, in the one escape binfmt_misc and the policy share: `\\xHH` (and `\\\\` in
+the policy). The kernel's register line (model/registration.py) and a custom entry's magic and
+mask in the policy (policy/fields.py) both go through here."""
 
 from __future__ import annotations
+
+# Bytes that may stand unescaped in a register line's magic and mask: printable ASCII except
+# the delimiter and the backslash. Everything else is written as \xHH, which the kernel
+# unescapes.
+_LITERAL = frozenset(range(0x21, 0x7F)) - {ord(":"), ord("\\")}
+
+
+def encode_bytes(data: bytes) -> str:
+    """bytes -> text the kernel's register line takes (and decode_bytes reads back)."""
+    return "".join(chr(b) if b in _LITERAL else f"\\x{b:02x}" for b in data)
 
 
 def decode_bytes(text: str) -> bytes:
