@@ -21,8 +21,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from multiarchd.model.options import Config
 from multiarchd.model.table import Observed
-from multiarchd.reconciler.run import Config, evaluate, reconcile_once
+from multiarchd.reconciler.run import evaluate, reconcile_once
 
 from bench.stats import median, percentile
 from tests.support.binfmt import PrivateBinfmt

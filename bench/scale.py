@@ -30,10 +30,11 @@ from multiarchd.core.report import build_report
 from multiarchd.host.facts import candidate_paths, probe_host
 from multiarchd.kernel.apply import apply
 from multiarchd.kernel.table import BinfmtTable
+from multiarchd.model.options import Config
 from multiarchd.model.table import Observed
 from multiarchd.policy.files import PolicyCache, load_policy
 from multiarchd.reconciler.history import History
-from multiarchd.reconciler.run import Config, reconcile_once
+from multiarchd.reconciler.run import reconcile_once
 
 from bench.stats import in_turn, median
 from tests.support.binfmt import PrivateBinfmt

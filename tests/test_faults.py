@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from multiarchd.core.plan import Kind
-from multiarchd.reconciler.run import Config, reconcile_once
+from multiarchd.model.options import Config
+from multiarchd.reconciler.run import reconcile_once
 
 from tests.support.binfmt import USERNS, PrivateBinfmt
 from tests.support.bus import PrivateBus

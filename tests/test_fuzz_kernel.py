@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from multiarchd.kernel.table import BinfmtTable
+from multiarchd.model.options import Config
 from multiarchd.model.registration import owned
-from multiarchd.reconciler.run import Config, reconcile_once
+from multiarchd.reconciler.run import reconcile_once
 
 from tests.support.binfmt import PrivateBinfmt
 

@@ -17,17 +17,17 @@ from multiarchd.core.messages import Event
 from multiarchd.core.plan import Action, Kind, Outcome, Plan
 from multiarchd.core.probes import Verdict
 from multiarchd.core.report import State, build_report
+from multiarchd.core.result import Result
 from multiarchd.kernel.apply import apply
 from multiarchd.kernel.refusals import KernelError
 from multiarchd.model.errors import NotMounted
 from multiarchd.model.flags import Flags
-from multiarchd.model.options import Options
+from multiarchd.model.options import Config, Options
 from multiarchd.model.policy import ForeignMode, Policy
 from multiarchd.model.registration import Registration
 from multiarchd.model.table import Entry, Observed
 from multiarchd.reconciler.history import History
 from multiarchd.reconciler.reconciler import Reconciler
-from multiarchd.reconciler.run import Config, Result
 from multiarchd.service.metrics import Exporter
 from multiarchd.service.service import Service
 from multiarchd.service.trigger import Trigger

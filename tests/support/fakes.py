@@ -13,10 +13,11 @@ from multiarchd.core.desired import Desired
 from multiarchd.core.messages import Message
 from multiarchd.core.plan import Action, Kind, Outcome, Plan
 from multiarchd.core.report import Report
+from multiarchd.core.result import Result
+from multiarchd.model.options import Config
 from multiarchd.model.policy import ForeignMode, Policy
 from multiarchd.model.table import Observed
 from multiarchd.reconciler.history import History
-from multiarchd.reconciler.run import Config, Result
 from multiarchd.service.watches import Watch
 
 T = TypeVar("T")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 
 from ..core.messages import outcome_messages
-from ..core.report import EXIT_USAGE
-from ..core.report import Report
+from ..core.report import EXIT_USAGE, Report
+from ..core.result import Result
 from ..kernel.table import DEFAULT_PATH as BINFMT_PATH
+from ..model.options import Config
 from ..policy import DEFAULT_PATH as POLICY_PATH
-from ..reconciler.run import Config, Result
 from ..service.protocols import Log
 
 

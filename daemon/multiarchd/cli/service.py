@@ -12,17 +12,16 @@ from ..host.keep import write_whole
 from ..host.native import native
 from ..host.probing import verify
 from ..kernel.table import DEFAULT_PATH, BinfmtTable
-from ..model.options import Options
+from ..model.options import Config, Options
 from ..reconciler.reconciler import Reconciler
-from ..reconciler.run import Config
 from ..service.background import Workers
 from ..service.glib_loop import GLibLoop
 from ..service.inotify import Watcher
 from ..service.lock import TableLock
 from ..service.metrics import Exporter
 from ..service.protocols import Bus, Log
-from ..service.service import Service
 from ..service.proven import Proven
+from ..service.service import Service
 from ..service.systemd_glue import notify, watchdog_interval
 from ..service.verifier import Verifier
 

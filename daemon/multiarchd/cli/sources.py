@@ -13,12 +13,13 @@ from ..core.render import View
 from ..core.report import DaemonState, Report, build_report, overall
 from ..dbus import api
 from ..host.facts import host_arch
-from ..kernel.owner import describe
 from ..host.probing import verify
+from ..kernel.owner import describe
 from ..model.errors import PolicyRejected
+from ..model.options import Config
 from ..model.problems import Problem
 from ..model.table import Observed
-from ..reconciler.run import Config, evaluate, findings_in, reconcile_once
+from ..reconciler.run import evaluate, findings_in, reconcile_once
 
 if TYPE_CHECKING:
     from ..dbus.pydbus_glue import Client

@@ -18,17 +18,17 @@ from pydbus import SystemBus
 from pydbus.bus import connect
 
 from .. import __version__
-from ..core.messages import Event, Message
 from ..core import plan as core_plan
+from ..core.messages import Event, Message
 from ..core.plan import Outcome
 from ..core.probes import Verdict
 from ..core.report import DaemonState, Report, Status
+from ..core.result import Result
 from ..model.problems import Problem
 from ..model.reply import Reply
-from ..reconciler.run import Result
 from . import api, polkit
-from .server import Call, Server
 from .api import RemoteError, Unreachable
+from .server import Call, Server
 
 
 class Service(Protocol):

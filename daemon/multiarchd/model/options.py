@@ -1,8 +1,20 @@
-"""The service's tunables, with their defaults (the command line sets them)."""
+"""What a run works on (Config), and the service's tunables with their defaults (Options): the
+command line sets both."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    """Which policy and which binfmt_misc table a run works on."""
+
+    policy_path: str
+    binfmt_dir: str
+    # A table of this user namespace's own is what is wanted (--private): mounting one in a
+    # namespace that is not the host's is then not refused (kernel/owner.py).
+    private: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from ..model.catalog import Catalog
 from ..model.policy import Policy
 from ..model.problems import Place
 from .nodes import Node, YamlError
+from .places import dropin_dirs
 from .validate import Merger
 from .yamlnodes import parse
 
@@ -35,20 +36,6 @@ class Unreadable(Exception):
         self.message = message
 
 
-_LAYERED = os.path.join("etc", "multiarch", "arches.yaml")
-
-
-def dropin_dirs(main: str) -> list[str]:
-    """Where drop-ins are read from, lowest precedence first. For the main file at
-    ROOT/etc/multiarch/arches.yaml (/ on a system), as binfmt.d does: ROOT/usr/lib (what packages
-    ship), ROOT/run (what is made at run time), ROOT/etc (the admin's); else arches.d beside it."""
-    if main == "/" + _LAYERED or main.endswith(os.sep + _LAYERED):
-        root = main[:-len(_LAYERED)]
-        return [f"{root}usr/lib/multiarch/arches.d", f"{root}run/multiarch/arches.d",
-                f"{root}etc/multiarch/arches.d"]
-    return [os.path.join(os.path.dirname(main), "arches.d")]
-
-
 def dropins(main: str, seen: identity.Seen | None = None) -> tuple[list[str], dict[str, str]]:
     """The drop-ins in force, in name order (`*.yaml` and `*.yml`), and those overridden by one
     of the same name in a later directory (/etc beats /run beats /usr/lib): loser -> winner."""
@@ -64,15 +51,6 @@ def dropins(main: str, seen: identity.Seen | None = None) -> tuple[list[str], di
                 overridden[chosen[name]] = path
             chosen[name] = path
     return [chosen[name] for name in sorted(chosen)], overridden
-
-
-def read_as_policy(path: str, main: str) -> bool:
-    """Whether a file at `path` is one the policy is read from (the main file, or a drop-in's
-    name in a drop-in directory), as opposed to an editor's swap file or backup beside it."""
-    name = os.path.basename(path)
-    return path == os.path.abspath(main) or (
-        os.path.dirname(path) in dropin_dirs(os.path.abspath(main)) and
-        name.endswith((".yaml", ".yml")) and not name.startswith("."))
 
 
 def policy_files(main: str, seen: identity.Seen | None = None) -> list[str]:

@@ -14,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..core.plan import Plan
+from ..core.result import Result
 from ..model.errors import NotMounted, PolicyRejected
-from ..model.options import Options
+from ..model.options import Config, Options
 from ..model.problems import Problem
 from .history import History
-from .run import Config, Result, Table, ensure_mounted, evaluate, reconcile_once
+from .run import Table, ensure_mounted, evaluate, reconcile_once
 
 
 @dataclass(frozen=True)

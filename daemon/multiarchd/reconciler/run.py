@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
 from .. import identity
@@ -20,7 +20,9 @@ from ..core import gate
 from ..core.audit import Finding, Severity, audit
 from ..core.desired import Desired, desired
 from ..core.plan import Outcome, Plan, plan, release
+from ..core.probes import Verdict
 from ..core.report import Report, build_report
+from ..core.result import Result
 from ..host import keep
 from ..host.audit_facts import audit_facts
 from ..host.cpu_models import carry_models
@@ -31,9 +33,9 @@ from ..kernel.apply import apply
 from ..kernel.table import DEFAULT_PATH as DEFAULT_BINFMT
 from ..kernel.table import BinfmtTable
 from ..model.catalog import Catalog
-from ..core.probes import Verdict
 from ..model.errors import NotMounted
 from ..model.host import FileId
+from ..model.options import Config
 from ..model.policy import ForeignMode, Policy
 from ..model.registration import owned, printable
 from ..model.table import Observed
@@ -44,31 +46,6 @@ from .history import History
 
 
 STALE = (-1, -1)  # (device, inode) of no file: what an entry holds, when that is not the file now
-
-
-@dataclass(frozen=True)
-class Config:
-    policy_path: str
-    binfmt_dir: str
-    # A table of this user namespace's own is what is wanted (--private): mounting one in a
-    # namespace that is not the host's is then not refused (kernel/owner.py).
-    private: bool = False
-
-
-@dataclass(frozen=True)
-class Result:
-    policy: Policy  # as the files on disk say
-    desired: Desired | None  # None when the policy was rejected and none was accepted before
-    plan: Plan
-    report: Report
-    drift: frozenset[str] = frozenset()  # entries repaired (or due) because someone changed them
-    conflicts: frozenset[str] = frozenset()  # entries left alone: their repairs are backed off
-    enforced: Policy | None = None  # the policy in force: this one, or the last good one
-
-    @property
-    def rejected(self) -> bool:
-        """The policy on disk was rejected (the last good one, if any, stays in force)."""
-        return self.policy.rejected
 
 
 def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed | None = None,

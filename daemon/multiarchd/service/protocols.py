@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from ..core.messages import Message
-from ..reconciler.run import Result
+from ..core.result import Result
 from .watches import Watch
 
 Clock = Callable[[], float]  # monotonic seconds

@@ -17,19 +17,19 @@ from .. import __version__
 from ..core.metrics import Counters
 from ..core.messages import (Event, Message, change_messages, conflict_message, finding_message,
                              problem_messages, state_message)
+from ..core.desired import Why
 from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
-from ..core.desired import Why
 from ..core.report import DaemonState, Report, Status, overall
-from ..model.catalog import Catalog
+from ..core.result import Result
 from ..kernel.owner import describe
+from ..model.catalog import Catalog
 from ..model.errors import NotHeld, NotMounted, PolicyRejected, Stopping, UnknownArchitecture
 from ..model.options import Options
 from ..model.problems import Problem
 from ..model.registration import OWNED_PREFIX
 from ..model.reply import Reply
 from ..reconciler.reconciler import Reconciler, Step
-from ..reconciler.run import Result
 from .metrics import Exporter
 from .protocols import Bus, Clock, Log, Loop, Notifier, Watcher
 from .trigger import Trigger, Wakeups

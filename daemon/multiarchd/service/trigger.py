@@ -12,9 +12,8 @@ import math
 import os
 from collections.abc import Callable
 
-from ..model.options import Options
-from ..policy.files import read_as_policy
-from ..reconciler.run import Config
+from ..model.options import Config, Options
+from ..policy.places import read_as_policy
 from .protocols import Clock, Timers
 from .watches import is_policy, policy_dirs
 

@@ -16,10 +16,10 @@ from functools import partial
 from ..core.messages import Event, Message
 from ..core.probes import Verdict
 from ..core.report import State, with_verdicts
+from ..core.result import Result
 from ..model.registration import OWNED_PREFIX, Registration
-from ..reconciler.run import Result
-from .proven import Proven
 from .protocols import Background, Log
+from .proven import Proven
 
 Probe = Callable[[list[str]], list[Verdict]]  # run these architectures' probes now
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..core.result import Result
 from ..host.facts import candidate_paths
 from ..model.catalog import Catalog
-from ..policy.files import dropin_dirs
-from ..reconciler.run import Config, Result
+from ..model.options import Config
+from ..policy.places import dropin_dirs
 
 
 @dataclass(frozen=True)
