@@ -21,8 +21,7 @@ from hypothesis import given, strategies as st
 
 from multiarchd.kernel import raw
 from multiarchd.kernel.table import BinfmtTable
-from multiarchd.model.registration import OWNED_PREFIX, RESERVED_NAMES
-from multiarchd.reconciler.record import OURS, escape, unescape
+from multiarchd.reconciler.record import escape, unescape
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.commands import DaemonStarter, PolicyWriter
 from tests.support.paths import DEFAULT_POLICY
@@ -188,11 +187,6 @@ def test_other_arguments_are_a_full_run() -> None:
                                     "--config", str(DEFAULT_POLICY)),
                            capture_output=True, text=True)
         assert r.stderr.splitlines()[-1] == "full run" and ns.names() == []
-
-
-def test_the_light_modules_know_our_entries_and_the_control_files_as_the_model_does() -> None:
-    # (spelled out there to stay light to import)
-    assert OURS == OWNED_PREFIX and raw.CONTROL == RESERVED_NAMES
 
 
 @pytest.mark.parametrize("file, text", [("status", "-1"), ("status", "0"), ("register", "-1"),

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from multiarchd.catalog import load_catalog
 from multiarchd.model.flags import Flags
 from multiarchd.model.policy import Policy
-from multiarchd.model.registration import MAX_NAME, MAX_REGISTER, OWNED_PREFIX, STAND_IN, \
-    Registration
+from multiarchd.model.registration import MAX_NAME, MAX_REGISTER, STAND_IN, Registration
+from multiarchd.names import OWNED_PREFIX
 from multiarchd.policy.files import Unreadable, decode, policy_from
 
 CATALOG = load_catalog()

@@ -10,7 +10,8 @@ from ..model.flags import Flags
 from ..model.host import FileId, FileState, Host
 from ..model.policy import CPU_DEFAULT, ArchRule, CustomRule, ForeignMode, Policy
 from ..model.problems import Place, Problem
-from ..model.registration import OWNED_PREFIX, Registration
+from ..model.registration import Registration
+from ..names import OWNED_PREFIX
 
 
 class Why(enum.StrEnum):

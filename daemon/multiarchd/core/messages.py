@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..model.problems import Problem
-from ..model.registration import OWNED_PREFIX, printable
+from ..model.registration import printable
+from ..names import OWNED_PREFIX
 from .audit import Finding
 from .plan import Kind, Outcome
 from .report import Report, Status

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import os
 
+from ..names import CONTROL_FILES
+
 DEFAULT_PATH = "/proc/sys/fs/binfmt_misc"
-# The control files (and the directory's own names): never entries.
-CONTROL = frozenset({"register", "status", ".", ".."})
 ENTRY_MAX = 1 << 16  # an entry file is at most a page; read no more whatever it claims
 
 
@@ -17,7 +17,7 @@ def read_all(path: str) -> tuple[tuple[tuple[str, bytes], ...], str]:
     of `status`."""
     entries = []
     for name in os.listdir(path):
-        if name in CONTROL:
+        if name in CONTROL_FILES:
             continue
         try:
             with open(os.path.join(path, name), "rb") as f:

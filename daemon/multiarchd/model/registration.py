@@ -5,15 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..names import OWNED_PREFIX
 from .escapes import decode_bytes, encode_bytes
 from .flags import Flags
 
-OWNED_PREFIX = "multiarch-"
 STAND_IN = "~"  # multiarch-NAME~ stands in for multiarch-NAME while it is replaced
 MAX_NAME = 255  # the kernel's limit on an entry name
 MAX_MAGIC = 128 * 2  # magic bytes, and the limit on offset + magic length
 MAX_REGISTER = 1920  # the kernel's limit on one write to `register`
-RESERVED_NAMES = frozenset({"register", "status", ".", ".."})
 
 
 

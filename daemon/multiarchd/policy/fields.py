@@ -13,11 +13,12 @@ import unicodedata
 
 from ..core.cpu_image import MAX_MODEL, MODEL_RULE
 from ..model.catalog import Catalog
+from ..model.escapes import decode_bytes
 from ..model.flags import KERNEL_ORDER, MEANING, Flags
 from ..model.policy import CPU_DEFAULT
 from ..model.problems import Place, Problem, did_you_mean
-from ..model.registration import MAX_MAGIC, MAX_NAME, OWNED_PREFIX, RESERVED_NAMES, STAND_IN
-from ..model.escapes import decode_bytes
+from ..model.registration import MAX_MAGIC, MAX_NAME, STAND_IN
+from ..names import CONTROL_FILES, OWNED_PREFIX
 from .nodes import MapNode, Node, Scalar, SeqNode
 
 # What a problem spoils: None for the whole policy, else ("arch" | "custom", name).
@@ -180,7 +181,7 @@ class Fields:
 
     def _check_name(self, name: str, node: Node, scope: Scope) -> None:
         limit = MAX_NAME - len(OWNED_PREFIX) - len(STAND_IN)
-        if name in RESERVED_NAMES:
+        if name in CONTROL_FILES:
             self.problem(self.at(node), f"custom name {name!r} is reserved by binfmt_misc; "
                          "choose another", scope)
         elif not NAME_RULE.fullmatch(name):

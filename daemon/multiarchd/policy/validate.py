@@ -15,7 +15,8 @@ from ..model.flags import KERNEL_ORDER, Flags
 from ..model.policy import (ALL, ARCH_KEYS, CPU_DEFAULT, CUSTOM_KEYS, DEFAULT_EMULATORS,
                             DEFAULTS_KEYS, TOP_KEYS, ArchRule, CustomRule, ForeignMode, Policy)
 from ..model.problems import Place, Problem, closest, did_you_mean
-from ..model.registration import MAX_REGISTER, OWNED_PREFIX, Registration
+from ..model.registration import MAX_REGISTER, Registration
+from ..names import OWNED_PREFIX
 from .fields import MAX_PROBLEMS, Fields, Scope, TooManyProblems, kind_of
 from .nodes import MapNode, Node, Scalar, SeqNode, YamlError
 

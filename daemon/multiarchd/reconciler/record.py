@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 
 MAGIC = "multiarchd boot record 2"
 LIMIT = 1 << 20  # bytes: a larger record is not kept (that policy runs in full at boot)
-OURS = "multiarch-"  # model.registration.OWNED_PREFIX, not imported: this module stays light
 DEBUG = "7"  # syslog's: in the journal for whoever asks (journalctl -p debug), not on stderr
 _VOLATILE_CPU = ("cpu mhz", "bogomips")  # /proc/cpuinfo lines that change while it runs
 

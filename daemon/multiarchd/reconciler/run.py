@@ -39,6 +39,7 @@ from ..model.options import Config
 from ..model.policy import ForeignMode, Policy
 from ..model.registration import owned, printable
 from ..model.table import Observed
+from ..names import OWNED_PREFIX
 from ..policy.files import load_policy
 from . import record
 from .boot import boot_record
@@ -159,7 +160,7 @@ def keep_boot_record(config: Config, want: Desired, after: Observed,
                      history: History | None) -> None:
     """Keep what --once would do at the next boot (record.py), when it differs from what was
     kept: a daemon makes it again only when what it is made from changed."""
-    others = tuple((n, d) for n, d in table[0] if not n.startswith(record.OURS))
+    others = tuple((n, d) for n, d in table[0] if not n.startswith(OWNED_PREFIX))
     key = (config.policy_path, seen.key(), others, table[1], native()[0])
     if history is not None and history.record_key == key:
         return

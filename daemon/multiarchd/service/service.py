@@ -27,8 +27,8 @@ from ..model.catalog import Catalog
 from ..model.errors import NotHeld, NotMounted, PolicyRejected, Stopping, UnknownArchitecture
 from ..model.options import Options
 from ..model.problems import Problem
-from ..model.registration import OWNED_PREFIX
 from ..model.reply import Reply
+from ..names import OWNED_PREFIX
 from ..reconciler.reconciler import Reconciler, Step
 from .metrics import Exporter
 from .protocols import Bus, Clock, Log, Loop, Notifier, Watcher

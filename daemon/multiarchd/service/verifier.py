@@ -17,7 +17,8 @@ from ..core.messages import Event, Message
 from ..core.probes import Verdict
 from ..core.report import State, with_verdicts
 from ..core.result import Result
-from ..model.registration import OWNED_PREFIX, Registration
+from ..model.registration import Registration
+from ..names import OWNED_PREFIX
 from .protocols import Background, Log
 from .proven import Proven
 
