@@ -25,6 +25,12 @@ TEXT_MAX = 1 << 20  # policy/files.py reads no more of a policy file
 _MOUNT_FLAGS = os.ST_NOEXEC
 
 
+def kernel() -> str:
+    """Which kernel this is: its release and build (what decides what it runs and how)."""
+    u = os.uname()
+    return f"{u.release} {u.version}"
+
+
 def of_stat(st: os.stat_result, real: str, mount: int) -> str:
     """`st` of the file at the resolved path `real` on a mount with flags `mount`, as noted.
 

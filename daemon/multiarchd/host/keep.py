@@ -99,12 +99,14 @@ def _native_path() -> str:
 
 
 def _native_key() -> str:
+    """This boot, kernel and version of multiarchd; "" when the boot cannot be told (then
+    nothing kept is believed)."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             boot = f.read().strip()
     except OSError:
-        boot = ""
-    return f"{boot} {os.uname().release} {__version__}"
+        return ""
+    return f"{boot} {identity.kernel()} {__version__}" if boot else ""
 
 
 def kept_native() -> tuple[frozenset[str] | None, str] | None:
@@ -112,7 +114,7 @@ def kept_native() -> tuple[frozenset[str] | None, str] | None:
     multiarchd (None, why: they could not be found); None when nothing is kept for them."""
     key = _native_key()
     kept = (read_kept(_native_path()) or "").split("\n")
-    if len(kept) != 3 or kept[0] != key or not key.split()[0]:
+    if not key or len(kept) != 3 or kept[0] != key:
         return None
     found, why = kept[1].split(), kept[2]
     return (None if found == ["-"] else frozenset(found)), why

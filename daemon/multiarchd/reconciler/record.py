@@ -106,10 +106,9 @@ def code_key() -> str:
 def machine_key() -> str:
     """What decides which architectures run natively: the kernel, its command line (e.g.
     ia32_emulation=, syscall.x32=) and the CPU (the first one's description)."""
-    u = os.uname()
     cpu = _read("/proc/cpuinfo", 1 << 14).split("\n\n")[0].splitlines()
     cpu = [c for c in cpu if not c.lower().startswith(_VOLATILE_CPU)]
-    return "\n".join([u.release, u.version, u.machine, _read("/proc/cmdline"), *cpu])
+    return "\n".join([identity.kernel(), os.uname().machine, _read("/proc/cmdline"), *cpu])
 
 
 def config_key(policy_path: str) -> tuple[str, str]:

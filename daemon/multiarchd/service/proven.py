@@ -22,7 +22,7 @@ def _identity(reg: Registration) -> str | None:
     ident = identity.of_path(reg.interpreter)
     if ident in (identity.MISSING, identity.UNKNOWN):
         return None
-    return f"{ident} {os.uname().release}"
+    return f"{ident} {identity.kernel()}"
 
 
 class Proven:
