@@ -7,7 +7,12 @@ same (the boot record, reconciler/record.py, is replayed only then):
   the run decided on. Every attribute a decision reads is there itself (type, mode, owner), so
   a timestamp that does not move within one clock tick hides nothing decided from;
 - each policy file by its text (an edit within one clock tick keeps the timestamps);
-- each drop-in directory by its listing, taken before the drop-ins are looked for.
+- each drop-in directory by its listing, taken before the drop-ins are looked for;
+- and which kernel this is (kernel()), for what is kept for a kernel: the boot record, this
+  boot's native answer (host/keep.py), the kept probe verdicts (service/proven.py).
+
+Within a run, a file is known to the reconciler by (device, inode) (model.host.FileId): which
+file a path names right now. Across runs and boots it is known by the note above.
 """
 
 from __future__ import annotations

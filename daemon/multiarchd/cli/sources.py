@@ -59,7 +59,7 @@ class Local:
     def plan(self) -> tuple[Plan, tuple[Problem, ...], DaemonState]:
         policy, want, observed, todo = evaluate(self.config, self.catalog)
         if want is None:
-            raise PolicyRejected("\n".join(str(p) for p in policy.problems))
+            raise PolicyRejected.of(policy.problems)
         return todo, want.problems, overall(build_report(want, observed))
 
     def test(self, names: list[str]) -> list[Verdict]:
@@ -69,7 +69,7 @@ class Local:
             # What the policy registers; the table is not needed for that.
             policy, want, _, _ = evaluate(self.config, self.catalog, observed=Observed(()))
             if want is None:
-                raise PolicyRejected("\n".join(str(p) for p in policy.problems))
+                raise PolicyRejected.of(policy.problems)
             arches = want.registered_arches()
         return verify(arches, self.catalog, self.config.binfmt_dir)
 

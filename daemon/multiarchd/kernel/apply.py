@@ -1,5 +1,6 @@
-"""apply(plan, table): the only code that changes the kernel table. Runs every action, collects
-every failure, never stops at the first."""
+"""apply(plan, table): how a plan changes the kernel table. Runs every action, collects every
+failure, never stops at the first. (The one other writer is the boot record's replay, which
+writes again the register lines a converged run wrote: reconciler/record.py.)"""
 
 from __future__ import annotations
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class PolicyRejected(Exception):
-    """The policy has problems that stop it from being applied; the message lists them."""
+    """The policy has problems that stop it from being applied; the message lists them, one a
+    line, as a local run prints them."""
+
+    @classmethod
+    def of(cls, problems: Iterable[object]) -> PolicyRejected:
+        return cls("\n".join(str(p) for p in problems))
 
 
 class UnknownArchitecture(Exception):

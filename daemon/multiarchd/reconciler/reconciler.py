@@ -87,7 +87,7 @@ class Reconciler:
         (one problem a line) if the policy cannot be applied at all."""
         policy, want, _, todo = evaluate(self.config, history=self.history)
         if want is None or policy.rejected:
-            raise PolicyRejected("\n".join(str(p) for p in policy.problems))
+            raise PolicyRejected.of(policy.problems)
         return todo, want.problems
 
     def _waiting(self, why: str) -> Step:

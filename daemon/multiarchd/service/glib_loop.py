@@ -1,5 +1,5 @@
-"""The main loop: GLib's (pydbus needs it), as the Loop protocol. The only module besides the
-D-Bus adapter that imports gi. Everything that wakes the daemon comes through here."""
+"""The main loop: GLib's (pydbus needs it), as the Loop protocol. The only module outside the
+D-Bus adapters (dbus/) that imports gi. Everything that wakes the daemon comes through here."""
 
 from __future__ import annotations
 

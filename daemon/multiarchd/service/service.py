@@ -185,7 +185,7 @@ class Service:
                 reply.error(Stopping("multiarchd is stopping") if self.stopping else
                             NotMounted(self._why))
             elif result.rejected:
-                reply.error(PolicyRejected("\n".join(str(p) for p in result.report.problems)))
+                reply.error(PolicyRejected.of(result.report.problems))
             else:
                 reply.value((self.state, result.report.outcomes))
         self.request_run(done)
@@ -198,7 +198,7 @@ class Service:
         to `reply` when the probes end (they run on workers: the loop goes on serving)."""
         try:
             if not names and self.last and self.last.rejected:  # "what the policy registers"?
-                raise PolicyRejected("\n".join(str(p) for p in self.last.report.problems))
+                raise PolicyRejected.of(self.last.report.problems)
             want = self.last.desired if self.last else None
             arches = self.catalog.resolve(names) if names else \
                 want.registered_arches() if want else []
