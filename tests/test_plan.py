@@ -1,4 +1,4 @@
-"""plan(desired, observed) is pure: given both, the actions are these (table-driven)."""
+"""plan(desired, observed) is pure: given both, the actions are these, one example each."""
 
 from __future__ import annotations
 

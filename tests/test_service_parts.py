@@ -216,7 +216,7 @@ class Rig:
     def __init__(self, tmp: Path, script: Script, table: FakeTable | None = None,
                  options: Options = Options(mount=False), bus: bool = False,
                  background: Inline | Deferred | None = None,
-                 metrics: Exporter | None = None) -> None:
+                 metrics: Exporter | None = None, watchdog: float | None = None) -> None:
         self.loop = FakeLoop()
         self.notes = Notes()
         self.log = FakeLog()
@@ -233,7 +233,7 @@ class Rig:
             return self.buses[-1]
         self.service = Service(reconciler, verifier, options, load_catalog(), "x86_64",
                                self.loop, self.loop, FakeWatcher, self.notes, self.log,
-                               bus=make_bus if bus else None, metrics=metrics)
+                               watchdog=watchdog, bus=make_bus if bus else None, metrics=metrics)
 
     def probe(self, arches: list[str]) -> list[Verdict]:
         self.probed.append(arches)
@@ -504,6 +504,17 @@ def test_table_events_from_the_runs_own_writes_make_no_new_run(tmp_path: Path) -
     rig.watcher.on_event(str(tmp_path / "usr-bin" / "qemu-s390x-static"), "modified")
     rig.loop.advance(1)
     assert rig.script.runs == 3  # an interpreter event always runs
+
+
+def test_the_watchdog_is_pinged_at_half_the_timeout(tmp_path: Path) -> None:
+    """WATCHDOG_USEC=400000 gives 0.2 s (watchdog_interval, below): on the virtual clock, a
+    second holds five pings and no more, whatever the runs do meanwhile."""
+    rig = Rig(tmp_path, Script(result()), watchdog=0.2)
+    rig.service.start()
+    rig.loop.advance(0.19)
+    assert rig.notes.sent.count("WATCHDOG=1") == 0
+    rig.loop.advance(1.0 - 0.19)
+    assert rig.notes.sent.count("WATCHDOG=1") == 5
 
 
 @pytest.mark.parametrize("usec,interval", [("30000000", 15.0), ("1", 0.1), ("-5", None),
