@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.support.binfmt import USERNS, PrivateBinfmt
 from tests.support.commands import DaemonStarter, PolicyWriter
-from tests.support.paths import BIN, DEFAULT_POLICY
+from tests.support.paths import DEFAULT_POLICY
 
 ALL_BUT_S390X = "arches:\n  all: {}\n  s390x: {enabled: false}\n"
 
