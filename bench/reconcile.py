@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from multiarchd.model.options import Config
-from multiarchd.model.table import Observed
+from multiarchd.model.observed import Observed
 from multiarchd.reconciler.run import evaluate, reconcile_once
 
 from bench.stats import median, percentile

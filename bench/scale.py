@@ -31,7 +31,7 @@ from multiarchd.host.facts import candidate_paths, probe_host
 from multiarchd.kernel.apply import apply
 from multiarchd.kernel.table import BinfmtTable
 from multiarchd.model.options import Config
-from multiarchd.model.table import Observed
+from multiarchd.model.observed import Observed
 from multiarchd.policy.files import PolicyCache, load_policy
 from multiarchd.reconciler.history import History
 from multiarchd.reconciler.run import reconcile_once

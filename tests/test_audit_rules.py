@@ -9,7 +9,7 @@ from multiarchd.core.probes import build
 from multiarchd.model.flags import Flags
 from multiarchd.model.host import FileState
 from multiarchd.model.registration import Registration
-from multiarchd.model.table import Entry, Observed
+from multiarchd.model.observed import Entry, Observed
 
 CATALOG = load_catalog()
 X86 = CATALOG.arches["x86_64"]

@@ -13,7 +13,7 @@ from multiarchd.model.flags import Flags
 from multiarchd.model.host import Host
 from multiarchd.model.policy import ArchRule, Policy
 from multiarchd.model.problems import Place
-from multiarchd.model.table import Observed
+from multiarchd.model.observed import Observed
 
 from tests.test_plan import CATALOG, HOST, QEMU, entry, reg
 

@@ -12,7 +12,7 @@ from multiarchd.model.flags import Flags
 from multiarchd.model.host import FileState, Host
 from multiarchd.model.policy import ForeignMode, Policy
 from multiarchd.model.registration import Registration
-from multiarchd.model.table import Entry, Observed
+from multiarchd.model.observed import Entry, Observed
 
 CATALOG = load_catalog()
 QEMU = "/usr/bin/qemu-{}-static"

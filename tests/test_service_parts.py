@@ -25,10 +25,10 @@ from multiarchd.model.flags import Flags
 from multiarchd.model.options import Config, Options
 from multiarchd.model.policy import ForeignMode, Policy
 from multiarchd.model.registration import Registration
-from multiarchd.model.table import Entry, Observed
+from multiarchd.model.observed import Entry, Observed
 from multiarchd.reconciler.history import History
 from multiarchd.reconciler.reconciler import Reconciler
-from multiarchd.service.metrics import Exporter
+from multiarchd.service.exporter import Exporter
 from multiarchd.service.service import Service
 from multiarchd.service.trigger import Trigger
 from multiarchd.service.verifier import Verifier

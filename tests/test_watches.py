@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from multiarchd.service.inotify import Watcher
+from multiarchd.service.inotify import InotifyWatcher
 from multiarchd.service.watches import Watch
 
 
@@ -22,7 +22,7 @@ def test_what_saves_look_like(tmp_path: Path) -> None:
         arrived.set()
 
     st = tmp_path.stat()
-    watcher = Watcher(on_event)
+    watcher = InotifyWatcher(on_event)
     watcher.start()
     try:
         watcher.update({Watch(str(tmp_path), None, True, (st.st_dev, st.st_ino))})
@@ -48,7 +48,7 @@ def test_renames_leave_nothing_behind_in_the_watcher(tmp_path: Path) -> None:
     every day, would grow without end. Renames of names the watch does not want count too."""
     moves = threading.Event()
     st = tmp_path.stat()
-    watcher = Watcher(lambda path, kind: moves.set() if path.endswith("/last") else None)
+    watcher = InotifyWatcher(lambda path, kind: moves.set() if path.endswith("/last") else None)
     watcher.start()
     try:
         watcher.update({Watch(str(tmp_path), frozenset({"arches.yaml", "last"}), False,

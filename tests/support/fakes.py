@@ -16,7 +16,7 @@ from multiarchd.core.report import Report
 from multiarchd.core.result import Result
 from multiarchd.model.options import Config
 from multiarchd.model.policy import ForeignMode, Policy
-from multiarchd.model.table import Observed
+from multiarchd.model.observed import Observed
 from multiarchd.reconciler.history import History
 from multiarchd.service.watches import Watch
 

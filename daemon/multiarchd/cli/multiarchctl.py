@@ -27,7 +27,7 @@ from ..kernel.table import BinfmtTable
 from ..model.errors import NotHeld, NotMounted, PolicyRejected, UnknownArchitecture
 from ..policy import DEFAULT_PATH as POLICY_PATH
 from ..model.policy import Policy
-from ..model.table import Observed
+from ..model.observed import Observed
 from ..policy.files import Unreadable, dropins, load_policy, policy_files, read_text, role
 from ..service.logs import StderrLog
 from .common import add_path_options, config_from, tell_outcomes

@@ -3,7 +3,7 @@ removes its entries (at shutdown).
 
 Every boot runs `--once` (the early unit), so it comes first: when the boot record holds
 (reconciler/record.py), it is replayed having imported little more than this module; else the
-full run. The service likewise replays it (Early) before importing the rest and says READY=1.
+full run. The service likewise replays it (BootReplay) before importing the rest and says READY=1.
 Only the service (serve) imports the main loop, the watcher, D-Bus and systemd.
 """
 
@@ -112,7 +112,7 @@ def replayed(values: dict[str, str]) -> int | None:
     return done.code
 
 
-class Early:
+class BootReplay:
     """A service's start before the rest of it is imported: the log, the table's lock, a stop
     asked for meanwhile (kept, and done once the main loop runs), and READY=1 when the table is
     as the boot record says (the first full run follows at once and checks it all)."""
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if code is not None:
             return code
     elif light is not None:
-        early = Early(light[1]["--config"], light[1]["--binfmt-dir"], light[1]["--log-target"])
+        early = BootReplay(light[1]["--config"], light[1]["--binfmt-dir"], light[1]["--log-target"])
     args = parser().parse_args(argv)
     if args.dry_run and not args.once:
         parser().error("--dry-run goes with --once")
@@ -195,10 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         return unregister(args)
     if args.once:
         return run_once(args)
-    return serve(args, early or Early(args.config, args.binfmt_dir, args.log_target))
+    return serve(args, early or BootReplay(args.config, args.binfmt_dir, args.log_target))
 
 
-def serve(args: argparse.Namespace, early: Early) -> int:
+def serve(args: argparse.Namespace, early: BootReplay) -> int:
     from ..kernel.owner import accidental_mount
     from ..kernel.raw import DEFAULT_PATH
     from ..kernel.table import BinfmtTable
@@ -211,7 +211,7 @@ def serve(args: argparse.Namespace, early: Early) -> int:
     # Only the service needs the main loop, the watcher and systemd: imported here.
     from ..model.options import Options
     from .common import config_from
-    from .service import build_service
+    from .wiring import build_service
     options = Options(safety_interval=args.safety_interval, repair_limit=args.repair_limit,
                       repair_window=args.repair_window, mount=not args.no_mount)
     service = build_service(config_from(args), options, early.log, dbus=not args.no_dbus,

@@ -18,7 +18,7 @@ from ..kernel.owner import describe
 from ..model.errors import PolicyRejected
 from ..model.options import Config
 from ..model.problems import Problem
-from ..model.table import Observed
+from ..model.observed import Observed
 from ..reconciler.run import evaluate, findings_in, reconcile_once
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..model.host import FileId, FileState
 from ..model.registration import owned, printable
-from ..model.table import Entry, Observed
+from ..model.observed import Entry, Observed
 
 
 class Severity(enum.StrEnum):

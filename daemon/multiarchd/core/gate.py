@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from ..model.host import FileId
-from ..model.table import Observed
+from ..model.observed import Observed
 from .desired import Desired, Want, Why
 from .probes import Verdict
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ..model.host import FileId
 from ..model.policy import ForeignMode
 from ..model.registration import Registration, owned, printable
-from ..model.table import Entry, Observed
+from ..model.observed import Entry, Observed
 from .desired import Desired, Why
 
 

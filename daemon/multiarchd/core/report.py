@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from ..model.problems import Problem
 from .audit import Finding
 from ..model.registration import owned, printable
-from ..model.table import Entry, Observed
+from ..model.observed import Entry, Observed
 from .desired import Desired, Want, Why
 from .plan import Outcome
 from .probes import Verdict

@@ -12,7 +12,7 @@ from ..core.audit import AuditFacts
 from ..core.probes import build
 from ..model.catalog import Catalog
 from ..model.host import FileId, FileState
-from ..model.table import Observed
+from ..model.observed import Observed
 from .facts import file_state, host_arch
 from .native import cannot_run, native
 

@@ -123,7 +123,7 @@ class _Files:
         return self.found[path]
 
 
-class _View(Mapping[str, T]):
+class _Projection(Mapping[str, T]):
     """One side of what _Files found (state, identity or why untrusted), as a mapping."""
 
     def __init__(self, files: _Files, side: Callable[[_Found], T | None]) -> None:
@@ -152,9 +152,9 @@ def probe_host(catalog: Catalog, paths: Iterable[str], machine: str | None = Non
     arch = host_arch(catalog, machine)
     arches = native()[0] if machine is None else None
     return Host(arch=arch,
-                files=_View(files, lambda f: f[0]),
-                ids=_View(files, lambda f: f[1]),
+                files=_Projection(files, lambda f: f[0]),
+                ids=_Projection(files, lambda f: f[1]),
                 native=arches,
-                why=_View(files, lambda f: f[2] or None),
+                why=_Projection(files, lambda f: f[2] or None),
                 cannot_run=cannot_run(arch) if arches is None and machine is None
                 else frozenset())

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..model.flags import Flags
 from ..model.registration import Registration
-from ..model.table import Entry
+from ..model.observed import Entry
 
 
 def _fsdecode(data: bytes) -> str:

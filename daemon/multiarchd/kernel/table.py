@@ -12,7 +12,7 @@ import os
 
 from ..model.errors import AccidentalPrivate
 from ..model.registration import Registration
-from ..model.table import Observed
+from ..model.observed import Observed
 from . import raw
 from .entryfile import parse_entry
 from .owner import accidental_mount

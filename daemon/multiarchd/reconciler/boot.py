@@ -12,7 +12,7 @@ from ..core.plan import Kind, Outcome, plan
 from ..core.render import report_text
 from ..core.report import build_report, overall
 from ..model.registration import owned
-from ..model.table import Observed
+from ..model.observed import Observed
 from . import record
 
 

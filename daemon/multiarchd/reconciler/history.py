@@ -19,7 +19,7 @@ from ..core.probes import Verdict
 from ..model.host import FileId
 from ..model.policy import Policy
 from ..model.registration import Registration, owned
-from ..model.table import Observed
+from ..model.observed import Observed
 from ..policy.files import PolicyCache
 
 

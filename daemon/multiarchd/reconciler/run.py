@@ -38,7 +38,7 @@ from ..model.host import FileId
 from ..model.options import Config
 from ..model.policy import ForeignMode, Policy
 from ..model.registration import owned, printable
-from ..model.table import Observed
+from ..model.observed import Observed
 from ..names import OWNED_PREFIX
 from ..policy.files import load_policy
 from . import record

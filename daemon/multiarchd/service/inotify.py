@@ -53,7 +53,7 @@ _WANTED = [getattr(events, name) for name in (
 _FILTERS = "event_filter" in inspect.signature(InotifyObserver.schedule).parameters
 
 
-class Watcher:
+class InotifyWatcher:
     """Keeps a set of watches; `update` adds and drops watches to match a new set."""
 
     def __init__(self, on_event: Callable[[str, str], None]) -> None:

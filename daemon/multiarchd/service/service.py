@@ -30,7 +30,7 @@ from ..model.problems import Problem
 from ..model.reply import Reply
 from ..names import OWNED_PREFIX
 from ..reconciler.reconciler import Reconciler, Step
-from .metrics import Exporter
+from .exporter import Exporter
 from .protocols import Bus, Clock, Log, Loop, Notifier, Watcher
 from .trigger import Trigger, Wakeups
 from .verifier import Verifier

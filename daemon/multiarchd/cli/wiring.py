@@ -16,9 +16,9 @@ from ..model.options import Config, Options
 from ..reconciler.reconciler import Reconciler
 from ..service.background import Workers
 from ..service.glib_loop import GLibLoop
-from ..service.inotify import Watcher
+from ..service.inotify import InotifyWatcher
 from ..service.lock import TableLock
-from ..service.metrics import Exporter
+from ..service.exporter import Exporter
 from ..service.protocols import Bus, Log
 from ..service.proven import Proven
 from ..service.service import Service
@@ -41,7 +41,7 @@ def build_service(config: Config, options: Options, log: Log, dbus: bool = True,
     loop = GLibLoop()
     verifier = Verifier(probe, log, Workers(loop), proven=Proven())
     return Service(reconciler, verifier, options, catalog,
-                   host_arch(catalog), loop, time.monotonic, Watcher, notify, log,
+                   host_arch(catalog), loop, time.monotonic, InotifyWatcher, notify, log,
                    watchdog_interval(),
                    native_why=lambda: native()[1], bus=_bus if dbus else None,
                    lock=(lock or TableLock(config.binfmt_dir)).take,
