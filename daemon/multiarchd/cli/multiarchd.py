@@ -77,10 +77,13 @@ def light_arguments(argv: list[str]) -> tuple[bool, dict[str, str]] | None:
         elif name in values and eq:
             values[name] = value
         elif arg in values and rest and not rest[0].startswith("-"):
-            values[arg] = rest.pop(0)
+            name, value = arg, rest.pop(0)
+            values[name] = value
         else:
             return None
-    return (once, values) if values["--log-target"] in _LOG_TARGETS else None
+        if name == "--log-target" and value not in _LOG_TARGETS:
+            return None  # (every one is checked, as argparse checks each)
+    return once, values
 
 
 def replayed(values: dict[str, str]) -> int | None:
