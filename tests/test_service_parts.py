@@ -29,7 +29,7 @@ from multiarchd.model.observed import Entry, Observed
 from multiarchd.reconciler.history import History
 from multiarchd.reconciler.reconciler import Reconciler
 from multiarchd.service.exporter import Exporter
-from multiarchd.service.service import Service
+from multiarchd.service.service import Parts, Service
 from multiarchd.service.trigger import Trigger
 from multiarchd.service.verifier import Verifier
 
@@ -231,9 +231,10 @@ class Rig:
         def make_bus(service: Service) -> FakeBus:
             self.buses.append(FakeBus(service.bus_changed))
             return self.buses[-1]
-        self.service = Service(reconciler, verifier, options, load_catalog(), "x86_64",
-                               self.loop, self.loop, FakeWatcher, self.notes, self.log,
-                               watchdog=watchdog, bus=make_bus if bus else None, metrics=metrics)
+        self.service = Service(Parts(
+            reconciler, verifier, replace(options, watchdog=watchdog), load_catalog(), "x86_64",
+            self.loop, self.loop, FakeWatcher, self.notes, self.log,
+            bus=make_bus if bus else None, metrics=metrics))
 
     def probe(self, arches: list[str]) -> list[Verdict]:
         self.probed.append(arches)

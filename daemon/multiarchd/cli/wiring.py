@@ -4,6 +4,7 @@ the kernel table, the probes and the D-Bus link (imported only when the service 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from functools import partial
 
 from ..catalog import load_catalog
@@ -21,7 +22,7 @@ from ..service.lock import TableLock
 from ..service.exporter import Exporter
 from ..service.protocols import Bus, Log
 from ..service.proven import Proven
-from ..service.service import Service
+from ..service.service import Parts, Service
 from ..service.systemd_glue import notify, watchdog_interval
 from ..service.verifier import Verifier
 
@@ -40,9 +41,9 @@ def build_service(config: Config, options: Options, log: Log, dbus: bool = True,
     probe = partial(verify, catalog=catalog, binfmt_dir=config.binfmt_dir)
     loop = GLibLoop()
     verifier = Verifier(probe, log, Workers(loop), proven=Proven())
-    return Service(reconciler, verifier, options, catalog,
-                   host_arch(catalog), loop, time.monotonic, InotifyWatcher, notify, log,
-                   watchdog_interval(),
-                   native_why=lambda: native()[1], bus=_bus if dbus else None,
-                   lock=(lock or TableLock(config.binfmt_dir)).take,
-                   metrics=Exporter(partial(write_whole, metrics), log) if metrics else None)
+    return Service(Parts(
+        reconciler, verifier, replace(options, watchdog=watchdog_interval()), catalog,
+        host_arch(catalog), loop, time.monotonic, InotifyWatcher, notify, log,
+        native_why=lambda: native()[1], bus=_bus if dbus else None,
+        lock=(lock or TableLock(config.binfmt_dir)).take,
+        metrics=Exporter(partial(write_whole, metrics), log) if metrics else None))

@@ -27,3 +27,5 @@ class Options:
     repair_window: float = 60.0
     retry_base: float = 5.0  # first retry after a kernel refusal; doubles up to safety_interval
     mount: bool = True  # mount binfmt_misc when nothing has (else wait for it)
+    # Seconds between WATCHDOG=1 (half of systemd's WATCHDOG_USEC), None: systemd asks none.
+    watchdog: float | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .. import __version__
 from ..core.metrics import Counters
@@ -37,36 +37,48 @@ from .verifier import Verifier
 from .watches import watches_for
 
 
+@dataclass(frozen=True)
+class Parts:
+    """What a Service is made of: cli/wiring.py gives the real ones, the tests fakes."""
+
+    reconciler: Reconciler
+    verifier: Verifier
+    options: Options
+    catalog: Catalog
+    host_arch: str
+    loop: Loop
+    clock: Clock
+    watcher: Callable[[Callable[[str, str], None]], Watcher]  # made with the event handler
+    notify: Notifier
+    log: Log
+    native_why: Callable[[], str] = lambda: ""  # why native arches cannot be found by running
+    bus: Callable[[Service], Bus] | None = None  # None: no D-Bus (ready after the first run)
+    lock: Callable[[], str | None] = lambda: None  # one daemon per table: None, or why not
+    metrics: Exporter | None = None
+
+
 class Service:
-    def __init__(self, reconciler: Reconciler, verifier: Verifier, options: Options,
-                 catalog: Catalog, host_arch: str, loop: Loop, clock: Clock,
-                 watcher_factory: Callable[[Callable[[str, str], None]], Watcher],
-                 notify: Notifier,
-                 log: Log, watchdog: float | None = None,
-                 native_why: Callable[[], str] = lambda: "",
-                 bus: Callable[[Service], Bus] | None = None,
-                 lock: Callable[[], str | None] = lambda: None,
-                 metrics: Exporter | None = None) -> None:
-        self.reconciler = reconciler
-        self.config = reconciler.config
-        self.verifier = verifier
-        verifier.arrived = self._verdicts_arrived
-        self.options = options
-        self.catalog = catalog
-        self.host_arch = host_arch
-        self.loop = loop
-        self.clock = clock
-        self._sd_notify = notify
+    def __init__(self, parts: Parts) -> None:
+        self.reconciler = parts.reconciler
+        self.config = parts.reconciler.config
+        self.verifier = parts.verifier
+        self.verifier.arrived = self._verdicts_arrived
+        self.options = parts.options
+        self.catalog = parts.catalog
+        self.host_arch = parts.host_arch
+        self.loop = parts.loop
+        self.clock = parts.clock
+        self._sd_notify = parts.notify
         self._notify_error: str | None = None
-        self.log = log
-        self.watchdog = watchdog  # seconds between WATCHDOG=1, or None
-        self.native_why = native_why  # why native architectures cannot be found by running
-        self.watcher = watcher_factory(self._on_file_event)
-        self.trigger = Trigger(loop, clock, self._triggered, options.max_delay)
-        self.wakeups = Wakeups(self.trigger, options, self.config, clock)
-        self.lock = lock  # one daemon per table: None when this one may keep it, else why not
+        self.log = parts.log
+        self.watchdog = parts.options.watchdog
+        self.native_why = parts.native_why
+        self.watcher = parts.watcher(self._on_file_event)
+        self.trigger = Trigger(parts.loop, parts.clock, self._triggered, self.options.max_delay)
+        self.wakeups = Wakeups(self.trigger, self.options, self.config, parts.clock)
+        self.lock = parts.lock
         self.exit_code = 0
-        self._make_bus = bus  # None: no D-Bus (ready as soon as the first run is done)
+        self._make_bus = parts.bus
         self.bus: Bus | None = None
         self.state = DaemonState.STARTING
         self.last: Result | None = None  # the last run, with the verdicts so far
@@ -83,7 +95,7 @@ class Service:
         self._testing: set[Reply[list[Verdict]]] = set()  # Test calls whose probes still run
         self.stopping = False
         self._conflicts: frozenset[str] = frozenset()
-        self.metrics = metrics  # the metrics file (opt-in), or None
+        self.metrics = parts.metrics  # the metrics file (opt-in), or None
         self.counters = Counters()
 
     def notify(self, *assignments: str) -> None:
