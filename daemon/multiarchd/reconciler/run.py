@@ -1,8 +1,11 @@
-"""One run: read desired and observed state, plan, apply, read back, report.
+"""One run: read desired and observed state, try new interpreter files, plan, apply, read
+back, audit, report.
 
 Reconciliation is level-based: a run is told only to look again, never what changed. It re-reads
 the policy, the host and the kernel table every time and converges; a run with nothing to do
-writes nothing. `multiarchd --once`, `multiarchctl` and the service all run this.
+writes nothing to the table (what it may write besides: a file that carries a CPU model,
+host/cpu_models.py; the boot record; a trial's entry, in a table of its own, host/trial.py).
+`multiarchd --once`, `multiarchctl` and the service all run this.
 """
 
 from __future__ import annotations
