@@ -21,7 +21,7 @@ class Busybox:
     debian: str  # the package's Debian architecture
     release: str
     arch: str  # the catalog's name
-    uname: str  # what `uname -m` prints
+    uname: str  # what `uname -m` prints when it runs emulated
 
     @property
     def path(self) -> Path:
