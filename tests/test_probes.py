@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from multiarchd import __version__
+from multiarchd import __version__, identity
 from multiarchd.catalog import load_catalog
 from multiarchd.core.probes import PROBE_STATUS, build
 
@@ -203,7 +203,7 @@ def test_native_detection_is_kept_for_the_boot_and_only_a_trusted_answer_believe
     assert "x86_64" in found or "aarch64" in found, found
     kept = (run_dir / "native").read_text().split("\n")
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    assert kept[0] == f"{boot_id} {os.uname().release} {__version__}"
+    assert kept[0] == f"{boot_id} {identity.kernel()} {__version__}"
     # The next run believes what was kept (shown by keeping something else) ...
     (run_dir / "native").write_text(f"{kept[0]}\ns390x\n")
     assert ask() == "['s390x']"
