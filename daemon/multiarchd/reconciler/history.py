@@ -4,8 +4,10 @@
 - what it last had right, so that a later difference with an unchanged policy is drift;
 - how often it repaired each entry lately, so that it backs off from a writer that fights it;
 - the last policy it accepted, which stays in force while the policy file is bad;
-- the table as the last run left it;
+- the table as the last run left it, and what the boot record was last made from;
 - what each new interpreter file did when tried, and which entries the admin released.
+
+(The parsed policy, a cache and no memory, is the Reconciler's.)
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from ..model.host import FileId
 from ..model.policy import Policy
 from ..model.registration import Registration, owned
 from ..model.observed import Observed
-from ..policy.files import PolicyCache
 
 
 @dataclass
@@ -43,7 +44,6 @@ class History:
     # The table as the last run left it, when that was all as wanted: an event after which it
     # is still so (the run's own writes, seen late) needs no run. None: any event runs.
     last_table: Observed | None = None
-    policies: PolicyCache = field(default_factory=PolicyCache)  # parsed again only if changed
     # What the boot record was last made from (boot.py): made again only when that changes.
     record_key: object = None
     # The last trial of each entry's new interpreter file (core/gate.py), by what was tried

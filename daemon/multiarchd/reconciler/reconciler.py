@@ -18,6 +18,7 @@ from ..core.result import Result
 from ..model.errors import NotMounted, PolicyRejected
 from ..model.options import Config, Options
 from ..model.problems import Problem
+from ..policy.files import PolicyCache
 from .history import History
 from .run import Table, ensure_mounted, evaluate, reconcile_once
 
@@ -35,22 +36,23 @@ class Step:
 RunOnce = Callable[[Config, History, float], Result]
 
 
-def _run_once(config: Config, history: History, now: float) -> Result:
-    return reconcile_once(config, history=history, mount=False, now=now, keep_record=True)
-
-
 class Reconciler:
     def __init__(self, config: Config, options: Options, table: Table,
-                 clock: Callable[[], float] = time.monotonic, run_once: RunOnce = _run_once,
+                 clock: Callable[[], float] = time.monotonic, run_once: RunOnce | None = None,
                  standard_place: bool = True) -> None:
         self.config = config
         self.options = options
         self.table = table
         self.clock = clock
-        self.run_once = run_once
+        self.run_once = run_once or self._run_once
+        self.policies = PolicyCache()  # the policy, parsed again only when a file changed
         self.standard_place = standard_place  # binfmt_misc's own place: we may mount it there
         self.history = History(options.repair_limit, options.repair_window)
         self._failed_runs = 0  # runs in a row with a kernel refusal or a failed read
+
+    def _run_once(self, config: Config, history: History, now: float) -> Result:
+        return reconcile_once(config, history=history, mount=False, now=now, keep_record=True,
+                              policies=self.policies)
 
     def run(self) -> Step:
         try:
@@ -85,7 +87,8 @@ class Reconciler:
     def plan(self) -> tuple[Plan, tuple[Problem, ...]]:
         """What a run would do now, and the policy's problems, writing nothing; PolicyRejected
         (one problem a line) if the policy cannot be applied at all."""
-        policy, want, _, todo = evaluate(self.config, history=self.history)
+        policy, want, _, todo = evaluate(self.config, history=self.history,
+                                         policies=self.policies)
         if want is None or policy.rejected:
             raise PolicyRejected.of(policy.problems)
         return todo, want.problems

@@ -43,7 +43,7 @@ from ..model.policy import ForeignMode, Policy
 from ..model.registration import owned, printable
 from ..model.observed import Observed
 from ..names import OWNED_PREFIX
-from ..policy.files import load_policy
+from ..policy.files import PolicyCache, load_policy
 from . import record
 from .boot import boot_record
 from .history import History
@@ -55,15 +55,16 @@ STALE = (-1, -1)  # (device, inode) of no file: what an entry holds, when that i
 def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed | None = None,
              history: History | None = None, policy: Policy | None = None,
              table: BinfmtTable | None = None, seen: identity.Seen | None = None,
-             make_models: bool = False) -> tuple[Policy, Desired | None, Observed, Plan]:
+             make_models: bool = False, policies: PolicyCache | None = None
+             ) -> tuple[Policy, Desired | None, Observed, Plan]:
     """Everything up to the plan, writing nothing but, with `make_models`, the files that carry
     a CPU model (host/cpu_models.py). A rejected policy changes nothing: with a history that
     holds the last good policy, that one is planned for (drift is still healed); without,
-    there is no plan. `seen` notes every file decided from."""
+    there is no plan. `seen` notes every file decided from; `policies`, a daemon's cache of
+    parsed policies (parsed again only when a file changed)."""
     catalog = catalog or load_catalog()
     if policy is None:
-        policy = history.policies.load(config.policy_path, catalog, seen) if history else \
-            load_policy(config.policy_path, catalog, seen=seen)
+        policy = _policy(config, catalog, seen, policies)
     table = table or BinfmtTable(config.binfmt_dir)
     nothing_to_do = policy.rejected and (history is None or history.last_good is None)
     if observed is None:
@@ -87,6 +88,13 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
     want = _gated(want, observed, opened, history, catalog)
     return policy, want, observed, plan(want, observed, opened,
                                         _unsafe(want, observed, catalog, opened, seen))
+
+
+def _policy(config: Config, catalog: Catalog, seen: identity.Seen | None,
+            policies: PolicyCache | None) -> Policy:
+    if policies is not None:
+        return policies.load(config.policy_path, catalog, seen)
+    return load_policy(config.policy_path, catalog, seen=seen)
 
 
 def findings_in(observed: Observed, catalog: Catalog, opened: Mapping[str, FileId] | None = None,
@@ -193,14 +201,14 @@ def unregister_owned(config: Config) -> tuple[Outcome, ...]:
 
 def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | None = None,
                    history: History | None = None, mount: bool = True,
-                   now: float | None = None, keep_record: bool = False) -> Result:
+                   now: float | None = None, keep_record: bool = False,
+                   policies: PolicyCache | None = None) -> Result:
     """One run. `keep_record`: this is a run of the boot path (`--once`, the service), whose
     record the next boot replays; any other caller (`multiarchctl apply --local --config
-    other.yaml`) leaves the record alone."""
+    other.yaml`) leaves the record alone. `policies`: as for evaluate()."""
     catalog = catalog or load_catalog()
     seen = identity.Seen()
-    policy = history.policies.load(config.policy_path, catalog, seen) if history else \
-        load_policy(config.policy_path, catalog, seen=seen)
+    policy = _policy(config, catalog, seen, policies)
     if mount and not dry_run and not (policy.rejected and (history is None or
                                                            history.last_good is None)):
         # Only to apply something: a bad policy mounts nothing.
@@ -208,7 +216,8 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
                        config.private)
     table = BinfmtTable(config.binfmt_dir)
     policy, want, observed, todo = evaluate(config, catalog, history=history, policy=policy,
-                                            table=table, seen=seen, make_models=not dry_run)
+                                            table=table, seen=seen, make_models=not dry_run,
+                                            policies=policies)
     if want is None:
         return Result(policy, None, todo, Report((), (), policy.problems, (), observed.enabled,
                                                  policy_rejected=True))
