@@ -73,7 +73,7 @@ def file_state(path: str, dirs: dict[str, str | None] | None = None,
         os.close(walked.dir_fd)
     try:
         st = os.fstat(fd)
-        ident = (st.st_dev, st.st_ino)
+        ident = identity.file_id(st)
         real = os.path.join(walked.directory, walked.name)
         noted[path] = identity.of_fd(fd)  # mount flags too: noexec is decided from below
         if not stat.S_ISREG(st.st_mode) or not (st.st_mode & 0o111) or \

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import sys
 
+from .. import identity
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (3 ms): mypy knows it
 if TYPE_CHECKING:
     from ..core.messages import Message
@@ -23,7 +25,7 @@ def stderr_is_journal() -> bool:
         st = os.fstat(sys.stderr.fileno())
     except (ValueError, OSError):
         return False
-    return (st.st_dev, st.st_ino) == (dev, ino)
+    return identity.file_id(st) == (dev, ino)
 
 
 class StderrLog:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .. import identity
 from ..core.result import Result
 from ..host.facts import candidate_paths
 from ..model.catalog import Catalog
@@ -82,5 +83,5 @@ def watches_for(config: Config, result: Result | None, catalog: Catalog) -> set[
         except OSError:
             continue
         watches.add(Watch(directory, frozenset(only) if only is not None else None,
-                          recursive, (st.st_dev, st.st_ino)))
+                          recursive, identity.file_id(st)))
     return watches
