@@ -100,6 +100,13 @@ def initramfs(machine: Machine) -> bytes:
     return _cpio(files)
 
 
+def _console(machine: Machine) -> list[str]:
+    """The guest's console on QEMU's stdout: a serial port, or pseries's hypervisor console."""
+    if machine.console == "hvc0":
+        return ["-chardev", "stdio,id=c0", "-device", "spapr-vty,chardev=c0"]
+    return ["-serial", "stdio"]
+
+
 @dataclass(frozen=True)
 class Boot:
     machine: str  # what the guest's uname -m said
@@ -114,10 +121,7 @@ def boot(machine: Machine, timeout: float = 300) -> Boot:
         initrd.write_bytes(initramfs(machine))
         r = subprocess.run(
             [*machine.qemu, "-m", "1024", "-nographic", "-no-reboot", "-nodefaults",
-             "-serial" if machine.console != "hvc0" else "-chardev",
-             "stdio" if machine.console != "hvc0" else "stdio,id=c0",
-             *(["-device", "spapr-vty,chardev=c0"] if machine.console == "hvc0" else []),
-             "-kernel", str(kernel_path(machine)), "-initrd", str(initrd),
+             *_console(machine), "-kernel", str(kernel_path(machine)), "-initrd", str(initrd),
              "-append", f"console={machine.console} panic=-1 quiet"],
             stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     console = r.stdout.decode(errors="replace")

@@ -111,6 +111,14 @@ def _pick(arch: Arch, rule: ArchRule, policy: Policy, catalog: Catalog,
     return None
 
 
+def runs_natively(host: Host, catalog: Catalog, arch: str) -> bool:
+    """Whether this machine runs `arch` by itself: as its probe showed, or where probes could
+    not be run, as the catalog's `runs` says (less what the CPU itself refuses)."""
+    if host.native is not None:
+        return arch in host.native
+    return catalog.host_runs(host.arch, arch) and arch not in host.cannot_run
+
+
 def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
                problems: list[Problem]) -> Want:
     entry = OWNED_PREFIX + arch.name
@@ -118,16 +126,12 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
     explicit = arch.name in policy.arches
     # Wants are made whole, not by dataclasses.replace on the common paths: it is several
     # times slower, and a daemon makes one per architecture at every run.
-    if host.native is not None and arch.name in host.native:
+    if runs_natively(host, catalog, arch.name):
+        how = ("its probe ran with an empty binfmt_misc table" if host.native is not None
+               else "its own architecture" if arch.name == host.arch
+               else f"{host.arch} kernels run it, by the catalog")
         return Want(arch.name, "arch", entry, None, Why.NATIVE, explicit=explicit,
-                    message=f"runs natively on this {host.arch} host (its probe ran with an "
-                            "empty binfmt_misc table)")
-    if host.native is None and catalog.host_runs(host.arch, arch.name) \
-            and arch.name not in host.cannot_run:
-        return Want(arch.name, "arch", entry, None, Why.NATIVE, explicit=explicit,
-                    message=f"runs natively on this {host.arch} host ("
-                            + ("its own architecture)" if arch.name == host.arch
-                               else f"{host.arch} kernels run it, by the catalog)"))
+                    message=f"runs natively on this {host.arch} host ({how})")
     if policy.spoiled("arch", arch.name):
         return Want(arch.name, "arch", entry, None, Why.ERROR, frozen=True, explicit=explicit,
                     message="policy error (see above): its entry is left as it is")

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from .. import identity
 from ..core.audit import AuditFacts
+from ..core.desired import runs_natively
 from ..core.probes import build
 from ..model.catalog import Catalog
 from ..model.host import FileId, FileState
 from ..model.observed import Observed
-from .facts import file_state, host_arch
-from .native import cannot_run, native
+from .facts import file_state, probe_host
 
 # Programs every Linux host runs (those that exist are read): what an entry must never take.
 PROGRAMS = ("/bin/sh", "/usr/bin/env", "/sbin/init", "/usr/lib/systemd/systemd", "/bin/mount",
@@ -41,19 +41,17 @@ def _head(path: str, seen: identity.Seen | None) -> bytes | None:
 
 
 def natives(catalog: Catalog) -> frozenset[str]:
-    """The architectures this machine runs itself: found by running probes, else as the
-    catalog says (host/native.py)."""
-    found = native()[0]
-    if found is not None:
-        return found
-    arch = host_arch(catalog)
-    return frozenset(a for a in catalog.arches if catalog.host_runs(arch, a)) - cannot_run(arch)
+    """The architectures this machine runs itself (core/desired.runs_natively)."""
+    host = probe_host(catalog, ())
+    return frozenset(a for a in catalog.arches if runs_natively(host, catalog, a))
 
 
 def audit_facts(observed: Observed, catalog: Catalog, own_arches: Iterable[str] | None = None,
-                seen: identity.Seen | None = None) -> AuditFacts:
+                seen: identity.Seen | None = None,
+                judged: Mapping[str, FileId | None] | None = None) -> AuditFacts:
     """`own_arches`: the architectures this machine runs itself (default: natives()); a probe
-    of each is judged too."""
+    of each is judged too. `judged`: interpreters this run already found trusted, and which
+    file each is (the desired state's), not looked at again."""
     native = natives(catalog) if own_arches is None else own_arches
     own = []
     for path in (os.path.realpath(sys.executable), *PROGRAMS):
@@ -62,8 +60,8 @@ def audit_facts(observed: Observed, catalog: Catalog, own_arches: Iterable[str] 
             own.append((path, head))
     own += [(f"any static {a} program", build(catalog.arches[a])) for a in sorted(native)
             if a in catalog.arches]
-    files: dict[str, tuple[FileState, str]] = {}
-    ids: dict[str, FileId] = {}
+    files: dict[str, tuple[FileState, str]] = {p: (FileState.OK, "") for p in judged or {}}
+    ids: dict[str, FileId] = {p: i for p, i in (judged or {}).items() if i is not None}
     dirs: dict[str, str | None] = {}
     for entry in observed.entries:
         path = entry.registration.interpreter

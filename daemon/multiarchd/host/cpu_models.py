@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 from dataclasses import replace
 
 from .. import identity
@@ -21,10 +20,9 @@ from ..model.catalog import Catalog
 from ..model.host import FileState
 from . import keep, paths
 from .facts import file_state
-from .probing import probe_files
+from .probing import TIMEOUT, probe_files, run_bounded
 
 STATE_DIR = "/var/lib/multiarchd"  # systemd's StateDirectory= sets $STATE_DIRECTORY
-TRIAL_TIMEOUT = 20.0
 KEY_MARK = b"\n#multiarchd-cpu "  # the file's last line: what it was made from
 
 
@@ -66,17 +64,16 @@ def _trial(argv: list[str], arch: str, catalog: Catalog) -> str | None:
     """Why `argv` followed by arch's probe program does not run it (None: it does)."""
     with probe_files([arch], catalog) as probes:
         try:
-            r = subprocess.run([*argv, probes[arch]], capture_output=True,
-                               timeout=TRIAL_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return f"it hung for more than {TRIAL_TIMEOUT:g} s on a probe program"
+            status, _, stderr = run_bounded([*argv, probes[arch]])
         except OSError as e:
             return f"it could not be run: {e.strerror}"
-    if r.returncode == PROBE_STATUS:
+    if status is None:
+        return f"it hung for more than {TIMEOUT:g} s on a probe program"
+    if status == PROBE_STATUS:
         return None
-    said = r.stderr.decode(errors="replace").strip().splitlines()
+    said = stderr.strip().splitlines()
     if not said:
-        return f"a probe program ended with status {r.returncode}"
+        return f"a probe program ended with status {status}"
     # QEMU starts its words with its own name: the temporary file's, or the path's
     name, colon, words = said[0].partition(": ")
     return words if colon and "/" not in name and " " not in name else said[0]

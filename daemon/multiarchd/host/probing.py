@@ -66,36 +66,50 @@ def _kill_running() -> None:
             os.killpg(pgid, signal.SIGKILL)
 
 
-def run_probe(arch: str, path: str) -> Verdict:
-    try:
-        proc = subprocess.Popen([path], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                start_new_session=True)
-    except OSError as e:
-        return Verdict(arch, "failed", _explain_exec_error(e))
+def run_bounded(argv: list[str]) -> tuple[int | None, str, str]:
+    """(exit status, stdout, stderr) of argv, run in a session of its own that is killed whole
+    after TIMEOUT (status None: it hung) or if multiarchd exits first. OSError: it could not be
+    started."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
     _running.add(proc.pid)
     try:
-        _, stderr = proc.communicate(timeout=TIMEOUT)
+        out, err = proc.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        return Verdict(arch, "failed", f"the emulator hung for more than {TIMEOUT:g} s")
+        return None, "", ""
     finally:
         _running.discard(proc.pid)
-    r = subprocess.CompletedProcess([path], proc.returncode, b"", stderr)
-    if r.returncode == PROBE_STATUS:
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+def judged(arch: str, status: int | None, stderr: str) -> Verdict:
+    """What a probe's exit status (None: it hung) says, in words."""
+    if status is None:
+        return Verdict(arch, "failed", f"the emulator hung for more than {TIMEOUT:g} s")
+    if status == PROBE_STATUS:
         return Verdict(arch, "ok", "probe ran")
-    if r.returncode < 0 and -r.returncode in _FROM_OUTSIDE:
+    if status < 0 and -status in _FROM_OUTSIDE:
         # Not a crash: someone stopped it (systemd's SIGTERM to the whole unit as multiarchd
         # stops, an admin): nothing is known about the emulator.
-        name = signal.Signals(-r.returncode).name
+        name = signal.Signals(-status).name
         return Verdict(arch, "untested", f"the probe was stopped by {name} before it ended")
-    if r.returncode < 0:
-        name = signal.Signals(-r.returncode).name
-        return Verdict(arch, "failed", f"emulator crashed with signal {-r.returncode} ({name})")
-    said = r.stderr.decode(errors="replace").strip().splitlines()
+    if status < 0:
+        name = signal.Signals(-status).name
+        return Verdict(arch, "failed", f"emulator crashed with signal {-status} ({name})")
+    said = stderr.strip().splitlines()
     tail = f": {said[0]}" if said else ""
-    return Verdict(arch, "failed",
-                   f"wrong exit status {r.returncode} (expected {PROBE_STATUS}){tail}")
+    return Verdict(arch, "failed", f"wrong exit status {status} (expected {PROBE_STATUS}){tail}")
+
+
+def run_probe(arch: str, argv: list[str]) -> Verdict:
+    """Run a probe (argv: its path, or an interpreter and its path) and judge it."""
+    try:
+        status, _, stderr = run_bounded(argv)
+    except OSError as e:
+        return Verdict(arch, "failed", _explain_exec_error(e))
+    return judged(arch, status, stderr)
 
 
 def same_table(binfmt_dir: str) -> bool:
@@ -113,4 +127,4 @@ def verify(arches: Iterable[str], catalog: Catalog, binfmt_dir: str = EXEC_TABLE
         return [Verdict(a, "untested", f"the table at {binfmt_dir} is not the one exec uses "
                                        f"here ({EXEC_TABLE})") for a in names]
     with probe_files(names, catalog) as paths:
-        return [run_probe(a, paths[a]) for a in names]
+        return [run_probe(a, [paths[a]]) for a in names]

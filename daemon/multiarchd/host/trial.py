@@ -5,24 +5,20 @@ table, by running the interpreter on the probe itself."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from dataclasses import replace
 
-from ..core.probes import PROBE_STATUS, Verdict
+from ..core.probes import Verdict
 from ..model.catalog import Catalog
 from ..model.registration import Registration
-from .probing import TIMEOUT, probe_files
+from .probing import judged, probe_files, run_bounded, run_probe
 
 NO_TABLE = 3  # the helper's exit status when no table of our own can be had here
 
 # Maps our own user and group IDs to themselves, to own its table's `register` (the kernel
 # refuses a writer whose IDs are not mapped; mapping ID 0 needs CAP_SETFCAP, which whoever may
-# write the host's table has); registers argv[1] under a name of
-# its own, runs argv[2] and prints its exit status. A refused registration ends it with the
-# kernel's words.
+# write the host's table has); registers argv[1] under a name of its own, runs argv[2] and
+# prints its exit status. A refused registration ends it with the kernel's words.
 _HELPER = f"""
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
@@ -52,46 +48,15 @@ print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
 """
 
 
-def _run(argv: list[str]) -> tuple[int | None, str, str]:
-    """(exit status, stdout, stderr) of argv in a session of its own, killed whole after
-    TIMEOUT (None: it hung)."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        return None, "", ""
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
-
-
-def _words(status: int, err: str) -> str:
-    if status < 0:
-        return f"it crashed with signal {-status} ({signal.Signals(-status).name})"
-    said = err.strip().splitlines()
-    return f"it ended with status {status} (expected {PROBE_STATUS})" + \
-        (f": {said[-1]}" if said else "")
-
-
 def try_registration(arch: str, registration: Registration, catalog: Catalog) -> Verdict:
     """Whether `registration` runs arch's probe, before it is registered for real."""
-    hung = f"it hung for more than {TIMEOUT:g} s on the probe"
     with probe_files([arch], catalog) as probes:
         line = replace(registration, name="multiarch-trial").register_line()
-        status, out, err = _run([sys.executable, "-I", "-S", "-c", _HELPER, line,
-                                 probes[arch]])
+        status, out, err = run_bounded([sys.executable, "-I", "-S", "-c", _HELPER, line,
+                                        probes[arch]])
         if status == NO_TABLE:  # no table of our own: the interpreter on the probe itself
-            status, _, err = _run([registration.interpreter, probes[arch]])
-            if status is None:
-                return Verdict(arch, "failed", hung)
-            return Verdict(arch, "ok", "probe ran") if status == PROBE_STATUS else \
-                Verdict(arch, "failed", _words(status, err))
-    if status is None:
-        return Verdict(arch, "failed", hung)
-    if status != 0 or not out.strip().lstrip("-").isdigit():
-        said = err.strip().splitlines()
-        return Verdict(arch, "failed", said[-1] if said else f"trial ended with status {status}")
-    ran = int(out.split()[-1])
-    return Verdict(arch, "ok", "probe ran") if ran == PROBE_STATUS else \
-        Verdict(arch, "failed", _words(ran, err))
+            return run_probe(arch, [registration.interpreter, probes[arch]])
+    if status is None or status == 0 and out.strip().lstrip("-").isdigit():
+        return judged(arch, None if status is None else int(out), err)
+    said = err.strip().splitlines()
+    return Verdict(arch, "failed", said[-1] if said else f"the trial ended with status {status}")

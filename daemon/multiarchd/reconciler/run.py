@@ -86,8 +86,10 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
     # A file made again in this run is not the one an entry registered before holds open.
     opened.update({name: STALE for name in want.remade if observed.get(name) is not None})
     want = _gated(want, observed, opened, history, catalog)
+    findings = findings_in(observed, catalog, opened, seen, want) \
+        if want.foreign is ForeignMode.DISABLE_UNSAFE else ()
     return policy, want, observed, plan(want, observed, opened,
-                                        _unsafe(want, observed, catalog, opened, seen))
+                                        _unsafe(want, observed, findings))
 
 
 def _policy(config: Config, catalog: Catalog, seen: identity.Seen | None,
@@ -98,31 +100,26 @@ def _policy(config: Config, catalog: Catalog, seen: identity.Seen | None,
 
 
 def findings_in(observed: Observed, catalog: Catalog, opened: Mapping[str, FileId] | None = None,
-                seen: identity.Seen | None = None) -> tuple[Finding, ...]:
-    """The audit of the whole table (core/audit.py)."""
-    return audit(observed, audit_facts(observed, catalog, seen=seen), opened)
+                seen: identity.Seen | None = None, want: Desired | None = None
+                ) -> tuple[Finding, ...]:
+    """The audit of the whole table (core/audit.py). `want`: this run's desired state, whose
+    interpreters were judged trusted moments ago (host/facts.py) and are not looked at again."""
+    judged = {w.interpreter: w.interpreter_id for w in want.wants
+              if w.registration is not None and w.interpreter} if want else None
+    return audit(observed, audit_facts(observed, catalog, seen=seen, judged=judged), opened)
 
 
-def _unsafe(want: Desired, observed: Observed, catalog: Catalog, opened: Mapping[str, FileId],
-            seen: identity.Seen | None) -> dict[str, str]:
+def _unsafe(want: Desired, observed: Observed, findings: tuple[Finding, ...]) -> dict[str, str]:
     """With foreign_entries: disable-unsafe, the other tools' entries with a high-severity
     finding, and why (the first reason)."""
     if want.foreign is not ForeignMode.DISABLE_UNSAFE:
         return {}
-    findings = findings_in(observed, catalog, opened, seen)
     why: dict[str, str] = {}
     for f in findings:
         if f.severity is Severity.HIGH:
             why.setdefault(f.entry, f.reason)
-    return {name: why[printable(name)] for name in _unsafe_names(want, observed, findings)}
-
-
-def _unsafe_names(want: Desired, observed: Observed, findings: tuple[Finding, ...]) -> list[str]:
-    """Other tools' entries with a high-severity finding, when the policy disables those."""
-    if want.foreign is not ForeignMode.DISABLE_UNSAFE:
-        return []
-    high = {f.entry for f in findings if f.severity is Severity.HIGH}
-    return [e.name for e in observed.entries if not owned(e.name) and printable(e.name) in high]
+    return {e.name: why[printable(e.name)] for e in observed.entries
+            if not owned(e.name) and printable(e.name) in why}
 
 
 def _gated(want: Desired, observed: Observed, opened: dict[str, FileId],
@@ -234,13 +231,13 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
         outcomes = apply(todo, table)
         after = table.read()
     # (before the boot record is kept: what the audit reads is keyed by it, as everything read)
-    findings = findings_in(after, catalog, history.opened if history else None, seen)
+    findings = findings_in(after, catalog, history.opened if history else None, seen, want)
     if history and not dry_run:
         history.remember(want, after, outcomes, drift, now)  # what is right now, is known right
         # Whatever changed between the writes and the read-back is still to do: then no event
         # may be taken for the run's own.
-        unsafe = {name: "" for name in _unsafe_names(want, after, findings)}
-        history.last_table = None if plan(want, after, history.opened, unsafe) else after
+        history.last_table = None if plan(want, after, history.opened,
+                                          _unsafe(want, after, findings)) else after
         if not policy.rejected:
             history.last_good = policy
     if keep_record and not dry_run and not policy.rejected:
