@@ -164,3 +164,21 @@ def test_hold_true_keeps_the_old_file_until_released(
     since = d.mark()
     _rename_over(QEMU, emu)
     d.wait_log(r"multiarch-s390x held: hold: true", since)
+
+
+def test_a_file_rewritten_in_place_after_a_failed_trial_is_tried_again(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
+        trusted_dir: Path, busybox: dict[str, Path], tmp_path: Path) -> None:
+    """A trial is remembered by the file's whole note, not by its inode alone: the same inode
+    with other contents (or a freed inode given to the next file) is another file."""
+    emu = _emulator(trusted_dir)
+    d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n"), binfmt)
+    since = d.mark()
+    _rename_over(_bad("segfaults", tmp_path), emu)
+    d.wait_log(r"multiarch-s390x held: the new .* failed its probe", since)
+    inode = emu.stat().st_ino
+    since = d.mark()
+    shutil.copyfile(QEMU, emu)  # into the same inode
+    assert emu.stat().st_ino == inode
+    d.wait_log(r"replaced multiarch-s390x: .* was replaced on disk", since)
+    assert _interpreter_of(binfmt, busybox["s390x"], "31.04") == str(emu)
