@@ -7,7 +7,7 @@ from multiarchd.catalog import load_catalog
 from multiarchd.core.audit import AuditFacts, Severity, audit
 from multiarchd.core.probes import build
 from multiarchd.model.flags import Flags
-from multiarchd.model.host import FileState
+from multiarchd.model.host import FileId, FileState
 from multiarchd.model.registration import Registration
 from multiarchd.model.observed import Entry, Observed
 
@@ -25,7 +25,7 @@ def entry(name: str, interpreter: str, flags: str = "", arch: str = "arm",
 
 
 def kinds(*entries: Entry, facts: AuditFacts = FACTS,
-          opened: dict[str, tuple[int, int]] | None = None) -> list[tuple[str, str, str]]:
+          opened: dict[str, FileId] | None = None) -> list[tuple[str, str, str]]:
     return [(f.entry, f.kind, f.severity.value)
             for f in audit(Observed(entries), facts, opened)]
 
@@ -50,10 +50,10 @@ def test_o_or_c_on_an_unknown_interpreter() -> None:
 
 def test_an_interpreter_replaced_under_an_f_entry_of_ours() -> None:
     e = entry("multiarch-arm", "/usr/bin/qemu-arm-static", "PF")
-    facts = AuditFacts(FACTS.native, {}, {"/usr/bin/qemu-arm-static": (1, 2)}, FACTS.emulators)
-    assert kinds(e, facts=facts, opened={"multiarch-arm": (1, 1)}) == \
+    facts = AuditFacts(FACTS.native, {}, {"/usr/bin/qemu-arm-static": "2:new"}, FACTS.emulators)
+    assert kinds(e, facts=facts, opened={"multiarch-arm": "1:old"}) == \
         [("multiarch-arm", "interpreter-replaced", "medium")]
-    assert kinds(e, facts=facts, opened={"multiarch-arm": (1, 2)}) == []
+    assert kinds(e, facts=facts, opened={"multiarch-arm": "2:new"}) == []
 
 
 def test_untrusted_interpreter_and_gone_interpreter() -> None:

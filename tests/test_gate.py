@@ -17,7 +17,8 @@ from multiarchd.model.observed import Observed
 
 from tests.test_plan import CATALOG, HOST, QEMU, entry, reg
 
-NEW, OLD = (1, 200), (1, 100)  # the file at the path now, the one registered
+# The file at the path now and the one registered, as identity.py notes them.
+NEW, OLD = "200:100755:0:0:4096:2:2:0:/q", "100:100755:0:0:4096:1:1:0:/q"
 OPENED = {"multiarch-s390x": OLD}
 FAILED = Verdict("s390x", "failed", "it crashed with signal 11 (SIGSEGV)")
 

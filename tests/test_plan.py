@@ -119,7 +119,7 @@ def test_report_names_shadowing_by_registration_order() -> None:
 
 
 def test_interpreter_replaced_on_disk_is_re_registered_only_with_f() -> None:
-    ids = {QEMU.format("aarch64"): (1, 200)}
+    ids = {QEMU.format("aarch64"): "200:new"}
     host = Host("x86_64", HOST.files, ids)
     from multiarchd.model.policy import ArchRule
     from multiarchd.model.problems import Place
@@ -127,6 +127,6 @@ def test_interpreter_replaced_on_disk_is_re_registered_only_with_f() -> None:
         rules = {"aarch64": ArchRule(arch="aarch64", place=Place("t"), flags=flags)}
         d = desired(Policy(files=("t",), arches=rules), CATALOG, host)
         observed = Observed((entry(reg("aarch64", flags=flags)),))
-        assert [(a.kind.value, a.entry) for a in plan(d, observed, {"multiarch-aarch64": (1, 100)}).actions] == expect
-        assert plan(d, observed, {"multiarch-aarch64": (1, 200)}).actions == ()
+        assert [(a.kind.value, a.entry) for a in plan(d, observed, {"multiarch-aarch64": "100:old"}).actions] == expect
+        assert plan(d, observed, {"multiarch-aarch64": "200:new"}).actions == ()
         assert plan(d, observed, {}).actions == ()  # not known: trust what is registered

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -114,15 +115,20 @@ def _emulator(trusted_dir: Path) -> Path:
     return emu
 
 
+@pytest.mark.parametrize("arrives", [_rename_over, shutil.copyfile],
+                         ids=["renamed over", "copied into the same inode"])
 def test_without_f_a_broken_upgrade_disables_the_entry(
         binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
-        trusted_dir: Path, busybox: dict[str, Path], tmp_path: Path) -> None:
+        trusted_dir: Path, busybox: dict[str, Path], tmp_path: Path,
+        arrives: Callable[[Path, Path], object]) -> None:
     """Without F the kernel would run the new file at the next exec: the entry is disabled,
-    not left pointing at a broken emulator, and a good file later enables it again."""
+    not left pointing at a broken emulator, and a good file later enables it again. A file is
+    known by its whole note (inode, size, times): one copied into the same inode is new too.
+    (With F, the kernel refuses a write into the file it opened: ETXTBSY.)"""
     emu = _emulator(trusted_dir)
     d = start_daemon(policy(f"arches:\n  s390x: {{interpreter: {emu}, flags: [P]}}\n"), binfmt)
     since = d.mark()
-    _rename_over(_bad("segfaults", tmp_path), emu)
+    arrives(_bad("segfaults", tmp_path), emu)
     said = d.wait_log(r"multiarch-s390x held: .* failed its probe .* disabled", since)
     assert "crashed with signal 11 (SIGSEGV)" in said
     assert binfmt.read("multiarch-s390x").startswith("disabled")
@@ -182,3 +188,4 @@ def test_a_file_rewritten_in_place_after_a_failed_trial_is_tried_again(
     assert emu.stat().st_ino == inode
     d.wait_log(r"replaced multiarch-s390x: .* was replaced on disk", since)
     assert _interpreter_of(binfmt, busybox["s390x"], "31.04") == str(emu)
+

@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+from multiarchd import identity
 from multiarchd.service.inotify import InotifyWatcher
 from multiarchd.service.watches import Watch
 
@@ -21,11 +22,10 @@ def test_what_saves_look_like(tmp_path: Path) -> None:
         seen.append((os.path.basename(path), kind))
         arrived.set()
 
-    st = tmp_path.stat()
     watcher = InotifyWatcher(on_event)
     watcher.start()
     try:
-        watcher.update({Watch(str(tmp_path), None, True, (st.st_dev, st.st_ino))})
+        watcher.update({Watch(str(tmp_path), None, True, identity.of_path(str(tmp_path)))})
         (tmp_path / "arches.yaml.new").write_text("arches: all\n")  # a save by rename ...
         os.replace(tmp_path / "arches.yaml.new", tmp_path / "arches.yaml")
         (tmp_path / "arches.yaml").write_text("arches: {}\n")  # ... and an in-place write
@@ -47,12 +47,11 @@ def test_renames_leave_nothing_behind_in_the_watcher(tmp_path: Path) -> None:
     a daemon watching /usr/bin through a year of upgrades, or a policy saved by an editor
     every day, would grow without end. Renames of names the watch does not want count too."""
     moves = threading.Event()
-    st = tmp_path.stat()
     watcher = InotifyWatcher(lambda path, kind: moves.set() if path.endswith("/last") else None)
     watcher.start()
     try:
         watcher.update({Watch(str(tmp_path), frozenset({"arches.yaml", "last"}), False,
-                              (st.st_dev, st.st_ino))})
+                              identity.of_path(str(tmp_path)))})
         for i in range(200):
             (tmp_path / f"other.{i}").write_text("x")
             os.replace(tmp_path / f"other.{i}", tmp_path / f"unwanted.{i}")

@@ -11,8 +11,8 @@ same (the boot record, reconciler/record.py, is replayed only then):
 - and which kernel this is (kernel()), for what is kept for a kernel: the boot record, this
   boot's native answer (host/keep.py), the kept probe verdicts (service/proven.py).
 
-Within a run, a file is known by (device, inode) (file_id(), model.host.FileId): which file a
-path names right now. Across runs and boots it is known by the note above.
+A file is known by this note both within a run (model.host.FileId: which file an entry holds
+open, which one a trial proved, which directory is watched) and across runs and boots.
 """
 
 from __future__ import annotations
@@ -28,12 +28,6 @@ TEXT_MAX = 1 << 20  # policy/files.py reads no more of a policy file
 # The mount flag a decision reads: noexec refuses an interpreter. (Not read-only: `/` is
 # mounted read-only early in a boot and read-write later, and nothing decided depends on it.)
 _MOUNT_FLAGS = os.ST_NOEXEC
-
-
-def file_id(st: os.stat_result) -> tuple[int, int]:
-    """Which file this is right now, (device, inode): model.host.FileId, the within-run answer
-    (what the note below answers across runs and boots is whether it is still the same)."""
-    return st.st_dev, st.st_ino
 
 
 def kernel() -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from ..model.host import FileId
+from ..model.host import FileId, inode
 from ..model.observed import Observed
 from .desired import Desired, Want, Why
 from .probes import Verdict
@@ -58,7 +58,7 @@ def pinned(change: Change, released: Iterable[str]) -> bool:
 
 
 def _identity(want: Want) -> str:
-    ident = f" (inode {want.interpreter_id[1]})" if want.interpreter_id else ""
+    ident = f" (inode {inode(want.interpreter_id)})" if want.interpreter_id else ""
     return f"{want.interpreter}{ident}"
 
 

@@ -73,9 +73,9 @@ def file_state(path: str, dirs: dict[str, str | None] | None = None,
         os.close(walked.dir_fd)
     try:
         st = os.fstat(fd)
-        ident = identity.file_id(st)
+        # Mount flags too: noexec is decided from below.
+        ident = noted[path] = identity.of_fd(fd)
         real = os.path.join(walked.directory, walked.name)
-        noted[path] = identity.of_fd(fd)  # mount flags too: noexec is decided from below
         if not stat.S_ISREG(st.st_mode) or not (st.st_mode & 0o111) or \
                 not os.access(f"/proc/self/fd/{fd}", os.X_OK):
             return FileState.NOT_EXECUTABLE, ident, ""

@@ -103,7 +103,7 @@ def walk(path: str, strict: bool = True, judged: dict[str, str | None] | None = 
     if not path.startswith("/"):
         raise OSError(2, "not an absolute path", path)
     todo = [c for c in path.split("/") if c]
-    fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = _directory("/")
     where: list[str] = []  # the resolved components of the directory `fd` is
     links = 0
     try:
@@ -120,25 +120,17 @@ def walk(path: str, strict: bool = True, judged: dict[str, str | None] | None = 
             name = todo.pop(0)
             if name in (".", ".."):
                 if name == "..":
-                    where = where[:-1]
-                    fd = _swap(fd, os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
-                                           dir_fd=fd))
+                    where, fd = where[:-1], _swap(fd, _directory("..", fd))
                 continue
             child = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
             try:
                 st = os.fstat(child)
                 if stat.S_ISLNK(st.st_mode):
-                    if why:  # someone else could flip it: never followed
-                        raise Untrusted(f"{path}: the symlink {os.path.join(here, name)} sits in "
-                                        f"a directory others can change ({why})")
                     links += 1
-                    if links > MAX_LINKS:
-                        raise OSError(40, "too many levels of symbolic links", path)
-                    target = os.readlink(name, dir_fd=fd)  # stable: only root may change it
+                    target = _link(path, os.path.join(here, name), fd, why, links)
                     todo[:0] = [c for c in target.split("/") if c]
                     if target.startswith("/"):
-                        where = []
-                        fd = _swap(fd, os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+                        where, fd = [], _swap(fd, _directory("/"))
                     continue
                 if not todo:
                     return Walked(fd, name, here)
@@ -152,6 +144,20 @@ def walk(path: str, strict: bool = True, judged: dict[str, str | None] | None = 
     except BaseException:
         os.close(fd)
         raise
+
+
+def _directory(name: str, dir_fd: int | None = None) -> int:
+    return os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+
+
+def _link(path: str, link: str, dir_fd: int, why: str | None, links: int) -> str:
+    """Where the symlink `link` (in the directory `dir_fd`) points, the `links`-th on the way."""
+    if why:  # someone else could flip it: never followed
+        raise Untrusted(f"{path}: the symlink {link} sits in a directory others can change "
+                        f"({why})")
+    if links > MAX_LINKS:
+        raise OSError(40, "too many levels of symbolic links", path)
+    return os.readlink(os.path.basename(link), dir_fd=dir_fd)  # stable: only root may change it
 
 
 def _swap(old: int, new: int) -> int:

@@ -15,8 +15,15 @@ class FileState(enum.StrEnum):
     UNTRUSTED = "untrusted"  # someone else could change it (Host.why says who and how)
 
 
-# Which file a path is right now (device, inode): a package upgrade replaces it by rename.
-FileId = tuple[int, int]
+# Which file a path names, as identity.py notes it: "inode:mode:owner:group:size:mtime:ctime:
+# mount flags:resolved path" (a directory: no size nor times). A package upgrade replaces a
+# file by rename (another inode), a copy over it keeps the inode but not the size and times.
+FileId = str
+
+
+def inode(file: FileId) -> str:
+    """The inode number a FileId names (shown to tell two versions of a file apart)."""
+    return file.partition(":")[0]
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from .boot import boot_record
 from .history import History
 
 
-STALE = (-1, -1)  # (device, inode) of no file: what an entry holds, when that is not the file now
+STALE = identity.UNKNOWN  # equal to no file: what an entry holds, when that is not the file now
 
 
 def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed | None = None,
@@ -134,16 +134,15 @@ def _gated(want: Desired, observed: Observed, opened: dict[str, FileId],
     for c in changed:
         if c.entry in pins or c.want.registration is None:
             continue
-        # Keyed by the file's whole note (inode, size, times), not (device, inode) alone: the
-        # inode of a file that failed and was renamed over is soon given to the next one.
-        note = identity.of_path(c.want.interpreter or "")
-        tried = (c.want.interpreter, note, c.want.registration)
+        # Keyed by the file's whole note (inode, size, times), not its inode alone: the inode
+        # of a file that failed and was renamed over is soon given to the next one.
+        tried = (c.want.interpreter, c.want.interpreter_id, c.want.registration)
         kept = history.trials.get(c.entry) if history else None
         if kept is not None and kept[0] == tried:
             verdicts[c.entry] = kept[1]
             continue
         verdicts[c.entry] = try_registration(c.want.label, c.want.registration, catalog)
-        if history is not None and note not in (identity.UNKNOWN, identity.MISSING):
+        if history is not None and c.want.interpreter_id:
             history.trials[c.entry] = (tried, verdicts[c.entry])
     return gate.gated(want, changed, verdicts, pins)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import sys
 
-from .. import identity
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (3 ms): mypy knows it
 if TYPE_CHECKING:
@@ -25,7 +24,7 @@ def stderr_is_journal() -> bool:
         st = os.fstat(sys.stderr.fileno())
     except (ValueError, OSError):
         return False
-    return identity.file_id(st) == (dev, ino)
+    return (st.st_dev, st.st_ino) == (dev, ino)  # systemd's words, not identity.py's note
 
 
 class StderrLog:

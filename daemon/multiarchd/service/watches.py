@@ -2,8 +2,8 @@
 directory (and its parent, for the directory itself being replaced), the binfmt_misc table, and
 the directories of every interpreter in use or that may appear (for one that does not exist
 yet, its nearest existing parent, for the next component). The inotify adapter keeps the
-kernel's watches equal to this set; a watch names its directory's inode, so a directory that is
-deleted and made again, or renamed over, is watched again."""
+kernel's watches equal to this set; a watch names which directory it is (identity.py's note),
+so a directory that is deleted and made again, or renamed over, is watched again."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .. import identity
 from ..core.result import Result
 from ..host.facts import candidate_paths
 from ..model.catalog import Catalog
+from ..model.host import FileId
 from ..model.options import Config
 from ..policy.places import dropin_dirs
 
@@ -25,7 +26,7 @@ class Watch:
     directory: str
     names: frozenset[str] | None = None
     recursive: bool = False
-    inode: tuple[int, int] = (0, 0)  # which directory that path is now
+    file: FileId = ""  # which directory that path names now
 
     def wants(self, path: str) -> bool:
         if self.names is None:
@@ -78,10 +79,8 @@ def watches_for(config: Config, result: Result | None, catalog: Catalog) -> set[
         _watch_name(wanted, path)
     watches = set()
     for (directory, recursive), only in wanted.items():
-        try:
-            st = os.stat(directory)
-        except OSError:
-            continue
-        watches.add(Watch(directory, frozenset(only) if only is not None else None,
-                          recursive, identity.file_id(st)))
+        file = identity.of_path(directory)
+        if file not in (identity.MISSING, identity.UNKNOWN):
+            watches.add(Watch(directory, frozenset(only) if only is not None else None,
+                              recursive, file))
     return watches
