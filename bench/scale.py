@@ -102,13 +102,17 @@ def measure(size: int, trials: int, directory: Path) -> dict[str, float]:
     with PrivateBinfmt() as ns:
         table = BinfmtTable(ns.path)
         config = Config(path, ns.path)
-        history = History()
-        reconcile_once(config, catalog=catalog, history=history)  # converged, and the policy parsed once
+        # As the daemon's Reconciler runs it: its history, and its cache of the parsed policy.
+        history, policies = History(), PolicyCache()
+
+        def run() -> None:
+            reconcile_once(config, catalog=catalog, history=history, policies=policies)
+        run()  # converged, and the policy parsed once
         observed = table.read()
         cache = PolicyCache()
         cache.load(path, catalog)
         read_t, noop_t, parse_t, cold_t, host_t, desired_t, plan_t, report_t = in_turn(
-            trials, timed(table.read), timed(lambda: reconcile_once(config, catalog=catalog, history=history)),
+            trials, timed(table.read), timed(run),
             timed(lambda: cache.load(path, catalog)), timed(lambda: load_policy(path, catalog)),
             timed(lambda: probe_host(catalog, candidate_paths(policy, catalog))),
             timed(lambda: desired(policy, catalog, host)),

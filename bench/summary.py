@@ -61,6 +61,30 @@ def in_fresh_table(run: Callable[[PrivateBinfmt], None]) -> Callable[[], float]:
     return trial
 
 
+def _ready(env: dict[str, str], tmp: Path, stops: list[float], wait_bus: bool
+           ) -> Callable[[], float]:
+    """A trial: the daemon's cold start to READY=1 in a table of its own (and `wait_bus`, on
+    to its D-Bus name), then SIGTERM as systemctl stop sends it, whose time goes to `stops`."""
+    def trial() -> float:
+        with PrivateBinfmt() as ns:
+            start = time.perf_counter()
+            d = DaemonProcess([MULTIARCHD, "--config", DEFAULT_POLICY, "--binfmt-dir", ns.path],
+                              tmp, env)
+            try:
+                d.wait_notify("READY=1", timeout=60)
+                took = time.perf_counter() - start
+                if wait_bus:
+                    d.wait_log("D-Bus: io.github.multiarchd1 published")
+            finally:
+                stopping = time.perf_counter()
+                d.proc.terminate()
+                d.proc.wait()
+                stops.append(time.perf_counter() - stopping)
+                d.stop()
+            return took
+    return trial
+
+
 def boot_path(trials: int, tmp: Path) -> list[Row]:
     conf = tmp / "multiarch.conf"
     conf.write_text("\n".join(register_lines()) + "\n")
@@ -87,28 +111,11 @@ def boot_path(trials: int, tmp: Path) -> list[Row]:
                                 once(CACHE_DIRECTORY=nowhere, RUNTIME_DIRECTORY=nowhere))
 
     bus = PrivateBus()
-
     stops: list[float] = []
 
     def ready(wait_bus: bool = True, **where: str) -> Callable[[], float]:
-        def trial() -> float:
-            with PrivateBinfmt() as ns:
-                start = time.perf_counter()
-                d = DaemonProcess([MULTIARCHD, "--config", DEFAULT_POLICY, "--binfmt-dir",
-                                   ns.path], tmp, dict(env, **bus.env, **where))
-                try:
-                    d.wait_notify("READY=1", timeout=60)
-                    took = time.perf_counter() - start
-                    if wait_bus:
-                        d.wait_log("D-Bus: io.github.multiarchd1 published")
-                finally:
-                    stopping = time.perf_counter()
-                    d.proc.terminate()  # SIGTERM, as systemctl stop sends
-                    d.proc.wait()
-                    stops.append(time.perf_counter() - stopping)
-                    d.stop()
-                return took
-        return trial
+        return _ready(dict(env, **bus.env, **where), tmp, stops, wait_bus)
+
     try:
         # With the boot record (READY=1 once the record's lines are in), then without one
         # (READY=1 after the first full run) and stopped right at READY=1.

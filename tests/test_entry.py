@@ -98,3 +98,23 @@ def test_any_bytes_in_any_entry_are_read_never_raise(name: str, data: bytes) -> 
 def test_unknown_flags_of_a_newer_kernel_are_ignored() -> None:
     e = parse_entry("x", b"enabled\ninterpreter /i\nflags: PFZ\nextension .x\n")
     assert e.registration.flags == Flags.parse("PF")
+
+
+@settings(max_examples=1000)
+@given(st.binary(min_size=1, max_size=16), st.data(), st.integers(0, 8),
+       st.binary(max_size=40))
+def test_a_match_is_the_kernel_s_byte_by_byte_rule(magic: bytes, data: st.DataObject,
+                                                   offset: int, header: bytes) -> None:
+    """binfmt_misc's rule: each byte of the header at the offset, masked, equals the masked
+    magic byte (matches() computes it on whole integers)."""
+    mask = data.draw(st.none() | st.binary(min_size=len(magic), max_size=len(magic)))
+    if data.draw(st.booleans()):  # often a header that does match, but for the masked bits
+        header = header[:offset].ljust(offset, b"\0") + bytes(
+            m | (~k & 0xff & h) for m, k, h in zip(magic, mask or b"\xff" * len(magic),
+                                                   data.draw(st.binary(min_size=len(magic),
+                                                                       max_size=len(magic)))))
+    reg = Registration("x", "/q", Flags.parse(""), magic, mask, offset)
+    window = header[offset:offset + len(magic)]
+    expected = len(window) == len(magic) and all(
+        h & k == m & k for h, m, k in zip(window, magic, mask or b"\xff" * len(magic)))
+    assert reg.matches("x", header) == expected

@@ -9,11 +9,12 @@ emulator, owned by root, registered with the flags its package uses, is fine wha
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..model.host import FileId, FileState
-from ..model.registration import owned, printable
+from ..model.registration import Registration, owned, printable
 from ..model.observed import Entry, Observed
 
 
@@ -58,10 +59,16 @@ def _base(path: str) -> str:
     return path.rsplit("/", 1)[-1]
 
 
+@functools.lru_cache(maxsize=4096)
+def _native_hit(reg: Registration, native: tuple[tuple[str, bytes], ...]) -> str | None:
+    """The first of this host's own programs `reg` would take (remembered: the same entries
+    are audited against the same programs at every run, a thousand of them on a big table)."""
+    return next((p for p, header in native if reg.matches(_base(p), header)), None)
+
+
 def _native_match(entry: Entry, facts: AuditFacts) -> Finding | None:
     reg = entry.registration
-    hit = next((p for p, header in facts.native
-                if reg.matches(_base(p), header)), None)
+    hit = _native_hit(reg, facts.native)
     if hit is None:
         return None
     what = f"extension .{reg.extension}" if reg.extension is not None else \

@@ -66,7 +66,7 @@ def _child_on_the_way(path: str) -> str | None:
     return api.OBJECT_PATH[len(prefix):].split("/")[0]
 
 
-def error_name(error: Exception) -> str:
+def _error_name(error: Exception) -> str:
     """Each domain failure has its D-Bus name; an exception class named with dots (polkit's
     AccessDenied) is its own name; anything else is a bug of ours and says so."""
     kind = type(error).__name__
@@ -107,7 +107,7 @@ class Call:
 
     def error(self, error: Exception) -> None:
         if not self.answered:
-            self._send(self.message.new_method_error_literal(error_name(error), str(error)))
+            self._send(self.message.new_method_error_literal(_error_name(error), str(error)))
 
     def mapped(self, convert: Callable[[U], Any]) -> Reply[U]:
         """This call, answered with convert(value)."""

@@ -71,5 +71,4 @@ def audit_facts(observed: Observed, catalog: Catalog, own_arches: Iterable[str] 
         files[path] = (state, why)
         if ident is not None:
             ids[path] = ident
-    known = catalog.interpreter_paths
-    return AuditFacts(tuple(own), files, ids, known | {os.path.basename(p) for p in known})
+    return AuditFacts(tuple(own), files, ids, catalog.emulator_paths_and_names)

@@ -71,6 +71,12 @@ class Catalog:
         return frozenset(p for emu in self.emulators.values() for a in self.arches
                          for p in emu.candidates(a))
 
+    @cached_property
+    def emulator_paths_and_names(self) -> frozenset[str]:
+        """interpreter_paths, and the base name of each (an emulator installed elsewhere)."""
+        paths = self.interpreter_paths
+        return paths | {p.rsplit("/", 1)[-1] for p in paths}
+
     def host_runs(self, host: str, arch: str) -> bool:
         """Whether the catalog says a kernel of `host` runs `arch` programs by itself."""
         return arch == host or (host in self.arches and arch in self.arches[host].runs)
