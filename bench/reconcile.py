@@ -25,6 +25,7 @@ from multiarchd.model.options import Config
 from multiarchd.model.observed import Observed
 from multiarchd.reconciler.run import evaluate, reconcile_once
 
+from bench.bytecode import make_current
 from bench.stats import median, percentile
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.paths import DEFAULT_POLICY
@@ -73,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", type=int, default=30)
     args = parser.parse_args()
+    make_current()
     lines = register_lines()
     n = len(lines)
 

@@ -28,6 +28,7 @@ from multiarchd.core.desired import desired
 from multiarchd.core.plan import plan
 from multiarchd.core.report import build_report
 from multiarchd.host.facts import candidate_paths, probe_host
+from multiarchd.host.filecache import FileCache
 from multiarchd.kernel.apply import apply
 from multiarchd.kernel.table import BinfmtTable
 from multiarchd.model.options import Config
@@ -102,11 +103,13 @@ def measure(size: int, trials: int, directory: Path) -> dict[str, float]:
     with PrivateBinfmt() as ns:
         table = BinfmtTable(ns.path)
         config = Config(path, ns.path)
-        # As the daemon's Reconciler runs it: its history, and its cache of the parsed policy.
-        history, policies = History(), PolicyCache()
+        # As the daemon's Reconciler runs it: its history, and its caches of the parsed policy
+        # and of what the interpreter files were found to be.
+        history, policies, files = History(), PolicyCache(), FileCache()
 
         def run() -> None:
-            reconcile_once(config, catalog=catalog, history=history, policies=policies)
+            reconcile_once(config, catalog=catalog, history=history, policies=policies,
+                           files=files)
         run()  # converged, and the policy parsed once
         observed = table.read()
         cache = PolicyCache()

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.bytecode import make_current
 from bench.daemon import thread_stats
 from bench.stats import in_turn, median, ms, percentile
 from bench.reconcile import SYSTEMD_BINFMT, register_lines
@@ -285,6 +286,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="fewer trials, repairs and edits (a minute or so)")
     args = parser.parse_args()
+    make_current()
     trials, reacts = (8, 40) if args.quick else (args.trials, args.reactions)
     repairs, edits = (500, 50) if args.quick else (10_000, 1_000)
     rows: list[Row] = []

@@ -10,9 +10,10 @@ from typing import TypeVar
 
 from .. import identity
 from ..model.catalog import Catalog
-from ..model.host import FileId, FileState, Host
+from ..model.host import FileState, Host
 from ..model.policy import Policy
 from . import paths
+from .filecache import FileCache, Found, Remembered, Key, key_of
 from .native import cannot_run, native
 
 # `uname -m` spellings that are not catalog names.
@@ -39,21 +40,25 @@ SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "pdksh"
 
 
 def file_state(path: str, dirs: dict[str, str | None] | None = None,
-               seen: identity.Seen | None = None) -> tuple[FileState, FileId | None, str]:
+               seen: identity.Seen | None = None, proof: list[tuple[str, Key]] | None = None,
+               stats: dict[str, os.stat_result] | None = None) -> Found:
     """What the interpreter at `path` is, which file it is, and why it is untrusted.
 
     The path is followed as the kernel follows it at every exec, one component at a time
     (paths.walk): every directory a name is looked up in, a symlink's included, must be one
     only root can change, then the file at the end is checked on its descriptor: a file only
     root can replace, as sshd's StrictModes wants of authorized_keys. `dirs` keeps what was
-    found of each directory, for the next path; `seen` gets the identity of the file and of
-    each directory, as decided on.
+    found of each directory, for the next path (`stats`, each one's stat as judged); `seen`
+    gets the identity of the file and of each directory, as decided on; `proof`, what the
+    decision rests on (host/filecache.py), when it was taken on the file's own descriptor.
     """
     dirs = {} if dirs is None else dirs
     noted = {} if seen is None else seen.files
     noted[path] = identity.UNKNOWN
+    way: list[str] = []
+    stats = {} if stats is None else stats
     try:
-        walked = paths.walk(path, judged=dirs, noted=noted)
+        walked = paths.walk(path, judged=dirs, noted=noted, way=way, stats=stats)
     except paths.Untrusted as e:
         return FileState.UNTRUSTED, None, str(e)
     except (FileNotFoundError, NotADirectoryError):
@@ -79,6 +84,9 @@ def file_state(path: str, dirs: dict[str, str | None] | None = None,
         if not stat.S_ISREG(st.st_mode) or not (st.st_mode & 0o111) or \
                 not os.access(f"/proc/self/fd/{fd}", os.X_OK):
             return FileState.NOT_EXECUTABLE, ident, ""
+        if proof is not None:
+            proof += [(here, key_of(stats[here])) for here in way]
+            proof.append((real, key_of(st, os.fstatvfs(fd).f_flag)))
         shown = real if real == path else f"{path} (-> {real})"
         why = paths.untrusted(st, "interpreter", shown)
         if why is None and walked.name in SHELLS:
@@ -100,7 +108,6 @@ def candidate_paths(policy: Policy | None, catalog: Catalog) -> set[str]:
     return paths
 
 
-_Found = tuple[FileState, FileId | None, str]
 T = TypeVar("T")
 
 
@@ -109,24 +116,44 @@ class _Files:
     architecture, down its emulators' preference order until one will do, so of some 250
     candidate paths only the few that matter are checked, once per run."""
 
-    def __init__(self, paths: Iterable[str], seen: identity.Seen | None = None) -> None:
+    def __init__(self, paths: Iterable[str], seen: identity.Seen | None = None,
+                 cache: FileCache | None = None) -> None:
         self.paths = frozenset(paths)
-        self.found: dict[str, _Found] = {}
+        self.found: dict[str, Found] = {}
         self.dirs: dict[str, str | None] = {}
+        self.stats: dict[str, os.stat_result] = {}
         self.seen = identity.Seen() if seen is None else seen
+        self.cache = cache
+        self.checked: dict[str, Key | None] = {}  # (this run's, for the cache)
 
-    def look(self, path: str) -> _Found | None:
+    def look(self, path: str) -> Found | None:
         if path not in self.paths:
             return None
         if path not in self.found:
-            self.found[path] = file_state(path, self.dirs, self.seen)
+            self.found[path] = self._find(path)
         return self.found[path]
+
+    def _find(self, path: str) -> Found:
+        if self.cache is None:
+            return file_state(path, self.dirs, self.seen)
+        kept = self.cache.get(path, self.checked)
+        if kept is not None:
+            self.seen.files.update(kept.notes)
+            return kept.found
+        proof: list[tuple[str, Key]] = []
+        found = file_state(path, self.dirs, self.seen, proof, self.stats)
+        if proof:  # (the notes of the file and of each directory on its way)
+            notes = {p: self.seen.files.get(p, identity.UNKNOWN)
+                     for p in (path, *(w for w, _ in proof[:-1]))}
+            if identity.UNKNOWN not in notes.values():
+                self.cache.files[path] = Remembered(found, notes, tuple(proof))
+        return found
 
 
 class _Projection(Mapping[str, T]):
     """One side of what _Files found (state, identity or why untrusted), as a mapping."""
 
-    def __init__(self, files: _Files, side: Callable[[_Found], T | None]) -> None:
+    def __init__(self, files: _Files, side: Callable[[Found], T | None]) -> None:
         self.files = files
         self.side = side
 
@@ -145,10 +172,11 @@ class _Projection(Mapping[str, T]):
 
 
 def probe_host(catalog: Catalog, paths: Iterable[str], machine: str | None = None,
-               seen: identity.Seen | None = None) -> Host:
+               seen: identity.Seen | None = None, cache: FileCache | None = None) -> Host:
     """This machine, with `paths` (the interpreters that may be asked about) looked at when
-    first asked about; `seen` gets the identity of each file and directory looked at."""
-    files = _Files(paths, seen)
+    first asked about; `seen` gets the identity of each file and directory looked at; `cache`,
+    a daemon's, what earlier runs found of them (host/filecache.py)."""
+    files = _Files(paths, seen, cache)
     arch = host_arch(catalog, machine)
     arches = native()[0] if machine is None else None
     return Host(arch=arch,

@@ -89,15 +89,17 @@ class Walked:
 
 
 def walk(path: str, strict: bool = True, judged: dict[str, str | None] | None = None,
-         noted: dict[str, str] | None = None) -> Walked:
+         noted: dict[str, str] | None = None, way: list[str] | None = None,
+         stats: dict[str, os.stat_result] | None = None) -> Walked:
     """Follow `path` to its last component as the kernel would, symlinks included.
 
     `strict` (an interpreter): every directory looked in must be one only root can change, else
     Untrusted. Not strict (a file root writes in a tree someone else owns, as node-exporter's
     directory): any directory will do, but a symlink is followed only where it sits in a
     directory only root can change. `judged` keeps each directory's verdict by resolved path
-    for the next walk; `noted` gets each directory's identity (identity.py). OSError (ENOENT,
-    ELOOP, ...) as the kernel would give it.
+    for the next walk; `noted` gets each directory's identity (identity.py), `way` the
+    resolved path of each directory a name is looked up in, and `stats` (with `judged`) each
+    one's stat as judged. OSError (ENOENT, ELOOP, ...) as the kernel would give it.
     """
     judged = {} if judged is None else judged
     if not path.startswith("/"):
@@ -109,7 +111,9 @@ def walk(path: str, strict: bool = True, judged: dict[str, str | None] | None = 
     try:
         while True:
             here = "/" + "/".join(where)
-            why = _judge(fd, here, judged, noted)
+            why = _judge(fd, here, judged, noted, stats)
+            if way is not None:
+                way.append(here)
             if pseudo(here):
                 raise Untrusted(f"{path} leads through {here}, whose names are not files (they "
                                 "mean something else to each process); give the real path")
@@ -165,14 +169,16 @@ def _swap(old: int, new: int) -> int:
     return new
 
 
-def _judge(fd: int, here: str, judged: dict[str, str | None],
-           noted: dict[str, str] | None) -> str | None:
+def _judge(fd: int, here: str, judged: dict[str, str | None], noted: dict[str, str] | None,
+           stats: dict[str, os.stat_result] | None) -> str | None:
     """Why `here` (resolved) or a directory above it is one others could change: whoever may
     change a directory above may rename this one away and put another in its place."""
     if here not in judged:
         st = os.fstat(fd)
         above = judged.get(os.path.dirname(here)) if here != "/" else None
         judged[here] = above or untrusted(st, "directory", here)
+        if stats is not None:
+            stats[here] = st
         if noted is not None:
             noted[here] = identity.of_stat(st, here, os.fstatvfs(fd).f_flag)
     return judged[here]

@@ -8,11 +8,12 @@ from __future__ import annotations
 # the delimiter and the backslash. Everything else is written as \xHH, which the kernel
 # unescapes.
 _LITERAL = frozenset(range(0x21, 0x7F)) - {ord(":"), ord("\\")}
+_TEXT = tuple(chr(b) if b in _LITERAL else f"\\x{b:02x}" for b in range(256))  # each byte's
 
 
 def encode_bytes(data: bytes) -> str:
     """bytes -> text the kernel's register line takes (and decode_bytes reads back)."""
-    return "".join(chr(b) if b in _LITERAL else f"\\x{b:02x}" for b in data)
+    return "".join(map(_TEXT.__getitem__, data))
 
 
 def decode_bytes(text: str) -> bytes:

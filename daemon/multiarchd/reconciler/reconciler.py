@@ -18,6 +18,7 @@ from ..core.result import Result
 from ..model.errors import NotMounted, PolicyRejected
 from ..model.options import Config, Options
 from ..model.problems import Problem
+from ..host.filecache import FileCache
 from ..policy.files import PolicyCache
 from .history import History
 from .run import Table, ensure_mounted, evaluate, reconcile_once
@@ -46,13 +47,14 @@ class Reconciler:
         self.clock = clock
         self.run_once = run_once or self._run_once
         self.policies = PolicyCache()  # the policy, parsed again only when a file changed
+        self.files = FileCache()  # the interpreters, walked again only when their way changed
         self.standard_place = standard_place  # binfmt_misc's own place: we may mount it there
         self.history = History(options.repair_limit, options.repair_window)
         self._failed_runs = 0  # runs in a row with a kernel refusal or a failed read
 
     def _run_once(self, config: Config, history: History, now: float) -> Result:
         return reconcile_once(config, history=history, mount=False, now=now, keep_record=True,
-                              policies=self.policies)
+                              policies=self.policies, files=self.files)
 
     def run(self) -> Step:
         try:
@@ -88,7 +90,7 @@ class Reconciler:
         """What a run would do now, and the policy's problems, writing nothing; PolicyRejected
         (one problem a line) if the policy cannot be applied at all."""
         policy, want, _, todo = evaluate(self.config, history=self.history,
-                                         policies=self.policies)
+                                         policies=self.policies, files=self.files)
         if want is None or policy.rejected:
             raise PolicyRejected.of(policy.problems)
         return todo, want.problems

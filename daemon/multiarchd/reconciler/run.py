@@ -30,6 +30,7 @@ from ..host import keep
 from ..host.audit_facts import audit_facts
 from ..host.cpu_models import carry_models
 from ..host.facts import candidate_paths, probe_host
+from ..host.filecache import FileCache
 from ..host.native import native
 from ..host.trial import try_registration
 from ..kernel.apply import apply
@@ -55,13 +56,14 @@ STALE = identity.UNKNOWN  # equal to no file: what an entry holds, when that is 
 def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed | None = None,
              history: History | None = None, policy: Policy | None = None,
              table: BinfmtTable | None = None, seen: identity.Seen | None = None,
-             make_models: bool = False, policies: PolicyCache | None = None
-             ) -> tuple[Policy, Desired | None, Observed, Plan]:
+             make_models: bool = False, policies: PolicyCache | None = None,
+             files: FileCache | None = None) -> tuple[Policy, Desired | None, Observed, Plan]:
     """Everything up to the plan, writing nothing but, with `make_models`, the files that carry
     a CPU model (host/cpu_models.py). A rejected policy changes nothing: with a history that
     holds the last good policy, that one is planned for (drift is still healed); without,
     there is no plan. `seen` notes every file decided from; `policies`, a daemon's cache of
-    parsed policies (parsed again only when a file changed)."""
+    parsed policies (parsed again only when a file changed); `files`, its cache of what the
+    interpreter files were found to be (walked again only when something on the way changed)."""
     catalog = catalog or load_catalog()
     if policy is None:
         policy = _policy(config, catalog, seen, policies)
@@ -80,7 +82,7 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
         if history is None or history.last_good is None:
             return policy, None, observed, Plan(())
         enforced = history.last_good
-    host = probe_host(catalog, candidate_paths(enforced, catalog), seen=seen)
+    host = probe_host(catalog, candidate_paths(enforced, catalog), seen=seen, cache=files)
     want = carry_models(desired(enforced, catalog, host), catalog, seen, write=make_models)
     opened = dict(history.opened) if history else {}
     # A file made again in this run is not the one an entry registered before holds open.
@@ -201,10 +203,11 @@ def unregister_owned(config: Config) -> tuple[Outcome, ...]:
 def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | None = None,
                    history: History | None = None, mount: bool = True,
                    now: float | None = None, keep_record: bool = False,
-                   policies: PolicyCache | None = None) -> Result:
+                   policies: PolicyCache | None = None, files: FileCache | None = None
+                   ) -> Result:
     """One run. `keep_record`: this is a run of the boot path (`--once`, the service), whose
     record the next boot replays; any other caller (`multiarchctl apply --local --config
-    other.yaml`) leaves the record alone. `policies`: as for evaluate()."""
+    other.yaml`) leaves the record alone. `policies`, `files`: as for evaluate()."""
     catalog = catalog or load_catalog()
     seen = identity.Seen()
     policy = _policy(config, catalog, seen, policies)
@@ -216,7 +219,7 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
     table = BinfmtTable(config.binfmt_dir)
     policy, want, observed, todo = evaluate(config, catalog, history=history, policy=policy,
                                             table=table, seen=seen, make_models=not dry_run,
-                                            policies=policies)
+                                            policies=policies, files=files)
     if want is None:
         return Result(policy, None, todo, Report((), (), policy.problems, (), observed.enabled,
                                                  policy_rejected=True))
@@ -225,8 +228,9 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
     now = time.monotonic() if now is None else now
     conflicts: frozenset[str] = frozenset()
     refused: dict[str, str] = {}
+    planned = todo
     if history:
-        todo, conflicts, refused = history.hold_back(todo, drift, now)
+        todo, conflicts, refused = history.hold_back(planned, drift, now)
     outcomes: tuple[Outcome, ...] = ()
     after = observed
     if todo and not dry_run:
@@ -237,9 +241,11 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
     if history and not dry_run:
         history.remember(want, after, outcomes, drift, now)  # what is right now, is known right
         # Whatever changed between the writes and the read-back is still to do: then no event
-        # may be taken for the run's own.
-        history.last_table = None if plan(want, after, history.opened,
-                                          _unsafe(want, after, findings)) else after
+        # may be taken for the run's own. (Nothing written: the table read is the one planned
+        # for, and what is still to do, that plan.)
+        left = plan(want, after, history.opened, _unsafe(want, after, findings)) \
+            if outcomes else planned
+        history.last_table = None if left else after
         if not policy.rejected:
             history.last_good = policy
     if keep_record and not dry_run and not policy.rejected:

@@ -1,0 +1,109 @@
+"""A daemon keeps what it found of each interpreter file from one run to the next while nothing
+on the file's way changed (host/filecache.py): after every change that could make root run
+someone else's file, the kept answer must be the one a fresh walk gives."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from multiarchd.catalog import load_catalog
+from multiarchd.host.facts import probe_host
+from multiarchd.host.filecache import FileCache
+from multiarchd.identity import Seen
+
+CATALOG = load_catalog()
+NOBODY = 65534
+
+
+def _answers(path: str, cache: FileCache | None) -> tuple[object, ...]:
+    seen = Seen()
+    host = probe_host(CATALOG, [path], seen=seen, cache=cache)
+    return host.file(path), host.ids.get(path), host.why.get(path), seen.key()
+
+
+def _ways(trusted_dir: Path) -> tuple[Path, Path]:
+    """An interpreter reached through a symlink: trusted_dir/q -> a/b/emu."""
+    (trusted_dir / "a" / "b").mkdir(parents=True)
+    emu = trusted_dir / "a" / "b" / "emu"
+    shutil.copy("/bin/true", emu)
+    (trusted_dir / "q").symlink_to("a/b/emu")
+    return trusted_dir / "q", emu
+
+
+def test_a_kept_answer_is_always_the_one_a_fresh_look_gives(trusted_dir: Path) -> None:
+    path, emu = _ways(trusted_dir)
+    theirs = trusted_dir / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, NOBODY, NOBODY)
+    shutil.copy("/bin/true", theirs / "emu")
+
+    def link_to(target: str) -> None:
+        (trusted_dir / "q").unlink()
+        (trusted_dir / "q").symlink_to(target)
+
+    def rename_over() -> None:
+        shutil.copy("/bin/false", trusted_dir / "new")
+        os.replace(trusted_dir / "new", emu)
+
+    def replace_directory() -> None:
+        shutil.copytree(trusted_dir / "a", trusted_dir / "a2", symlinks=True)
+        os.rename(trusted_dir / "a", trusted_dir / "old")
+        os.rename(trusted_dir / "a2", trusted_dir / "a")
+
+    changes: list[tuple[str, Callable[[], object]]] = [
+        ("nothing", lambda: None),
+        ("a directory on the way made group-writable", lambda: (trusted_dir / "a").chmod(0o775)),
+        ("and back", lambda: (trusted_dir / "a").chmod(0o755)),
+        ("the file given to nobody", lambda: os.chown(emu, NOBODY, 0)),
+        ("and back", lambda: os.chown(emu, 0, 0)),
+        ("the file not executable", lambda: emu.chmod(0o644)),
+        ("and back", lambda: emu.chmod(0o755)),
+        ("the link pointed through nobody's directory", lambda: link_to(str(theirs / "emu"))),
+        ("and back", lambda: link_to("a/b/emu")),
+        ("another file renamed over it", rename_over),
+        ("a copy into the same inode", lambda: shutil.copyfile("/bin/sh", emu)),
+        ("a directory on the way replaced by another", replace_directory),
+        ("a directory on the way given to nobody", lambda: os.chown(trusted_dir / "a", NOBODY, 0)),
+        ("the file removed", emu.unlink),
+    ]
+    cache = FileCache()
+    _answers(str(path), cache)
+    for what, change in changes:
+        change()
+        fresh = _answers(str(path), None)
+        assert _answers(str(path), cache) == fresh, what
+        assert _answers(str(path), cache) == fresh, what  # (and from the cache, again)
+
+
+def test_an_unchanged_file_is_not_walked_again(trusted_dir: Path) -> None:
+    path, _ = _ways(trusted_dir)
+    cache = FileCache()
+    first = _answers(str(path), cache)
+    kept = cache.files[str(path)]
+    assert _answers(str(path), cache) == first and cache.files[str(path)] is kept
+
+
+def test_a_mount_made_noexec_is_seen(trusted_dir: Path) -> None:
+    """Remounting noexec changes no stat of the file: its mount's flags are kept too."""
+    path, emu = _ways(trusted_dir)
+    script = f"""
+import subprocess, sys
+sys.path[:0] = {sys.path!r}
+from multiarchd.catalog import load_catalog
+from multiarchd.host.facts import probe_host
+from multiarchd.host.filecache import FileCache
+cache, path = FileCache(), {str(path)!r}
+before = probe_host(load_catalog(), [path], cache=cache).file(path)
+subprocess.run(["mount", "--bind", {str(emu.parent)!r}, {str(emu.parent)!r}], check=True)
+subprocess.run(["mount", "-o", "remount,bind,noexec", {str(emu.parent)!r}], check=True)
+after = probe_host(load_catalog(), [path], cache=cache).file(path)
+print(before.value, after.value)
+"""
+    r = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c", script],
+                       capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["ok", "not-executable"], r.stderr
