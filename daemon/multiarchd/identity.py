@@ -12,7 +12,9 @@ same (the boot record, reconciler/record.py, is replayed only then):
   boot's native answer (host/keep.py), the kept probe verdicts (service/proven.py).
 
 A file is known by this note both within a run (model.host.FileId: which file an entry holds
-open, which one a trial proved, which directory is watched) and across runs and boots.
+open, which one a trial proved, which directory is watched) and across runs and boots. A
+daemon's cache of what it found of a file (host/filecache.py) checks it exactly: exact(), the
+note's stat fields and what the note leaves out on purpose (the device, a directory's times).
 """
 
 from __future__ import annotations
@@ -28,6 +30,24 @@ TEXT_MAX = 1 << 20  # policy/files.py reads no more of a policy file
 # The mount flag a decision reads: noexec refuses an interpreter. (Not read-only: `/` is
 # mounted read-only early in a boot and read-write later, and nothing decided depends on it.)
 _MOUNT_FLAGS = os.ST_NOEXEC
+
+
+Exact = tuple[int, ...]
+
+
+def exact(st: os.stat_result, mount: int) -> Exact:
+    """Which file or directory, its owner, mode, size and times, and whether its mount is
+    noexec: any rename, link, unlink, chmod, chown or write in it changes one of them."""
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_gid, st.st_size,
+            st.st_mtime_ns, st.st_ctime_ns, mount & _MOUNT_FLAGS)
+
+
+def exact_now(path: str) -> Exact | None:
+    """exact() of what is at `path` now (a symlink there is itself, not followed)."""
+    try:
+        return exact(os.stat(path, follow_symlinks=False), os.statvfs(path).f_flag)
+    except OSError:
+        return None
 
 
 def kernel() -> str:

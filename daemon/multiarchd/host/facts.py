@@ -13,7 +13,7 @@ from ..model.catalog import Catalog
 from ..model.host import FileState, Host
 from ..model.policy import Policy
 from . import paths
-from .filecache import FileCache, Found, Remembered, Key, key_of
+from .filecache import FileCache, Found, Remembered
 from .native import cannot_run, native
 
 # `uname -m` spellings that are not catalog names.
@@ -40,15 +40,16 @@ SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ksh93", "mksh", "pdksh"
 
 
 def file_state(path: str, dirs: dict[str, str | None] | None = None,
-               seen: identity.Seen | None = None, proof: list[tuple[str, Key]] | None = None,
-               stats: dict[str, os.stat_result] | None = None) -> Found:
+               seen: identity.Seen | None = None,
+               proof: list[tuple[str, identity.Exact]] | None = None,
+               keys: dict[str, identity.Exact] | None = None) -> Found:
     """What the interpreter at `path` is, which file it is, and why it is untrusted.
 
     The path is followed as the kernel follows it at every exec, one component at a time
     (paths.walk): every directory a name is looked up in, a symlink's included, must be one
     only root can change, then the file at the end is checked on its descriptor: a file only
     root can replace, as sshd's StrictModes wants of authorized_keys. `dirs` keeps what was
-    found of each directory, for the next path (`stats`, each one's stat as judged); `seen`
+    found of each directory, for the next path (`keys`, each one exactly, as judged); `seen`
     gets the identity of the file and of each directory, as decided on; `proof`, what the
     decision rests on (host/filecache.py), when it was taken on the file's own descriptor.
     """
@@ -56,9 +57,9 @@ def file_state(path: str, dirs: dict[str, str | None] | None = None,
     noted = {} if seen is None else seen.files
     noted[path] = identity.UNKNOWN
     way: list[str] = []
-    stats = {} if stats is None else stats
+    keys = {} if keys is None else keys
     try:
-        walked = paths.walk(path, judged=dirs, noted=noted, way=way, stats=stats)
+        walked = paths.walk(path, judged=dirs, noted=noted, way=way, keys=keys)
     except paths.Untrusted as e:
         return FileState.UNTRUSTED, None, str(e)
     except (FileNotFoundError, NotADirectoryError):
@@ -84,9 +85,9 @@ def file_state(path: str, dirs: dict[str, str | None] | None = None,
         if not stat.S_ISREG(st.st_mode) or not (st.st_mode & 0o111) or \
                 not os.access(f"/proc/self/fd/{fd}", os.X_OK):
             return FileState.NOT_EXECUTABLE, ident, ""
-        if proof is not None:
-            proof += [(here, key_of(stats[here])) for here in way]
-            proof.append((real, key_of(st, os.fstatvfs(fd).f_flag)))
+        if proof is not None and all(here in keys for here in way):
+            file_key = identity.exact(st, os.fstatvfs(fd).f_flag)
+            proof += [*((here, keys[here]) for here in way), (real, file_key)]
         shown = real if real == path else f"{path} (-> {real})"
         why = paths.untrusted(st, "interpreter", shown)
         if why is None and walked.name in SHELLS:
@@ -121,10 +122,10 @@ class _Files:
         self.paths = frozenset(paths)
         self.found: dict[str, Found] = {}
         self.dirs: dict[str, str | None] = {}
-        self.stats: dict[str, os.stat_result] = {}
+        self.keys: dict[str, identity.Exact] = {}  # each directory, as judged
         self.seen = identity.Seen() if seen is None else seen
         self.cache = cache
-        self.checked: dict[str, Key | None] = {}  # (this run's, for the cache)
+        self.checked: dict[str, identity.Exact | None] = {}  # (this run's, for the cache)
 
     def look(self, path: str) -> Found | None:
         if path not in self.paths:
@@ -140,8 +141,8 @@ class _Files:
         if kept is not None:
             self.seen.files.update(kept.notes)
             return kept.found
-        proof: list[tuple[str, Key]] = []
-        found = file_state(path, self.dirs, self.seen, proof, self.stats)
+        proof: list[tuple[str, identity.Exact]] = []
+        found = file_state(path, self.dirs, self.seen, proof, self.keys)
         if proof:  # (the notes of the file and of each directory on its way)
             notes = {p: self.seen.files.get(p, identity.UNKNOWN)
                      for p in (path, *(w for w, _ in proof[:-1]))}

@@ -90,7 +90,7 @@ class Walked:
 
 def walk(path: str, strict: bool = True, judged: dict[str, str | None] | None = None,
          noted: dict[str, str] | None = None, way: list[str] | None = None,
-         stats: dict[str, os.stat_result] | None = None) -> Walked:
+         keys: dict[str, identity.Exact] | None = None) -> Walked:
     """Follow `path` to its last component as the kernel would, symlinks included.
 
     `strict` (an interpreter): every directory looked in must be one only root can change, else
@@ -98,8 +98,9 @@ def walk(path: str, strict: bool = True, judged: dict[str, str | None] | None = 
     directory): any directory will do, but a symlink is followed only where it sits in a
     directory only root can change. `judged` keeps each directory's verdict by resolved path
     for the next walk; `noted` gets each directory's identity (identity.py), `way` the
-    resolved path of each directory a name is looked up in, and `stats` (with `judged`) each
-    one's stat as judged. OSError (ENOENT, ELOOP, ...) as the kernel would give it.
+    resolved path of each directory a name is looked up in, and `keys` (with `judged`) each
+    one's identity.exact() as judged (host/filecache.py). OSError (ENOENT, ELOOP, ...) as the
+    kernel would give it.
     """
     judged = {} if judged is None else judged
     if not path.startswith("/"):
@@ -111,7 +112,7 @@ def walk(path: str, strict: bool = True, judged: dict[str, str | None] | None = 
     try:
         while True:
             here = "/" + "/".join(where)
-            why = _judge(fd, here, judged, noted, stats)
+            why = _judge(fd, here, judged, noted, keys)
             if way is not None:
                 way.append(here)
             if pseudo(here):
@@ -170,17 +171,19 @@ def _swap(old: int, new: int) -> int:
 
 
 def _judge(fd: int, here: str, judged: dict[str, str | None], noted: dict[str, str] | None,
-           stats: dict[str, os.stat_result] | None) -> str | None:
+           keys: dict[str, identity.Exact] | None) -> str | None:
     """Why `here` (resolved) or a directory above it is one others could change: whoever may
     change a directory above may rename this one away and put another in its place."""
     if here not in judged:
         st = os.fstat(fd)
         above = judged.get(os.path.dirname(here)) if here != "/" else None
         judged[here] = above or untrusted(st, "directory", here)
-        if stats is not None:
-            stats[here] = st
-        if noted is not None:
-            noted[here] = identity.of_stat(st, here, os.fstatvfs(fd).f_flag)
+        if noted is not None or keys is not None:
+            mount = os.fstatvfs(fd).f_flag
+            if noted is not None:
+                noted[here] = identity.of_stat(st, here, mount)
+            if keys is not None:
+                keys[here] = identity.exact(st, mount)
     return judged[here]
 
 
