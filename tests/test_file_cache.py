@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from multiarchd.catalog import load_catalog
+from multiarchd.host.audit_facts import _head
 from multiarchd.host.facts import probe_host
 from multiarchd.host.filecache import FileCache
 from multiarchd.identity import Seen
@@ -115,3 +116,36 @@ for where in ({str(trusted_dir / "links")!r}, {str(emu.parent)!r}):
                        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
     # the link's directory: the file still runs; the file's own: it does not
     assert r.stdout.split() == ["ok", "True", "not-executable", "True"], r.stderr
+
+
+def test_a_kept_head_of_a_program_is_the_one_a_fresh_read_gives(trusted_dir: Path) -> None:
+    """The audit's first bytes of this host's own programs (host/audit_facts.py), kept the
+    same way: by the file as it is, through its link."""
+    program = trusted_dir / "prog"
+    program.write_bytes(b"\x7fELF one")
+    (trusted_dir / "link").symlink_to("prog")
+    link = str(trusted_dir / "link")
+
+    def read(cache: FileCache | None) -> tuple[bytes | None, str]:
+        seen = Seen()
+        return _head(link, seen, cache), seen.files[link]
+
+    def rename_over() -> None:
+        (trusted_dir / "new").write_bytes(b"#!/bin/sh three")
+        os.replace(trusted_dir / "new", program)
+
+    def relink() -> None:
+        (trusted_dir / "other").write_bytes(b"\x7fELF four")
+        (trusted_dir / "link").unlink()
+        (trusted_dir / "link").symlink_to("other")
+
+    changes: list[tuple[str, Callable[[], object]]] = [
+        ("nothing", lambda: None),
+        ("rewritten in place", lambda: program.write_bytes(b"\x7fELF two!")),
+        ("renamed over", rename_over), ("the link pointed elsewhere", relink),
+        ("removed", (trusted_dir / "other").unlink)]
+    cache = FileCache()
+    read(cache)
+    for what, change in changes:
+        change()
+        assert read(cache) == read(None), what

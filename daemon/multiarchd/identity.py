@@ -42,10 +42,10 @@ def exact(st: os.stat_result, mount: int) -> Exact:
             st.st_mtime_ns, st.st_ctime_ns, mount & _MOUNT_FLAGS)
 
 
-def exact_now(path: str) -> Exact | None:
-    """exact() of what is at `path` now (a symlink there is itself, not followed)."""
+def exact_now(path: str, follow: bool = False) -> Exact | None:
+    """exact() of what is at `path` now (a symlink there is itself, unless `follow`)."""
     try:
-        return exact(os.stat(path, follow_symlinks=False), os.statvfs(path).f_flag)
+        return exact(os.stat(path, follow_symlinks=follow), os.statvfs(path).f_flag)
     except OSError:
         return None
 

@@ -3,6 +3,7 @@ as the kernel sees their first bytes, and the interpreter of every entry under t
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Iterable, Mapping
@@ -14,7 +15,8 @@ from ..core.probes import build
 from ..model.catalog import Catalog
 from ..model.host import FileId, FileState
 from ..model.observed import Observed
-from .facts import file_state, probe_host
+from .facts import look, probe_host
+from .filecache import FileCache
 
 # Programs every Linux host runs (those that exist are read): what an entry must never take.
 PROGRAMS = ("/bin/sh", "/usr/bin/env", "/sbin/init", "/usr/lib/systemd/systemd", "/bin/mount",
@@ -22,8 +24,28 @@ PROGRAMS = ("/bin/sh", "/usr/bin/env", "/sbin/init", "/usr/lib/systemd/systemd",
 HEADER = 512  # binfmt_misc looks at the first 128 bytes (offset + magic); read more
 
 
-def _head(path: str, seen: identity.Seen | None) -> bytes | None:
-    """The first bytes of a regular file (noted in `seen`: a boot record is keyed by them)."""
+def _head(path: str, seen: identity.Seen | None, cache: FileCache | None) -> bytes | None:
+    """The first bytes of a regular file (noted in `seen`: a boot record is keyed by them);
+    from a daemon's `cache` while the file is exactly as it was."""
+    if cache is None:
+        return _read_head(path, seen)
+    now = identity.exact_now(path, follow=True)  # (before the read: a change meanwhile is seen)
+    kept = cache.heads.get(path)
+    if now is not None and kept is not None and kept[0] == now:
+        if seen is not None:
+            seen.files[path] = kept[2]
+        return kept[1]
+    noted = identity.Seen()
+    head = _read_head(path, noted)
+    note = noted.files[path]
+    if seen is not None:
+        seen.files[path] = note
+    if now is not None and note not in (identity.MISSING, identity.UNKNOWN):
+        cache.heads[path] = (now, head, note)
+    return head
+
+
+def _read_head(path: str, seen: identity.Seen | None) -> bytes | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
@@ -40,6 +62,12 @@ def _head(path: str, seen: identity.Seen | None) -> bytes | None:
         os.close(fd)
 
 
+@functools.cache
+def _python() -> str:
+    """This very Python, by its real path (resolved once: a chain of links costs 30 µs)."""
+    return os.path.realpath(sys.executable)
+
+
 def natives(catalog: Catalog) -> frozenset[str]:
     """The architectures this machine runs itself (core/desired.runs_natively)."""
     host = probe_host(catalog, ())
@@ -48,26 +76,27 @@ def natives(catalog: Catalog) -> frozenset[str]:
 
 def audit_facts(observed: Observed, catalog: Catalog, own_arches: Iterable[str] | None = None,
                 seen: identity.Seen | None = None,
-                judged: Mapping[str, FileId | None] | None = None) -> AuditFacts:
+                judged: Mapping[str, FileId | None] | None = None,
+                cache: FileCache | None = None) -> AuditFacts:
     """`own_arches`: the architectures this machine runs itself (default: natives()); a probe
     of each is judged too. `judged`: interpreters this run already found trusted, and which
-    file each is (the desired state's), not looked at again."""
+    file each is (the desired state's), not looked at again. `cache`: a daemon's, of what the
+    files were found to be (host/filecache.py)."""
     native = natives(catalog) if own_arches is None else own_arches
     own = []
-    for path in (os.path.realpath(sys.executable), *PROGRAMS):
-        head = _head(path, seen)
+    for path in (_python(), *PROGRAMS):
+        head = _head(path, seen, cache)
         if head is not None:
             own.append((path, head))
     own += [(f"any static {a} program", build(catalog.arches[a])) for a in sorted(native)
             if a in catalog.arches]
     files: dict[str, tuple[FileState, str]] = {p: (FileState.OK, "") for p in judged or {}}
     ids: dict[str, FileId] = {p: i for p, i in (judged or {}).items() if i is not None}
-    dirs: dict[str, str | None] = {}
     for entry in observed.entries:
         path = entry.registration.interpreter
         if path in files:
             continue
-        state, ident, why = file_state(path, dirs, seen)
+        state, ident, why = look(path, seen, cache)
         files[path] = (state, why)
         if ident is not None:
             ids[path] = ident

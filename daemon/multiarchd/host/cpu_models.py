@@ -19,7 +19,8 @@ from ..core.probes import PROBE_STATUS
 from ..model.catalog import Catalog
 from ..model.host import FileState
 from . import keep, paths
-from .facts import file_state
+from .facts import look
+from .filecache import FileCache
 from .probing import TIMEOUT, probe_files, run_bounded
 
 STATE_DIR = "/var/lib/multiarchd"  # systemd's StateDirectory= sets $STATE_DIRECTORY
@@ -103,7 +104,7 @@ def _make(want: Want, source: str, key: bytes, catalog: Catalog) -> str | None:
 
 
 def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool,
-           remade: set[str]) -> Want:
+           remade: set[str], cache: FileCache | None) -> Want:
     reg = want.registration
     assert reg is not None and want.cpu is not None
     source = reg.interpreter
@@ -120,7 +121,7 @@ def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool
         return own_model(f"{source} could not be looked at")
     if key in _refused:
         return own_model(_refused[key])
-    state, ident, why = file_state(path, seen=seen)
+    state, ident, why = look(path, seen, cache)
     if state is FileState.UNTRUSTED:  # a directory on the way is not root's: never made there
         return own_model(why)
     if state is not FileState.OK or _made_from(path) != key:
@@ -136,7 +137,7 @@ def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool
             _refused[key] = refused
             return own_model(refused)
         remade.add(want.entry)
-        state, ident, why = file_state(path, seen=seen)
+        state, ident, why = look(path, seen, cache)
     if state is not FileState.OK:
         return own_model(why or f"{path} is {state.value}")
     return replace(want, registration=replace(reg, interpreter=path), interpreter=path,
@@ -144,12 +145,13 @@ def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool
 
 
 def carry_models(want: Desired, catalog: Catalog, seen: identity.Seen | None,
-                 write: bool = True) -> Desired:
+                 write: bool = True, cache: FileCache | None = None) -> Desired:
     """`want` with each entry that asks for a CPU model registering the file that carries it
-    (made first where `write`), or with QEMU's own and the reason."""
+    (made first where `write`), or with QEMU's own and the reason. `cache`: a daemon's, of
+    what the files were found to be (host/filecache.py)."""
     if not any(w.cpu and w.registration for w in want.wants):
         return want
     remade: set[str] = set()
-    wants = tuple(_carry(w, catalog, seen, write, remade) if w.cpu and w.registration else w
-                  for w in want.wants)
+    wants = tuple(_carry(w, catalog, seen, write, remade, cache)
+                  if w.cpu and w.registration else w for w in want.wants)
     return replace(want, wants=wants, remade=frozenset(remade))

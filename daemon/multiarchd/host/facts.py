@@ -151,6 +151,13 @@ class _Files:
         return found
 
 
+def look(path: str, seen: identity.Seen | None, cache: FileCache | None) -> Found:
+    """file_state() of one path, through a daemon's cache where there is one."""
+    found = _Files((path,), seen, cache).look(path)
+    assert found is not None
+    return found
+
+
 class _Projection(Mapping[str, T]):
     """One side of what _Files found (state, identity or why untrusted), as a mapping."""
 

@@ -30,6 +30,9 @@ class FileCache:
 
     def __init__(self) -> None:
         self.files: dict[str, Remembered] = {}
+        # The first bytes of this host's own programs (host/audit_facts.py), by the path
+        # followed: exactly what the file was, its head, its note.
+        self.heads: dict[str, tuple[identity.Exact, bytes | None, str]] = {}
 
     def get(self, path: str, checked: dict[str, identity.Exact | None]) -> Remembered | None:
         """What was found of `path`, if all of it still holds; `checked`: this run's look at

@@ -83,12 +83,13 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
             return policy, None, observed, Plan(())
         enforced = history.last_good
     host = probe_host(catalog, candidate_paths(enforced, catalog), seen=seen, cache=files)
-    want = carry_models(desired(enforced, catalog, host), catalog, seen, write=make_models)
+    want = carry_models(desired(enforced, catalog, host), catalog, seen, write=make_models,
+                        cache=files)
     opened = dict(history.opened) if history else {}
     # A file made again in this run is not the one an entry registered before holds open.
     opened.update({name: STALE for name in want.remade if observed.get(name) is not None})
     want = _gated(want, observed, opened, history, catalog)
-    findings = findings_in(observed, catalog, opened, seen, want) \
+    findings = findings_in(observed, catalog, opened, seen, want, files) \
         if want.foreign is ForeignMode.DISABLE_UNSAFE else ()
     return policy, want, observed, plan(want, observed, opened,
                                         _unsafe(want, observed, findings))
@@ -102,13 +103,15 @@ def _policy(config: Config, catalog: Catalog, seen: identity.Seen | None,
 
 
 def findings_in(observed: Observed, catalog: Catalog, opened: Mapping[str, FileId] | None = None,
-                seen: identity.Seen | None = None, want: Desired | None = None
-                ) -> tuple[Finding, ...]:
+                seen: identity.Seen | None = None, want: Desired | None = None,
+                files: FileCache | None = None) -> tuple[Finding, ...]:
     """The audit of the whole table (core/audit.py). `want`: this run's desired state, whose
-    interpreters were judged trusted moments ago (host/facts.py) and are not looked at again."""
+    interpreters were judged trusted moments ago (host/facts.py) and are not looked at again;
+    `files`: as for evaluate()."""
     judged = {w.interpreter: w.interpreter_id for w in want.wants
               if w.registration is not None and w.interpreter} if want else None
-    return audit(observed, audit_facts(observed, catalog, seen=seen, judged=judged), opened)
+    return audit(observed, audit_facts(observed, catalog, seen=seen, judged=judged, cache=files),
+                 opened)
 
 
 def _unsafe(want: Desired, observed: Observed, findings: tuple[Finding, ...]) -> dict[str, str]:
@@ -237,7 +240,8 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
         outcomes = apply(todo, table)
         after = table.read()
     # (before the boot record is kept: what the audit reads is keyed by it, as everything read)
-    findings = findings_in(after, catalog, history.opened if history else None, seen, want)
+    findings = findings_in(after, catalog, history.opened if history else None, seen, want,
+                           files)
     if history and not dry_run:
         history.remember(want, after, outcomes, drift, now)  # what is right now, is known right
         # Whatever changed between the writes and the read-back is still to do: then no event
