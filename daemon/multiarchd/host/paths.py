@@ -96,11 +96,9 @@ def walk(path: str, strict: bool = True, judged: dict[str, str | None] | None = 
     `strict` (an interpreter): every directory looked in must be one only root can change, else
     Untrusted. Not strict (a file root writes in a tree someone else owns, as node-exporter's
     directory): any directory will do, but a symlink is followed only where it sits in a
-    directory only root can change. `judged` keeps each directory's verdict by resolved path
-    for the next walk; `noted` gets each directory's identity (identity.py), `way` the
-    resolved path of each directory a name is looked up in, and `keys` (with `judged`) each
-    one's identity.exact() as judged (host/filecache.py). OSError (ENOENT, ELOOP, ...) as the
-    kernel would give it.
+    directory only root can change. `judged`: each directory's verdict by resolved path, for
+    the next walk; `noted`, `keys`: its identity note and identity.exact() as judged; `way`:
+    each directory a name is looked up in. OSError (ENOENT, ELOOP, ...) as the kernel gives it.
     """
     judged = {} if judged is None else judged
     if not path.startswith("/"):
