@@ -115,7 +115,8 @@ T = TypeVar("T")
 class _Files:
     """The interpreter files, looked at when first asked about: desired asks, for each
     architecture, down its emulators' preference order until one will do, so of some 250
-    candidate paths only the few that matter are checked, once per run."""
+    candidate paths only the few that matter are checked, once per run (walked, or, with a
+    daemon's cache, walked again only when something on the way changed)."""
 
     def __init__(self, paths: Iterable[str], seen: identity.Seen | None = None,
                  cache: FileCache | None = None) -> None:
