@@ -97,7 +97,7 @@ class History:
         return max(0.0, min(waits)) if waits else None
 
     def remember(self, desired: Desired, after: Observed, outcomes: tuple[Outcome, ...],
-               drift: frozenset[str], now: float) -> None:
+                 drift: frozenset[str], now: float) -> None:
         wants = {w.entry: w for w in desired.wants}
         for name, (reg, _) in list(self.refused.items()):
             if name not in wants or wants[name].registration != reg:

@@ -21,7 +21,7 @@ from .. import identity
 from ..catalog import load_catalog
 from ..core import gate
 from ..core.audit import Finding, Severity, audit
-from ..core.desired import Desired, desired
+from ..core.desired import Desired, Why, desired
 from ..core.plan import Outcome, Plan, plan, release
 from ..core.probes import Verdict
 from ..core.report import Report, build_report
@@ -106,12 +106,16 @@ def findings_in(observed: Observed, catalog: Catalog, opened: Mapping[str, FileI
                 seen: identity.Seen | None = None, want: Desired | None = None,
                 files: FileCache | None = None) -> tuple[Finding, ...]:
     """The audit of the whole table (core/audit.py). `want`: this run's desired state, whose
-    interpreters were judged trusted moments ago (host/facts.py) and are not looked at again;
-    `files`: as for evaluate()."""
-    judged = {w.interpreter: w.interpreter_id for w in want.wants
-              if w.registration is not None and w.interpreter} if want else None
-    return audit(observed, audit_facts(observed, catalog, seen=seen, judged=judged, cache=files),
-                 opened)
+    interpreters were judged trusted moments ago (host/facts.py) and are not looked at again,
+    and which says what this machine runs natively; `files`: as for evaluate()."""
+    if want is None:
+        facts = audit_facts(observed, catalog, seen=seen, cache=files)
+    else:
+        judged = {w.interpreter: w.interpreter_id for w in want.wants
+                  if w.registration is not None and w.interpreter}
+        own = [w.label for w in want.wants if w.verdict is Why.NATIVE]
+        facts = audit_facts(observed, catalog, own, seen, judged, files)
+    return audit(observed, facts, opened)
 
 
 def _unsafe(want: Desired, observed: Observed, findings: tuple[Finding, ...]) -> dict[str, str]:

@@ -47,25 +47,40 @@ def is_policy(path: str, config: Config) -> bool:
 Wanted = dict[tuple[str, bool], set[str] | None]  # (directory, recursive) -> names, or all
 
 
-def _watch_name(wanted: Wanted, path: str) -> None:
+def _watch_name(wanted: Wanted, path: str, known: dict[str, tuple[str, str | None]]) -> None:
     """Watch for `path` in its directory; for a directory that does not exist yet, in the
     nearest existing one above it, for the next name down."""
-    directory, names = os.path.dirname(path), {os.path.basename(path)}
-    while not os.path.isdir(directory) and directory != "/":
-        names = {os.path.basename(directory)}
-        directory = os.path.dirname(directory)
+    directory, name = os.path.dirname(path), os.path.basename(path)
+    above, below = _existing(directory, known)
+    if below is not None:
+        directory, name = above, below
     key = (directory, False)
     if key not in wanted or wanted[key] is not None:  # None already watches every name
-        wanted[key] = (wanted.get(key) or set()) | names
+        wanted[key] = (wanted.get(key) or set()) | {name}
+
+
+def _existing(directory: str, known: dict[str, tuple[str, str | None]]) -> tuple[str, str | None]:
+    """The nearest existing directory at or above `directory`, and the name below it on the
+    way there (None: `directory` exists). `known`: each directory's answer in this
+    computation (some 250 candidate paths share a few dozen directories)."""
+    if directory not in known:
+        if directory == "/" or os.path.isdir(directory):
+            known[directory] = (directory, None)
+        else:
+            above, below = _existing(os.path.dirname(directory), known)
+            known[directory] = (above, below if below is not None else
+                                os.path.basename(directory))
+    return known[directory]
 
 
 def watches_for(config: Config, result: Result | None, catalog: Catalog) -> set[Watch]:
     wanted: Wanted = {(config.binfmt_dir, False): None}
+    known: dict[str, tuple[str, str | None]] = {}
     for pdir in policy_dirs(config):
         # The directory, not the file: editors and config tools replace files by rename; and
         # its parent for the directory itself (deleted and made again, renamed over, or made
         # later, as /run/multiarch/arches.d is by a VM tool).
-        _watch_name(wanted, pdir)
+        _watch_name(wanted, pdir, known)
         if os.path.isdir(pdir):
             wanted[(pdir, True)] = None
     # Interpreters in use (a package upgrade replaces them) and every place an emulator may
@@ -76,7 +91,7 @@ def watches_for(config: Config, result: Result | None, catalog: Catalog) -> set[
         if want.registration is not None:
             paths.add(os.path.realpath(want.registration.interpreter))
     for path in paths:
-        _watch_name(wanted, path)
+        _watch_name(wanted, path, known)
     watches = set()
     for (directory, recursive), only in wanted.items():
         file = identity.of_path(directory)
