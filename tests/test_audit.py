@@ -105,3 +105,52 @@ def test_a_clean_install_has_no_finding(binfmt: PrivateBinfmt) -> None:
     assert r.returncode == 0, r.stderr
     r = run("multiarchctl", "audit", binfmt=binfmt, config=DEFAULT_POLICY)
     assert (r.returncode, r.stdout.split(" in ")[0]) == (0, "no findings"), r.stdout
+
+
+# The hijacks seen planted in a table (each shown to take this host's own programs), by what
+# they would take: an audit that compared entries with a few files' first bytes found none.
+GNU_STATIC = ("\\x7fELF\\x02\\x01\\x01\\x03" + "\\x00" * 8 + "\\x03\\x00\\x3e\\x00",
+              "\\xff" * 5 + "\\xfe\\xfe\\xff" + "\\x00" * 8 + "\\xfe\\xff\\xff\\xff")
+HIJACKS = {"shebang-sh": ":shebang-sh:M::#!/bin/sh::{echo}:",
+           "shebang": ":shebang:M::#!::{echo}:",
+           "gnu-static": f":gnu-static:M::{GNU_STATIC[0]}:{GNU_STATIC[1]}:{{echo}}:",
+           "multiarch-x": ":multiarch-x:M::\\x7fMAX::{unknown}:OC",
+           "shebang-off": ":shebang-off:M::#! ::{echo}:",
+           # a native shell as the interpreter: each file taken runs as its commands
+           "sh-runs": ":sh-runs:M::ZZZZ::/bin/sh:", "txt-bash": ":txt-bash:E::txt::/bin/bash:"}
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="an x86-64 host's own programs")
+def test_every_planted_hijack_is_found_by_what_it_would_take(
+        binfmt: PrivateBinfmt, trusted_dir: Path) -> None:
+    echo, unknown = trusted_dir / "echo", trusted_dir / "unknown"
+    shutil.copy("/bin/echo", echo)  # says the path it is handed, in place of the program
+    shutil.copy("/bin/true", unknown)
+    script = trusted_dir / "script"
+    script.write_text("#!/bin/sh\necho ran itself\n")
+    script.chmod(0o755)
+    assert binfmt.exec(str(script)).stdout == "ran itself\n"
+    for line in HIJACKS.values():
+        binfmt.write("register", line.format(echo=echo, unknown=unknown))
+    binfmt.write("shebang-off", "0")
+    # Each takes what it says it would: scripts, a static GNU/Linux program run as root by
+    # every dpkg trigger.
+    assert binfmt.exec(str(script)).stdout == f"{script}\n"
+    assert binfmt.exec("/sbin/ldconfig", "--version").stdout == "/sbin/ldconfig --version\n"
+    r = run("multiarchctl", "audit", "--json", binfmt=binfmt, config=DEFAULT_POLICY)
+    found = {(f["entry"], f["kind"], f["severity"]) for f in json.loads(r.stdout)["findings"]}
+    assert found == {("shebang-sh", "native-magic", "high"), ("shebang", "native-magic", "high"),
+                     ("gnu-static", "native-magic", "high"),
+                     ("multiarch-x", "unknown-interpreter-flags", "high"),
+                     ("shebang-off", "native-magic", "medium"),
+                     ("sh-runs", "untrusted-interpreter", "medium"),
+                     ("txt-bash", "untrusted-interpreter", "medium")}, found
+    text = run("multiarchctl", "audit", binfmt=binfmt, config=DEFAULT_POLICY).stdout
+    assert "its magic 23212f62696e2f7368 at offset 0 matches this host's own programs " \
+           f"(scripts (#!)): each one it takes would run through {echo}" in text, text
+    assert "its magic 7f454c4602010103000000000000000003003e00 at offset 0 matches this " \
+           "host's own programs (x86_64 programs)" in text
+    assert f"C (the rights of setuid programs) is given to {unknown}, which is no known " \
+           "emulator" in text
+    assert "/bin/sh is not to be trusted: interpreter /bin/sh (-> /usr/bin/dash) is a shell, " \
+           "not an emulator" in text

@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..model.host import FileId, FileState
-from ..model.registration import Registration, owned, printable
+from .headers import Header, could_take
+from ..model.registration import Registration, printable
 from ..model.observed import Entry, Observed
 
 
@@ -47,6 +48,12 @@ class AuditFacts:
     files: Mapping[str, tuple[FileState, str]] = field(default_factory=dict)
     ids: Mapping[str, FileId] = field(default_factory=dict)  # which file each path is now
     emulators: frozenset[str] = frozenset()  # paths and base names of known emulators
+    # The first bytes every program of a kind shares (core/headers.py): ELF of each
+    # architecture this machine runs natively, scripts.
+    headers: tuple[Header, ...] = ()
+    # Entries of ours (multiarch-*) and the interpreters this host's policy gives each: one
+    # is known for what it runs, never for its name (another tool may name one multiarch-*).
+    ours: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 # Extensions of programs and scripts a host runs itself: an E entry for one takes them over.
@@ -60,22 +67,25 @@ def _base(path: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _native_hit(reg: Registration, native: tuple[tuple[str, bytes], ...]) -> str | None:
-    """The first of this host's own programs `reg` would take (remembered: the same entries
-    are audited against the same programs at every run, a thousand of them on a big table)."""
-    return next((p for p, header in native if reg.matches(_base(p), header)), None)
+def _native_hit(reg: Registration, native: tuple[tuple[str, bytes], ...],
+                headers: tuple[Header, ...]) -> str | None:
+    """The first kind of this host's own programs `reg` could take, or the first real one it
+    takes (remembered: the same entries are judged against the same programs at every run, a
+    thousand of them on a big table)."""
+    hit = next((h.what for h in headers if could_take(reg, h)), None)
+    return hit or next((p for p, header in native if reg.matches(_base(p), header)), None)
 
 
 def _native_match(entry: Entry, facts: AuditFacts) -> Finding | None:
     reg = entry.registration
-    hit = _native_hit(reg, facts.native)
+    hit = _native_hit(reg, facts.native, facts.headers)
     if hit is None:
         return None
     what = f"extension .{reg.extension}" if reg.extension is not None else \
         f"magic {reg.describe_match().removeprefix('magic ')}"
     return Finding(printable(entry.name), Severity.HIGH if entry.enabled else Severity.MEDIUM,
                    "native-magic",
-                   f"its {what} matches this host's own programs ({hit}): every one of them "
+                   f"its {what} matches this host's own programs ({hit}): each one it takes "
                    f"would run through {printable(reg.interpreter)}"
                    + ("" if entry.enabled else " once it is enabled"),
                    f"remove it (echo -1 > .../{printable(entry.name)}) unless you put it there, "
@@ -98,18 +108,19 @@ def _judge(entry: Entry, facts: AuditFacts, opened: Mapping[str, FileId]) -> lis
                              "remove it unless a package you trust registered it on purpose"))
     state, why = facts.files.get(reg.interpreter, (FileState.OK, ""))
     base = _base(reg.interpreter)
-    known = reg.interpreter in facts.emulators or base in facts.emulators or owned(entry.name)
+    known = reg.interpreter in facts.emulators or base in facts.emulators or \
+        reg.interpreter in facts.ours.get(entry.name, ())
     if "C" in flags and state is FileState.UNTRUSTED:
         found.append(Finding(name, Severity.HIGH, "untrusted-credentials",
                              f"C runs {path} with the rights of every setuid program it "
                              f"matches, and {why}",
                              "remove it, or make the interpreter and every directory above it "
                              "root's and not writable by others"))
-    elif state is FileState.UNTRUSTED:
+    elif state is FileState.UNTRUSTED:  # (a shell too: every file it takes becomes a script)
         found.append(Finding(name, Severity.MEDIUM, "untrusted-interpreter",
-                             f"{path} could be changed by someone else: {why}",
-                             "make it and every directory above it root's and not writable by "
-                             "others"))
+                             f"{path} is not to be trusted: {why}",
+                             "name an emulator that only root can change, in directories only "
+                             "root can change"))
     if state is FileState.MISSING:
         kept = "F" in flags
         found.append(Finding(name, Severity.MEDIUM, "interpreter-gone",

@@ -11,10 +11,13 @@ from collections.abc import Iterable, Mapping
 from .. import identity
 from ..core.audit import AuditFacts
 from ..core.desired import runs_natively
+from ..core.headers import SCRIPT, elf
 from ..core.probes import build
 from ..model.catalog import Catalog
 from ..model.host import FileId, FileState
 from ..model.observed import Observed
+from ..names import OWNED_PREFIX
+from .cpu_models import models_dir
 from .facts import look, probe_host
 from .filecache import FileCache
 
@@ -76,12 +79,13 @@ def natives(catalog: Catalog) -> frozenset[str]:
 
 def audit_facts(observed: Observed, catalog: Catalog, own_arches: Iterable[str] | None = None,
                 seen: identity.Seen | None = None,
-                judged: Mapping[str, FileId | None] | None = None,
+                judged: Mapping[str, tuple[str, FileId | None]] | None = None,
                 cache: FileCache | None = None) -> AuditFacts:
-    """`own_arches`: the architectures this machine runs itself (default: natives()); a probe
-    of each is judged too. `judged`: interpreters this run already found trusted, and which
-    file each is (the desired state's), not looked at again. `cache`: a daemon's, of what the
-    files were found to be (host/filecache.py)."""
+    """`own_arches`: the architectures this machine runs itself (default: natives()): every
+    header of theirs is judged, and a probe of each. `judged`: for each entry of this run's
+    desired state, its interpreter, found trusted moments ago, and which file that is: not
+    looked at again. `cache`: a daemon's, of what the files were found to be
+    (host/filecache.py)."""
     native = natives(catalog) if own_arches is None else own_arches
     own = []
     for path in (_python(), *PROGRAMS):
@@ -90,8 +94,9 @@ def audit_facts(observed: Observed, catalog: Catalog, own_arches: Iterable[str] 
             own.append((path, head))
     own += [(f"any static {a} program", build(catalog.arches[a])) for a in sorted(native)
             if a in catalog.arches]
-    files: dict[str, tuple[FileState, str]] = {p: (FileState.OK, "") for p in judged or {}}
-    ids: dict[str, FileId] = {p: i for p, i in (judged or {}).items() if i is not None}
+    wanted = judged or {}
+    files: dict[str, tuple[FileState, str]] = {p: (FileState.OK, "") for p, _ in wanted.values()}
+    ids: dict[str, FileId] = {p: i for p, i in wanted.values() if i is not None}
     for entry in observed.entries:
         path = entry.registration.interpreter
         if path in files:
@@ -100,4 +105,11 @@ def audit_facts(observed: Observed, catalog: Catalog, own_arches: Iterable[str] 
         files[path] = (state, why)
         if ident is not None:
             ids[path] = ident
-    return AuditFacts(tuple(own), files, ids, catalog.emulator_paths_and_names)
+    headers = (*(elf(catalog.arches[a]) for a in sorted(native) if a in catalog.arches), SCRIPT)
+    # An entry of ours is known by what it runs (what the policy gives it, or the file made to
+    # carry its CPU model), never by its name alone: another tool may name one multiarch-*.
+    made = models_dir()
+    ours = {OWNED_PREFIX + a: frozenset({os.path.join(made, a)}) for a in catalog.arches}
+    for name, (path, _) in wanted.items():
+        ours[name] = ours.get(name, frozenset()) | {path}
+    return AuditFacts(tuple(own), files, ids, catalog.emulator_paths_and_names, headers, ours)

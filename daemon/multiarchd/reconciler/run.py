@@ -111,7 +111,7 @@ def findings_in(observed: Observed, catalog: Catalog, opened: Mapping[str, FileI
     if want is None:
         facts = audit_facts(observed, catalog, seen=seen, cache=files)
     else:
-        judged = {w.interpreter: w.interpreter_id for w in want.wants
+        judged = {w.entry: (w.interpreter, w.interpreter_id) for w in want.wants
                   if w.registration is not None and w.interpreter}
         own = [w.label for w in want.wants if w.verdict is Why.NATIVE]
         facts = audit_facts(observed, catalog, own, seen, judged, files)
