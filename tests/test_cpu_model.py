@@ -23,6 +23,7 @@ from tests.support.paths import BUSYBOX_CACHE, DEFAULT_POLICY
 
 QEMU = Path("/usr/bin/qemu-aarch64-static")
 TRIXIE = BUSYBOX_CACHE / "arm64-trixie" / "bin" / "busybox"  # built with branch protection
+RISCV64 = BUSYBOX_CACHE / "riscv64" / "bin" / "busybox"
 SHIPPED = "max,pauth-impdef=on"
 AT_HWCAP, AT_HWCAP2 = 16, 26
 
@@ -218,3 +219,55 @@ def test_a_kept_model_file_that_is_not_whole_is_made_again(
     assert path.is_file() and carried_model(path.read_bytes()) == SHIPPED
     assert interpreter(binfmt, "aarch64") == str(path)
     assert binfmt.exec(str(TRIXIE), "uname", "-m").stdout == "aarch64\n"
+
+
+# -- models that would not do what they say -------------------------------------------------------
+
+def test_a_model_that_asks_for_a_list_is_refused_by_check_config(tmp_path: Path) -> None:
+    policy = tmp_path / "arches.yaml"
+    for model in ("help", "max,help", "'?'"):
+        policy.write_text(f"arches:\n  aarch64:\n    cpu: {model}\n")
+        r = run("multiarchctl", "check-config", policy)
+        assert r.returncode == 2, (model, r.stdout)
+        said = r.stdout + r.stderr
+        assert f"{policy}:3:10: cpu " in said and ("asks QEMU for a list" in said or
+                                                   "is not a QEMU CPU model" in said), said
+
+
+def test_a_model_with_an_interpreter_that_is_no_qemu_is_a_problem_at_its_place(
+        tmp_path: Path) -> None:
+    policy = tmp_path / "arches.yaml"
+    (tmp_path / "arches.d").mkdir()
+    policy.write_text("arches:\n  aarch64:\n    interpreter: /opt/emu/aarch64-run\n")
+    (tmp_path / "arches.d" / "50-cpu.yaml").write_text("arches:\n  aarch64: {cpu: cortex-a72}\n")
+    r = run("multiarchctl", "check-config", config=policy)  # (the policy with its drop-ins)
+    assert r.returncode == 2
+    assert f"{tmp_path}/arches.d/50-cpu.yaml:2:18: cpu 'cortex-a72': only QEMU takes a CPU " \
+           "model, and interpreter /opt/emu/aarch64-run is not named as one" in r.stdout + r.stderr
+    for fine in ("/opt/emu/qemu-aarch64", "/usr/libexec/qemu-binfmt/aarch64-binfmt-P"):
+        policy.write_text(f"arches:\n  aarch64:\n    interpreter: {fine}\n")
+        said = run("multiarchctl", "check-config", config=policy)
+        assert "only QEMU takes" not in said.stdout + said.stderr, fine
+
+
+def test_a_model_qemu_warns_about_is_not_used_and_says_what_qemu_said(
+        binfmt: PrivateBinfmt, tmp_path: Path) -> None:
+    """rv64,v=true makes QEMU 7.2 print 'vector version is not specified' at every start: on
+    every riscv64 program's stderr, were it carried."""
+    policy = tmp_path / "arches.yaml"
+    policy.write_text("arches:\n  riscv64: {cpu: 'rv64,v=true'}\n")
+    once(binfmt, policy)
+    assert interpreter(binfmt, "riscv64") == "/usr/bin/qemu-riscv64-static"
+    status = run("multiarchctl", "status", "--local", binfmt=binfmt, config=policy).stdout
+    assert "CPU model rv64,v=true not used (QEMU would print 'vector version is not " \
+           "specified, use the default value v1.0' on the stderr of every riscv64 program" \
+           in status, status
+    r = binfmt.exec(str(RISCV64), "true")
+    assert (r.returncode, r.stderr) == (0, "")
+    # Written as QEMU asks, it is carried, and programs say nothing of it.
+    policy.write_text("arches:\n  riscv64: {cpu: 'rv64,v=true,vext_spec=v1.0'}\n")
+    once(binfmt, policy)
+    assert carried_model(Path(interpreter(binfmt, "riscv64")).read_bytes()) == \
+        "rv64,v=true,vext_spec=v1.0"
+    r = binfmt.exec(str(RISCV64), "true")
+    assert (r.returncode, r.stderr) == (0, "")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import signal
+import struct
 from dataclasses import replace
 from pathlib import Path
 
@@ -355,6 +356,23 @@ def test_a_failed_run_says_degraded_and_is_retried(tmp_path: Path) -> None:
     rig.service.start()
     assert rig.service.state == "degraded"
     assert rig.notes.sent[0] == "STATUS=degraded: reconcile failed: [Errno 13] Permission denied"
+    rig.loop.advance(5)
+    assert rig.service.state == "converged"
+
+
+def test_a_run_that_meets_a_bug_says_degraded_answers_its_callers_and_is_retried(
+        tmp_path: Path) -> None:
+    """(A bad file once raised struct.error out of a run: nothing was repaired any more, the
+    state stayed converged and a Reconcile waited for ever.)"""
+    rig = Rig(tmp_path, Script(result(), struct.error("unpack_from requires a buffer"),
+                               result()))
+    rig.service.start()
+    answered: list[Result | None] = []
+    rig.service.request_run(answered.append)
+    rig.loop.advance(1)
+    assert answered == [None] and rig.service.state == "degraded"
+    assert rig.notes.sent[-1] == "STATUS=degraded: reconcile failed: error: unpack_from " \
+                                 "requires a buffer (a bug: please report it)"
     rig.loop.advance(5)
     assert rig.service.state == "converged"
 

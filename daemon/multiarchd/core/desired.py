@@ -179,7 +179,7 @@ def _cpu(arch: Arch, rule: ArchRule, catalog: Catalog, emulator: str | None,
     """The CPU model the entry should carry: the policy's, else the catalog's for the
     emulator; only QEMU takes one (an explicit interpreter counts when it is a QEMU)."""
     qemu = emulator == "qemu" or (emulator == "explicit" and
-                                  interpreter.rsplit("/", 1)[-1].startswith("qemu-"))
+                                  catalog.takes_cpu_model(arch.name, interpreter))
     if not qemu or rule.cpu == CPU_DEFAULT:
         return None
     return rule.cpu or catalog.emulators["qemu"].cpu.get(arch.name)

@@ -3,7 +3,9 @@ an entry would register, tried on a probe program before they are used, kept in 
 directory, and made again when their QEMU, the model or the start-up code changes.
 
 An architecture whose file cannot be made (a QEMU that refuses the model, a host with no
-start-up code, a full disk) runs with QEMU's own model and says why: never no emulator.
+start-up code, a full disk) runs with QEMU's own model and says why: never no emulator. A QEMU
+that is no whole executable (cut short, headers past its end) would not run either way: that
+architecture alone is in error and says why, and its entry stays as the kernel has it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ import stat
 from dataclasses import replace
 
 from .. import identity
-from ..core.cpu_image import STUB_VERSION, CannotCarry, with_cpu_model
-from ..core.desired import Desired, Want
+from ..core.cpu_image import MAX_IMAGE, STUB_VERSION, Broken, CannotCarry, with_cpu_model
+from ..core.desired import Desired, Want, Why
 from ..core.probes import PROBE_STATUS
 from ..model.catalog import Catalog
 from ..model.host import FileState
@@ -57,8 +59,39 @@ def _made_from(path: str) -> bytes | None:
 
 
 # key -> why that file could not be made: not tried again by this process (the service would
-# otherwise write and try it at every run) until QEMU or the model changes.
-_refused: dict[bytes, str] = {}
+# otherwise read, write and try it at every run) until QEMU or the model changes.
+_refused: dict[bytes, CannotCarry] = {}
+
+
+def _read(source: str) -> bytes:
+    """QEMU's bytes, as with_cpu_model takes them; CannotCarry for what is no file to read
+    whole (swapped for a FIFO or a device since it was looked at: never waited on or read
+    forever)."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise CannotCarry(f"{source} could not be read: {e.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise CannotCarry(f"{source} is not a regular file")
+        return identity.read_upto(fd, MAX_IMAGE)  # (larger: with_cpu_model says so)
+    except OSError as e:
+        raise CannotCarry(f"{source} could not be read: {e.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _image(want: Want, source: str, key: bytes) -> bytes:
+    """The file that carries want's model, made from `source` and ending with `key`;
+    CannotCarry (remembered for `key`) why not."""
+    assert want.cpu is not None
+    if key in _refused:
+        raise _refused[key]
+    try:
+        return with_cpu_model(_read(source), want.cpu, KEY_MARK + key + b"\n")
+    except CannotCarry as e:
+        _refused[key] = e
+        raise
 
 
 def _trial(argv: list[str], arch: str, catalog: Catalog) -> str | None:
@@ -70,9 +103,13 @@ def _trial(argv: list[str], arch: str, catalog: Catalog) -> str | None:
             return f"it could not be run: {e.strerror}"
     if status is None:
         return f"it hung for more than {TIMEOUT:g} s on a probe program"
-    if status == PROBE_STATUS:
-        return None
     said = stderr.strip().splitlines()
+    if status == PROBE_STATUS:
+        # QEMU warns about some models at every start (rv64,v=true: "vector version is not
+        # specified"): every program of the architecture would say it too, on its own stderr.
+        return None if not said else (f"QEMU would print {said[0][:200]!r} on the stderr of "
+                                      f"every {arch} program; write the model so that it "
+                                      "does not")
     if not said:
         return f"a probe program ended with status {status}"
     # QEMU starts its words with its own name: the temporary file's, or the path's
@@ -80,18 +117,10 @@ def _trial(argv: list[str], arch: str, catalog: Catalog) -> str | None:
     return words if colon and "/" not in name and " " not in name else said[0]
 
 
-def _make(want: Want, source: str, key: bytes, catalog: Catalog) -> str | None:
-    """Write the file for `want` in models_dir() by rename, after a trial run; why not, or
+def _make(want: Want, image: bytes, catalog: Catalog) -> str | None:
+    """Write `image` for `want` in models_dir() by rename, after a trial run; why not, or
     None. The old file stays where it is until the new one has run a probe: an entry with F
     keeps using what it opened until it is registered again."""
-    assert want.cpu is not None
-    try:
-        with open(source, "rb") as f:
-            image = with_cpu_model(f.read(), want.cpu) + KEY_MARK + key + b"\n"
-    except CannotCarry as e:
-        return str(e)
-    except OSError as e:
-        return f"{source} could not be read: {e.strerror}"
     directory = models_dir()
     try:
         keep.write_whole(os.path.join(directory, want.label), image, mode=0o755, make_dir=True,
@@ -119,12 +148,20 @@ def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool
 
     if source_id in (identity.UNKNOWN, identity.MISSING):
         return own_model(f"{source} could not be looked at")
-    if key in _refused:
-        return own_model(_refused[key])
     state, ident, why = look(path, seen, cache)
     if state is FileState.UNTRUSTED:  # a directory on the way is not root's: never made there
         return own_model(why)
     if state is not FileState.OK or _made_from(path) != key:
+        try:
+            image = _image(want, source, key)
+        except Broken as e:
+            # QEMU itself would not run: nothing is registered from it, and an entry the
+            # kernel holds stays as it is (with F, on the file it opened).
+            return replace(want, registration=None, verdict=Why.ERROR, frozen=True, cpu=None,
+                           message=f"{source} cannot run: {e}; reinstall the emulator (its "
+                                   "entry is left as the kernel has it)")
+        except CannotCarry as e:
+            return own_model(str(e))
         if not write:
             # A dry run, or status: what applying would register, if QEMU takes the model.
             refused = _trial([source, "-cpu", want.cpu], want.label, catalog)
@@ -132,9 +169,10 @@ def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool
                 return own_model(refused)
             return replace(want, registration=replace(reg, interpreter=path), interpreter=path,
                            interpreter_id=None)
-        refused = _make(want, source, key, catalog)
+        refused = _make(want, image, catalog)
+        del image  # (up to MAX_IMAGE, written: not held while the others are made)
         if refused is not None:
-            _refused[key] = refused
+            _refused[key] = CannotCarry(refused)
             return own_model(refused)
         remade.add(want.entry)
         state, ident, why = look(path, seen, cache)

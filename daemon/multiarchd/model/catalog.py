@@ -77,6 +77,12 @@ class Catalog:
         paths = self.interpreter_paths
         return paths | {p.rsplit("/", 1)[-1] for p in paths}
 
+    def takes_cpu_model(self, arch: str, interpreter: str) -> bool:
+        """Whether the interpreter file at `interpreter` is a QEMU, whose -cpu an entry can
+        carry: named as QEMU's are (qemu-*), or where discovery finds QEMU for `arch`."""
+        return interpreter.rsplit("/", 1)[-1].startswith("qemu-") or \
+            interpreter in self.emulators["qemu"].candidates(arch)
+
     def host_runs(self, host: str, arch: str) -> bool:
         """Whether the catalog says a kernel of `host` runs `arch` programs by itself."""
         return arch == host or (host in self.arches and arch in self.arches[host].runs)

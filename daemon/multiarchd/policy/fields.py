@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from ..core.cpu_image import MAX_MODEL, MODEL_RULE
+from ..core.cpu_image import not_a_model
 from ..model.catalog import Catalog
 from ..model.escapes import decode_bytes
 from ..model.flags import KERNEL_ORDER, MEANING, Flags
@@ -154,8 +154,9 @@ class Fields:
         model = self._string(node, "cpu", scope)
         if model is None:
             return None
-        if model != CPU_DEFAULT and (not MODEL_RULE.fullmatch(model) or len(model) > MAX_MODEL):
-            self.problem(self.at(node), f"cpu {model!r} is not a QEMU CPU model: write a name "
+        why = not_a_model(model) if model != CPU_DEFAULT else None
+        if why:
+            self.problem(self.at(node), f"cpu {model!r} {why}: write a name "
                          "as `qemu-ARCH-static -cpu help` lists it, with properties after commas "
                          "(max,pauth-impdef=on), or `default` for QEMU's own", scope)
             return None

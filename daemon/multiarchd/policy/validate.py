@@ -267,6 +267,16 @@ class Merger(Fields):
             magic=magic, mask=mask, offset=offset, extension=extension,
         )
 
+    def _cpu_taken(self, arch: str, f: dict[str, Any]) -> None:
+        """A CPU model with an interpreter that is no QEMU would be dropped without a word: said
+        where the model is (once every file is merged: each may come from another)."""
+        path, model = f.get("interpreter"), f.get("cpu")
+        if path and model and model != CPU_DEFAULT and arch != ALL and \
+                not self.catalog.takes_cpu_model(arch, path):
+            self.problem(f["cpu_place"], f"cpu {model!r}: only QEMU takes a CPU model, and "
+                         f"interpreter {path} is not named as one (qemu-*); name the QEMU file "
+                         "itself, or drop cpu", ("arch", arch))
+
     # -- result --------------------------------------------------------------------------------
     def result(self, files: tuple[str, ...], whole: bool = True) -> Policy:
         """The merged policy; `whole`: these are all its files, so one must say `arches:`."""
@@ -277,6 +287,7 @@ class Merger(Fields):
         arches: dict[str, ArchRule] = {}
         all_rule = None
         for arch, f in self.arch_fields.items():
+            self._cpu_taken(arch, f)
             rule = ArchRule(
                 arch=arch, place=f["place"], enabled=f.get("enabled", True),
                 flags=f.get("flags"), emulators=f.get("emulators"),

@@ -72,6 +72,11 @@ class Reconciler:
             # An unreadable table or policy directory: say so, keep running, and try again.
             self._failed_runs += 1
             return Step(None, self._next(failing=True), f"reconcile failed: {e}")
+        except Exception as e:  # noqa: BLE001 - a bug met by one run must not stop the repairs
+            # (or leave callers unanswered and the state as the run before left it)
+            self._failed_runs += 1
+            return Step(None, self._next(failing=True),
+                        f"reconcile failed: {type(e).__name__}: {e} (a bug: please report it)")
         failing = any(not o.terminal for o in result.report.failures)
         self._failed_runs = self._failed_runs + 1 if failing else 0
         return Step(result, self._next(failing))
