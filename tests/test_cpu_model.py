@@ -6,6 +6,7 @@ hand."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
@@ -13,13 +14,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from multiarchd.core.cpu_image import CannotCarry, carried_model, with_cpu_model
 from tests.support import loops
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.commands import run, state_of
-from tests.support.paths import BUSYBOX_CACHE, DEFAULT_POLICY
+from tests.support.paths import BUSYBOX_CACHE, DEFAULT_POLICY, REPO
 
 QEMU = Path("/usr/bin/qemu-aarch64-static")
 TRIXIE = BUSYBOX_CACHE / "arm64-trixie" / "bin" / "busybox"  # built with branch protection
@@ -232,6 +234,12 @@ def test_a_model_that_asks_for_a_list_is_refused_by_check_config(tmp_path: Path)
         said = r.stdout + r.stderr
         assert f"{policy}:3:10: cpu " in said and ("asks QEMU for a list" in said or
                                                    "is not a QEMU CPU model" in said), said
+    # and so does the schema editors check against
+    schema = json.loads((REPO / "config" / "arches.schema.json").read_text())
+    for model in ("help", "max,help", "?"):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate({"arches": {"aarch64": {"cpu": model}}}, schema)
+    jsonschema.validate({"arches": {"aarch64": {"cpu": "max,pauth-impdef=on"}}}, schema)
 
 
 def test_a_model_with_an_interpreter_that_is_no_qemu_is_a_problem_at_its_place(

@@ -372,7 +372,7 @@ def test_a_run_that_meets_a_bug_says_degraded_answers_its_callers_and_is_retried
     rig.loop.advance(1)
     assert answered == [None] and rig.service.state == "degraded"
     assert rig.notes.sent[-1] == "STATUS=degraded: reconcile failed: error: unpack_from " \
-                                 "requires a buffer (a bug: please report it)"
+                                 "requires a buffer (a bug, at fakes.py:218: please report it)"
     rig.loop.advance(5)
     assert rig.service.state == "converged"
 

@@ -61,6 +61,11 @@ ET_EXEC, ET_DYN = 2, 3
 REACH = {EM_X86_64: 1 << 31, EM_AARCH64: 1 << 27}
 
 
+def oversized(size: int) -> CannotCarry:
+    return CannotCarry(f"it is {size >> 20} MiB, more than the {MAX_IMAGE >> 20} MiB a QEMU "
+                       "carrying a model may be")
+
+
 def _x86_64(model_at: int, cpu_at: int, entry_at: int) -> bytes:
     """Offsets are from the stub's first byte; rip-relative values from each instruction's end."""
     code = bytearray()
@@ -145,8 +150,7 @@ def with_cpu_model(image: bytes, model: str, trailer: bytes = b"") -> bytes:
     if not_a_model(model):
         raise CannotCarry(f"{model!r} is not a CPU model QEMU's -cpu takes")
     if len(image) > MAX_IMAGE:
-        raise CannotCarry(f"it is {len(image) >> 20} MiB, more than the {MAX_IMAGE >> 20} MiB a "
-                          "QEMU carrying a model may be")
+        raise oversized(len(image))
     machine, entry, headers = _headers(image)
     loads = [i for i, h in enumerate(headers) if h[0] == PT_LOAD]
     notes = [i for i, h in enumerate(headers) if h[0] == PT_NOTE and i > max(loads)]

@@ -15,7 +15,8 @@ import stat
 from dataclasses import replace
 
 from .. import identity
-from ..core.cpu_image import MAX_IMAGE, STUB_VERSION, Broken, CannotCarry, with_cpu_model
+from ..core.cpu_image import (MAX_IMAGE, STUB_VERSION, Broken, CannotCarry, oversized,
+                              with_cpu_model)
 from ..core.desired import Desired, Want, Why
 from ..core.probes import PROBE_STATUS
 from ..model.catalog import Catalog
@@ -72,9 +73,12 @@ def _read(source: str) -> bytes:
     except OSError as e:
         raise CannotCarry(f"{source} could not be read: {e.strerror}") from None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise CannotCarry(f"{source} is not a regular file")
-        return identity.read_upto(fd, MAX_IMAGE)  # (larger: with_cpu_model says so)
+        if st.st_size > MAX_IMAGE:  # (not read to be refused; grown since: it says so)
+            raise oversized(st.st_size)
+        return identity.read_upto(fd, MAX_IMAGE)
     except OSError as e:
         raise CannotCarry(f"{source} could not be read: {e.strerror}") from None
     finally:

@@ -9,7 +9,9 @@ that binfmt_misc is not mounted; every retry rule lives here and nowhere else.
 
 from __future__ import annotations
 
+import os
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,8 +77,10 @@ class Reconciler:
         except Exception as e:  # noqa: BLE001 - a bug met by one run must not stop the repairs
             # (or leave callers unanswered and the state as the run before left it)
             self._failed_runs += 1
+            where = traceback.extract_tb(e.__traceback__)[-1]
             return Step(None, self._next(failing=True),
-                        f"reconcile failed: {type(e).__name__}: {e} (a bug: please report it)")
+                        f"reconcile failed: {type(e).__name__}: {e} (a bug, at "
+                        f"{os.path.basename(where.filename)}:{where.lineno}: please report it)")
         failing = any(not o.terminal for o in result.report.failures)
         self._failed_runs = self._failed_runs + 1 if failing else 0
         return Step(result, self._next(failing))
