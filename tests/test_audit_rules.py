@@ -128,8 +128,14 @@ def test_an_entry_named_like_ours_is_known_by_what_it_runs() -> None:
                     True, 1)
     assert kinds(foreign) == [("multiarch-x", "unknown-interpreter-flags", "high")]
     ours = AuditFacts(FACTS.native, emulators=FACTS.emulators, headers=FACTS.headers,
-                      ours={"multiarch-x": frozenset({"/opt/unknown"})})
+                      ours={"multiarch-x": "/opt/unknown"})
     assert kinds(foreign, facts=ours) == []
+    made = AuditFacts(FACTS.native, emulators=FACTS.emulators, made="/var/lib/multiarchd/cpu")
+    assert kinds(Entry(Registration("multiarch-x", "/var/lib/multiarchd/cpu/x",
+                                    Flags.parse("OC"), b"XY"), True, 1), facts=made) == []
+    assert kinds(Entry(Registration("other", "/var/lib/multiarchd/cpu/x",
+                                    Flags.parse("OC"), b"XY"), True, 1), facts=made) == \
+        [("other", "unknown-interpreter-flags", "high")]
 
 
 # -- the rule "could take one of this host's programs", against one byte at a time ------------

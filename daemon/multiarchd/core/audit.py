@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 from ..model.host import FileId, FileState
 from .headers import Header, could_take
-from ..model.registration import Registration, printable
+from ..model.registration import Registration, owned, printable
 from ..model.observed import Entry, Observed
+from ..names import OWNED_PREFIX
 
 
 class Severity(enum.StrEnum):
@@ -51,9 +52,11 @@ class AuditFacts:
     # The first bytes every program of a kind shares (core/headers.py): ELF of each
     # architecture this machine runs natively, scripts.
     headers: tuple[Header, ...] = ()
-    # Entries of ours (multiarch-*) and the interpreters this host's policy gives each: one
-    # is known for what it runs, never for its name (another tool may name one multiarch-*).
-    ours: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # An entry of ours (multiarch-*) is known for what it runs, never for its name (another
+    # tool may name one so): the interpreter this host's policy gives it, or the file made to
+    # carry its CPU model (`made`/ARCH, host/cpu_models.py).
+    ours: Mapping[str, str] = field(default_factory=dict)
+    made: str = ""
 
 
 # Extensions of programs and scripts a host runs itself: an E entry for one takes them over.
@@ -92,6 +95,14 @@ def _native_match(entry: Entry, facts: AuditFacts) -> Finding | None:
                    "and find what registered it")
 
 
+def _known(entry: Entry, facts: AuditFacts) -> bool:
+    """Whether the entry runs a known emulator, or what this host's policy has it run."""
+    path = entry.registration.interpreter
+    return path in facts.emulators or _base(path) in facts.emulators or \
+        facts.ours.get(entry.name) == path or \
+        owned(entry.name) and path == f"{facts.made}/{entry.name.removeprefix(OWNED_PREFIX)}"
+
+
 def _judge(entry: Entry, facts: AuditFacts, opened: Mapping[str, FileId]) -> list[Finding]:
     reg = entry.registration
     name, path = printable(entry.name), printable(reg.interpreter)
@@ -107,9 +118,6 @@ def _judge(entry: Entry, facts: AuditFacts, opened: Mapping[str, FileId]) -> lis
                              f"runs itself, to {path}",
                              "remove it unless a package you trust registered it on purpose"))
     state, why = facts.files.get(reg.interpreter, (FileState.OK, ""))
-    base = _base(reg.interpreter)
-    known = reg.interpreter in facts.emulators or base in facts.emulators or \
-        reg.interpreter in facts.ours.get(entry.name, ())
     if "C" in flags and state is FileState.UNTRUSTED:
         found.append(Finding(name, Severity.HIGH, "untrusted-credentials",
                              f"C runs {path} with the rights of every setuid program it "
@@ -136,7 +144,7 @@ def _judge(entry: Entry, facts: AuditFacts, opened: Mapping[str, FileId]) -> lis
                              "see its state in multiarchctl status (held, or about to be "
                              "registered again)"))
     credentials = "C" in flags and state is FileState.UNTRUSTED  # (said above: one finding)
-    if not known and ("C" in flags or "O" in flags) and not credentials:
+    if ("C" in flags or "O" in flags) and not credentials and not _known(entry, facts):
         which = "C (the rights of setuid programs)" if "C" in flags else "O (an open file)"
         found.append(Finding(name, Severity.HIGH if "C" in flags else Severity.MEDIUM,
                              "unknown-interpreter-flags",

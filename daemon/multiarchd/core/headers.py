@@ -18,6 +18,7 @@ one that looks at no byte at all takes every file.
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -41,8 +42,10 @@ class Header:
         return at >= len(self.base) or (value ^ self.base[at]) & ~self.free[at] & 0xFF == 0
 
 
+@functools.lru_cache(maxsize=None)
 def elf(arch: Arch) -> Header:
-    """Every ELF program of `arch` the kernel runs, as its first 24 bytes can be."""
+    """Every ELF program of `arch` the kernel runs, as its first 24 bytes can be (made once:
+    the audit asks at every run)."""
     order = "<" if arch.endian == "little" else ">"
     ident = b"\x7fELF" + bytes([2 if arch.bits == 64 else 1, 1 if order == "<" else 2, 1])
     base = ident + bytes(9) + struct.pack(order + "HHI", ET_EXEC, arch.machine, 1)

@@ -16,7 +16,6 @@ from ..core.probes import build
 from ..model.catalog import Catalog
 from ..model.host import FileId, FileState
 from ..model.observed import Observed
-from ..names import OWNED_PREFIX
 from .cpu_models import models_dir
 from .facts import look, probe_host
 from .filecache import FileCache
@@ -106,10 +105,6 @@ def audit_facts(observed: Observed, catalog: Catalog, own_arches: Iterable[str] 
         if ident is not None:
             ids[path] = ident
     headers = (*(elf(catalog.arches[a]) for a in sorted(native) if a in catalog.arches), SCRIPT)
-    # An entry of ours is known by what it runs (what the policy gives it, or the file made to
-    # carry its CPU model), never by its name alone: another tool may name one multiarch-*.
-    made = models_dir()
-    ours = {OWNED_PREFIX + a: frozenset({os.path.join(made, a)}) for a in catalog.arches}
-    for name, (path, _) in wanted.items():
-        ours[name] = ours.get(name, frozenset()) | {path}
-    return AuditFacts(tuple(own), files, ids, catalog.emulator_paths_and_names, headers, ours)
+    ours = {name: path for name, (path, _) in wanted.items()}
+    return AuditFacts(tuple(own), files, ids, catalog.emulator_paths_and_names, headers, ours,
+                      models_dir())
