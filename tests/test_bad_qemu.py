@@ -20,6 +20,7 @@ from multiarchd.core.cpu_image import (MAX_IMAGE, Broken, CannotCarry, carried_m
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.bus import PrivateBus
 from tests.support.commands import DaemonStarter, PolicyWriter, run, state_of
+from tests.test_boot_record import boot
 
 QEMU = Path("/usr/bin/qemu-aarch64-static")
 MODEL = "max,pauth-impdef=on"
@@ -190,3 +191,20 @@ def test_a_qemu_cut_under_the_daemon_spoils_only_its_architecture(
     # The entry the kernel holds stays: it runs the file made from the QEMU that was whole.
     assert f"interpreter {carried}" in binfmt.read("multiarch-aarch64")
     assert not any("Traceback" in line for line in d.lines)
+
+
+def test_the_next_boot_does_the_same_with_the_qemu_still_cut(
+        trusted_dir: Path, policy: PolicyWriter) -> None:
+    """At boot, --once replays what the last run did (the boot record) or runs in full: either
+    way, every other architecture registers and the cut QEMU's says why."""
+    qemu = trusted_dir / "qemu-aarch64-static"
+    qemu.write_bytes(QEMU.read_bytes()[:500])
+    qemu.chmod(0o755)
+    path = policy(f"arches:\n  aarch64: {{interpreter: {qemu}, cpu: '{MODEL}'}}\n"
+                  "  s390x: {}\n  arm: {}\n")
+    first = boot(path)
+    assert first[0] == 1 and "Traceback" not in first[2], first
+    assert set(first[3]) == {"multiarch-s390x", "multiarch-arm"}
+    assert f"{qemu} cannot run: cut short" in first[1]
+    again = boot(path)
+    assert again[:4] == first[:4], (again, first)
