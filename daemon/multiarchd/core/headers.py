@@ -12,8 +12,8 @@ pattern does not leave free: whatever OSABI, type or class bits the mask ignores
 - A script: `#!`, then anything (`#!/bin/sh`, `#! /usr/bin/env`, `#!` alone).
 
 Past the pattern, programs differ (addresses, code, the interpreter's path): an entry that
-looks only there is judged by the first bytes of real programs instead (host/audit_facts.py);
-one that looks at no byte at all takes every file.
+looks at no bit the pattern fixes but at bytes past it is judged by the first bytes of real
+programs instead (host/audit_facts.py); one that looks at no byte at all takes every file.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ SCRIPT = Header("scripts (#!)", b"#!", bytes(2))
 
 def could_take(reg: Registration, header: Header) -> bool:
     """Whether the M entry `reg` could take some program of `header`'s kind. An entry that
-    looks only past the pattern is not judged by it (see the module's words)."""
+    looks at no bit the pattern fixes but past it is not judged by it (the module says why)."""
     if reg.extension is not None:
         return False
     mask = reg.mask if reg.mask is not None else b"\xff" * len(reg.magic)
