@@ -15,6 +15,9 @@ A file is known by this note both within a run (model.host.FileId: which file an
 open, which one a trial proved, which directory is watched) and across runs and boots. A
 daemon's cache of what it found of a file (host/filecache.py) checks it exactly: exact(), the
 note's stat fields and what the note leaves out on purpose (the device, a directory's times).
+Whether a path still names the file an entry opened asks less of two notes: the same content
+(model.host.same_file: inode, size, modification time, resolved path), so that a link made
+or removed beside it, as dpkg's replace does, is not taken for a new file.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from ..model.errors import PolicyRejected
 from ..model.options import Config
 from ..model.problems import Problem
 from ..model.observed import Observed
-from ..reconciler.run import evaluate, findings_in, reconcile_once
+from ..reconciler.run import evaluate, findings_in, opened_files, reconcile_once
 
 if TYPE_CHECKING:
     from ..dbus.pydbus_glue import Client
@@ -46,7 +46,10 @@ class Local:
 
     def view(self) -> View:
         policy, want, observed, todo = evaluate(self.config, self.catalog)
-        findings = findings_in(observed, self.catalog)
+        # (which file the kernel opened for each entry, as whoever registered it kept it: an
+        # entry whose kernel runs another file than its path names is not active)
+        findings = findings_in(observed, self.catalog,
+                               opened_files(observed, self.config.binfmt_dir, None))
         report = build_report(want, observed, findings=findings) if want else \
             Report((), (), policy.problems, (), observed.enabled, policy_rejected=True,
                    findings=findings)

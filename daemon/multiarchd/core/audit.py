@@ -13,7 +13,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..model.host import FileId, FileState
+from ..model.host import NOT_KNOWN, NOT_KNOWN_WHY, FileId, FileState, same_file
 from .headers import Header, could_take
 from ..model.registration import Registration, owned, printable
 from ..model.observed import Entry, Observed
@@ -136,8 +136,12 @@ def _judge(entry: Entry, facts: AuditFacts, opened: Mapping[str, FileId]) -> lis
                                  ": the kernel runs a deleted file (F) nobody can look at"
                                  if kept else ": every matching program fails to start"),
                              "reinstall the emulator, or remove the entry"))
+    elif opened.get(entry.name) == NOT_KNOWN and "F" in flags:
+        found.append(Finding(name, Severity.MEDIUM, "interpreter-unknown",
+                             f"{NOT_KNOWN_WHY}: it may run a file {path} no longer names",
+                             "multiarchd registers it again once (`multiarchctl apply`)"))
     elif entry.name in opened and reg.interpreter in facts.ids and \
-            opened[entry.name] != facts.ids[reg.interpreter] and "F" in flags:
+            not same_file(opened[entry.name], facts.ids[reg.interpreter]) and "F" in flags:
         found.append(Finding(name, Severity.MEDIUM, "interpreter-replaced",
                              f"{path} now names another file than the one the kernel opened "
                              "when the entry was registered (F): it runs that one",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
-from ..model.host import FileId, inode
+from ..model.host import NOT_KNOWN, NOT_KNOWN_WHY, FileId, inode, same_file
 from ..model.observed import Observed
 from .desired import Desired, Want, Why
 from .probes import Verdict
@@ -25,6 +25,7 @@ class Change:
     want: Want
     kept: bool  # the kernel keeps the file registered before open (F) and runs that one
     same_path: bool  # another file at the same path (an upgrade), not another path (the policy)
+    known: bool = True  # which file the kernel opened is known (host/opened.py)
 
     @property
     def entry(self) -> str:
@@ -35,7 +36,10 @@ def changes(desired: Desired, observed: Observed, opened: Mapping[str, FileId]
             ) -> list[Change]:
     """The architectures' entries that are registered and would be given another interpreter file:
     another path, or (known only to whoever registered them: `opened`) another file at the
-    same path. A file of our own made in this run (desired.remade) was tried as it was made."""
+    same path, or a file the kernel opened that is not known (NOT_KNOWN: tried and registered
+    again once). A file of our own made in this run (desired.remade) was tried as it was made.
+    Another file is another inode, size or modification time (model.host.same_file: not a link
+    made or removed, as dpkg's replace does on its way)."""
     found = []
     for want in desired.wants:
         reg = want.registration
@@ -45,9 +49,10 @@ def changes(desired: Desired, observed: Observed, opened: Mapping[str, FileId]
             continue
         before = entry.registration.interpreter
         was = opened.get(want.entry)
-        if before != reg.interpreter or (was is not None and was != want.interpreter_id):
+        if before != reg.interpreter or (was is not None and
+                                         not same_file(was, want.interpreter_id)):
             found.append(Change(want, "F" in entry.registration.flags,
-                                before == reg.interpreter))
+                                before == reg.interpreter, was != NOT_KNOWN))
     return found
 
 
@@ -71,7 +76,10 @@ def gated(desired: Desired, changed: Iterable[Change], verdicts: Mapping[str, Ve
     for c in changed:
         w = c.want
         verdict = verdicts.get(c.entry)
-        if c.entry in pins:
+        if c.entry in pins and not c.known:
+            why = (f"hold: true keeps the file registered before, and {NOT_KNOWN_WHY}: "
+                   f"`multiarchctl release {w.label}` to register {_identity(w)} again")
+        elif c.entry in pins:
             why = (f"hold: true keeps the file registered before; {_identity(w)} is a new file "
                    f"at that path: `multiarchctl release {w.label}` to take it")
         elif verdict is not None and not verdict.ok:

@@ -10,7 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..model.host import FileId
+from ..model.host import NOT_KNOWN, NOT_KNOWN_WHY, FileId, same_file
 from ..model.policy import ForeignMode
 from ..model.registration import Registration, owned, printable
 from ..model.observed import Entry, Observed
@@ -124,9 +124,11 @@ def _owned_action(entry: Entry, name: str, desired: Desired, opened: Mapping[str
         return Action(Kind.REPLACE, name, _differences(entry.registration, want.registration),
                       want.registration)
     was = opened.get(name)
-    if was and was != want.interpreter_id and "F" in want.registration.flags:
-        return Action(Kind.REPLACE, name, f"{want.registration.interpreter} was replaced on "
-                      "disk; F keeps the old file open until re-registered", want.registration)
+    if was and not same_file(was, want.interpreter_id) and "F" in want.registration.flags:
+        why = f"{NOT_KNOWN_WHY}: registered again, once" if was == NOT_KNOWN else \
+            f"{want.registration.interpreter} was replaced on disk; F keeps the old file open " \
+            "until re-registered"
+        return Action(Kind.REPLACE, name, why, want.registration)
     if not entry.enabled:
         return Action(Kind.ENABLE, name, "was disabled by someone else")
     return None

@@ -175,6 +175,21 @@ def _state(want: Want, observed: Observed, failure: str | None) -> tuple[State, 
     return State.ACTIVE, want.message  # (a CPU model not used, and why)
 
 
+# The audit's word that an F entry's kernel runs another file than its path names, or that
+# which one is not known (core/audit.py): such an entry is never said to be active.
+_STALE = {"interpreter-replaced": "to be registered again once the new file passes its probe",
+          "interpreter-unknown": "to be registered again, once"}
+
+
+def _stale(status: Status, findings: tuple[Finding, ...]) -> Status:
+    if status.state is not State.ACTIVE:
+        return status
+    for f in findings:
+        if f.entry == status.entry and f.kind in _STALE:
+            return replace(status, state=State.PENDING, message=f"{f.reason}; {_STALE[f.kind]}")
+    return status
+
+
 def _conflict(status: Status) -> Status:
     return replace(status, state=State.CONFLICT,
                    message="another writer keeps undoing this entry; multiarchd backs off and "
@@ -189,7 +204,8 @@ def build_report(desired: Desired, observed: Observed, outcomes: tuple[Outcome, 
     `findings`: the audit of `observed`."""
     failed = dict(refused or {})
     failed.update({o.action.entry: o.error for o in outcomes if o.error})
-    statuses = tuple(_conflict(s) if s.entry in conflicts else s for s in
+    stale = tuple(f for f in findings if f.kind in _STALE)
+    statuses = tuple(_conflict(s) if s.entry in conflicts else _stale(s, stale) for s in
                      (_status(w, observed, failed.get(w.entry)) for w in desired.wants))
     registrations = {w.entry: w.registration for w in desired.wants if w.registration}
     foreign = []

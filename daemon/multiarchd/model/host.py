@@ -21,6 +21,34 @@ class FileState(enum.StrEnum):
 FileId = str
 
 
+# Which file an F entry holds open when that is not known: registered by another tool, or by
+# a multiarchd before this version, or the note of it is gone (host/opened.py). Equal to no file.
+NOT_KNOWN: FileId = "not known"
+NOT_KNOWN_WHY = ("which file the kernel opened for it is not known (registered by another tool "
+                 "or an older multiarchd, or the note of it is gone)")
+
+
+def same_file(opened: FileId, now: FileId | None) -> bool:
+    """Whether `now`, what a path names as noted now, is still the file noted as `opened`: the
+    same inode on the same resolved path, with the same size and modification time.
+
+    Not its change time, link count, mode or owner: none of them changes what the file holds,
+    and dpkg's replace moves them on the old file before the new one comes (it links the old
+    file to .dpkg-tmp, renames .dpkg-new over the path, removes the link: one change, not
+    two). What it holds changes only by a write, which moves the modification time (only the
+    file's owner, root, can set it back, on purpose); and the file the kernel holds open for an
+    F entry refuses every write (ETXTBSY) while it does. Mode and owner are judged apart, at
+    every run (host/facts.py: a file someone else could change is not registered)."""
+    if now is None:
+        return False
+    if opened == now:
+        return ":" in opened  # (a marker, not known or stale, is no file)
+    a, b = opened.split(":", 8), now.split(":", 8)
+    if len(a) != 9 or len(b) != 9:  # a marker (not known, stale) or a directory: no file
+        return False
+    return (a[0], a[4], a[5], a[8]) == (b[0], b[4], b[5], b[8])
+
+
 def inode(file: FileId) -> str:
     """The inode number a FileId names (shown to tell two versions of a file apart)."""
     return file.partition(":")[0]

@@ -56,6 +56,10 @@ def boot_record(policy_path: str, want: Desired, after: Observed,
     for action, fields in zip(todo.actions, records):
         assert action.registration is not None
         lines.append(record.fields_line("register", fields, action.registration.register_line()))
+    # Which file the kernel opens for each, kept by the replay for the daemon (host/opened.py).
+    wants = {w.entry: w for w in want.wants}
+    lines += [record.line("opened", a.entry, wants[a.entry].interpreter_id or "")
+              for a in todo.actions if a.registration and "F" in a.registration.flags]
     lines += [record.fields_line("log", fields) for fields in records[len(todo.actions):]]
     lines += [record.line("print", report_text(report)),
               record.line("summary", f"{overall(report)}: {report.summary()}"),

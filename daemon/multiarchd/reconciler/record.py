@@ -3,11 +3,12 @@ and everything that decided it, so that the next boot's --once can do the same a
 parsing, planning or importing the rest of multiarchd (the early unit is on every boot's path);
 the service, starting, does the same and is ready before the rest of it is imported.
 
-Every converged run writes it (boot.py makes it). It is replayed only when all of it still
-holds: the same code (version and every module's size and time), the same kernel, command
-line and CPU (what decides the native architectures), the same policy path and user, the same
-policy texts, drop-in directories, interpreters and their directories as the run decided from
-(as identity.py notes them), and a table holding exactly the same other entries, byte for
+Every converged run writes it (boot.py makes it), with the file each F entry's interpreter path
+names (the replay keeps it for whoever comes next: host/opened.py). It is replayed only when all
+of it still holds: the same code (version and every module's size and time), the same kernel,
+command line and CPU (what decides the native architectures), the same policy path and user, the
+same policy texts, drop-in directories, interpreters and their directories as the run decided
+from (as identity.py notes them), and a table holding exactly the same other entries, byte for
 byte, and none of ours. Anything else, or anything unreadable, and the run is a full one. The
 record is believed only if root wrote it (host/keep.py). The service's first full run, moments
 later, checks everything again.
@@ -21,7 +22,7 @@ import os
 import sys
 
 from .. import __version__, identity
-from ..host import keep
+from ..host import keep, opened
 from ..kernel import raw
 
 TYPE_CHECKING = False  # typing's, without importing typing or collections.abc: mypy knows it
@@ -264,6 +265,8 @@ def _replay(r: _Record, policy_path: str, binfmt_dir: str,
         send(fields)
     if table_lines(binfmt_dir) != after:  # read back: anything else, and a full run decides
         raise Miss("the table read back is not as recorded")
+    # Which file the kernel opened for each F entry: the daemon follows its next upgrade.
+    opened.keep_opened(binfmt_dir, {name: file or None for name, file in r.fields("opened")})
     for fields in logs:
         send(fields)
     return done

@@ -22,11 +22,11 @@ from ..catalog import load_catalog
 from ..core import gate
 from ..core.audit import Finding, Severity, audit
 from ..core.desired import Desired, Why, desired
-from ..core.plan import Outcome, Plan, plan, release
+from ..core.plan import Kind, Outcome, Plan, plan, release
 from ..core.probes import Verdict
 from ..core.report import Report, build_report
 from ..core.result import Result
-from ..host import keep
+from ..host import keep, opened as opened_store
 from ..host.audit_facts import audit_facts
 from ..host.cpu_models import carry_models
 from ..host.facts import candidate_paths, probe_host
@@ -38,7 +38,7 @@ from ..kernel.table import DEFAULT_PATH as DEFAULT_BINFMT
 from ..kernel.table import BinfmtTable
 from ..model.catalog import Catalog
 from ..model.errors import NotMounted
-from ..model.host import FileId
+from ..model.host import NOT_KNOWN, FileId
 from ..model.options import Config
 from ..model.policy import ForeignMode, Policy
 from ..model.registration import owned, printable
@@ -85,7 +85,7 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
     host = probe_host(catalog, candidate_paths(enforced, catalog), seen=seen, cache=files)
     want = carry_models(desired(enforced, catalog, host), catalog, seen, write=make_models,
                         cache=files)
-    opened = dict(history.opened) if history else {}
+    opened = opened_files(observed, config.binfmt_dir, history)
     # A file made again in this run is not the one an entry registered before holds open.
     opened.update({name: STALE for name in want.remade if observed.get(name) is not None})
     want = _gated(want, observed, opened, history, catalog)
@@ -93,6 +93,36 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
         if want.foreign is ForeignMode.DISABLE_UNSAFE else ()
     return policy, want, observed, plan(want, observed, opened,
                                         _unsafe(want, observed, findings))
+
+
+def opened_files(observed: Observed, binfmt_dir: str, history: History | None
+                 ) -> dict[str, FileId]:
+    """Which file the kernel opened for each entry of ours: as the daemon remembers it; for an F
+    entry it does not remember, as whoever registered it kept it (host/opened.py: then the
+    daemon remembers it too), else NOT_KNOWN."""
+    opened = dict(history.opened) if history else {}
+    ask = [e.name for e in observed.entries
+           if owned(e.name) and "F" in e.registration.flags and e.name not in opened]
+    if ask:
+        found = opened_store.known(binfmt_dir, ask)
+        if history is not None:
+            history.opened.update(found)
+        opened.update({name: found.get(name, NOT_KNOWN) for name in ask})
+    return opened
+
+
+def _registered(want: Desired, outcomes: tuple[Outcome, ...]) -> dict[str, FileId | None]:
+    """The file the kernel opened for each entry of ours these outcomes registered with F
+    (None: registered without F, or removed)."""
+    wants = {w.entry: w for w in want.wants}
+    done: dict[str, FileId | None] = {}
+    for o in outcomes:
+        action, w = o.action, wants.get(o.action.entry)
+        if o.ok and owned(action.entry) and action.kind in (Kind.REGISTER, Kind.REPLACE,
+                                                             Kind.REMOVE):
+            kept = action.registration is not None and "F" in action.registration.flags
+            done[action.entry] = w.interpreter_id if kept and w else None
+    return done
 
 
 def _policy(config: Config, catalog: Catalog, seen: identity.Seen | None,
@@ -240,12 +270,17 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
         todo, conflicts, refused = history.hold_back(planned, drift, now)
     outcomes: tuple[Outcome, ...] = ()
     after = observed
+    opened = opened_files(observed, config.binfmt_dir, history)
     if todo and not dry_run:
         outcomes = apply(todo, table)
         after = table.read()
+        registered = _registered(want, outcomes)
+        if registered:  # for whoever comes next: the daemon after a restart, say
+            opened_store.keep_opened(config.binfmt_dir, registered)
+        opened = {name: file for name, file in {**opened, **registered}.items()
+                  if file is not None}
     # (before the boot record is kept: what the audit reads is keyed by it, as everything read)
-    findings = findings_in(after, catalog, history.opened if history else None, seen, want,
-                           files)
+    findings = findings_in(after, catalog, opened, seen, want, files)
     if history and not dry_run:
         history.remember(want, after, outcomes, drift, now)  # what is right now, is known right
         # Whatever changed between the writes and the read-back is still to do: then no event
