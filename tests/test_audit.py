@@ -48,9 +48,10 @@ def planted(binfmt: PrivateBinfmt, trusted_dir: Path, tmp_path: Path) -> dict[st
     binfmt.write("register", _line("arm-gone", "arm", gone, "F"))
     gone.unlink()
     binfmt.write("register", f":shell-scripts:E::sh::{logger}:")
-    # and one that is fine: an emulator as Debian's package registers it
+    # and one that is fine: an emulator as Debian's package registers it (OPF: with C, a plain
+    # QEMU is high, tests/test_credentials.py)
     binfmt.write("register", _line("qemu-ppc64le", "ppc64le", "/usr/bin/qemu-ppc64le-static",
-                                   "OCF"))
+                                   "OPF"))
     return {"log": log, "logger": logger}
 
 

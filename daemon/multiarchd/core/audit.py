@@ -57,6 +57,9 @@ class AuditFacts:
     # carry its CPU model (`made`/ARCH, host/cpu_models.py).
     ours: Mapping[str, str] = field(default_factory=dict)
     made: str = ""
+    # Each QEMU an entry with C runs that is not multiarchd's guarded image (core/cpu_image.py),
+    # and the architecture it runs ("" where its name does not say).
+    unguarded: Mapping[str, str] = field(default_factory=dict)
 
 
 # Extensions of programs and scripts a host runs itself: an E entry for one takes them over.
@@ -124,6 +127,17 @@ def _judge(entry: Entry, facts: AuditFacts, opened: Mapping[str, FileId]) -> lis
                              f"matches, and {why}",
                              "remove it, or make the interpreter and every directory above it "
                              "root's and not writable by others"))
+    elif "C" in flags and reg.interpreter in facts.unguarded:
+        arch = facts.unguarded[reg.interpreter] or "ARCH"
+        found.append(Finding(name, Severity.HIGH, "unguarded-credentials",
+                             f"C runs {path}, a QEMU that obeys whoever starts it (QEMU_* "
+                             "variables, a program named like an option), with the rights of "
+                             "every setuid program it matches: any user who can run a setuid "
+                             "foreign program steers QEMU as root",
+                             f"let multiarchd register {arch} with C (arches: {{{arch}: "
+                             "{flags: [C, F, P]}}: its image of QEMU ends QEMU's options and "
+                             "drops QEMU_* variables for setuid programs), and remove this "
+                             "entry or set foreign_entries: disable-unsafe"))
     elif state is FileState.UNTRUSTED:  # (a shell too: every file it takes becomes a script)
         found.append(Finding(name, Severity.MEDIUM, "untrusted-interpreter",
                              f"{path} is not to be trusted: {why}",

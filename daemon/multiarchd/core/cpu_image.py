@@ -1,33 +1,42 @@
-"""A QEMU user-mode executable that starts with `-cpu MODEL` of its own: QEMU's image, unchanged,
-plus a few instructions the kernel runs first. Pure: bytes in, bytes out.
+"""A QEMU user-mode executable that ends its own options and, started with a setuid program's
+credentials, ignores the caller's QEMU_* variables: QEMU's image, unchanged, plus a few
+instructions the kernel runs first (and `-cpu MODEL` where the policy asks for one). Pure:
+bytes in, bytes out.
 
-Why this and not a helper: the kernel runs an entry's interpreter with no arguments and no
-environment of its own, and with `F` that file must work where neither its path nor QEMU's
-exists (a chroot with no /proc, a container). A helper that copies QEMU into a memfd and
-execveat()s it works there but costs a copy per exec (25 ms against 12 ms measured for a trivial
-program); this file costs nothing per exec: it is QEMU, whose first act is to put two words in
-front of its own arguments.
+Why: the kernel runs an entry's interpreter with no arguments and no environment of its own,
+and with `C` it runs QEMU with the credentials of the setuid program it was asked to run. QEMU
+obeys whoever started it: a QEMU_* variable (QEMU_LOG_FILENAME, QEMU_LD_PREFIX, ...) or a
+program's name that starts with `-` (binfmt_misc hands QEMU the name as given to execve, then
+argv[0] with P) would be read with root's rights. So the image puts `--` after its own words,
+and drops every QEMU_* string from the environment when the auxiliary vector says AT_SECURE
+(the kernel sets it when the credentials changed), before QEMU reads either.
+
+Why this and not a helper: with `F` the file must work where neither its path nor QEMU's exists
+(a chroot with no /proc, a container). A helper that copies QEMU into a memfd and execveat()s it
+works there but costs a copy per exec (25 ms against 12 ms measured for a trivial program); this
+file costs a walk of the initial stack: it is QEMU, whose first act is to rewrite its own
+arguments.
 
 How: one of QEMU's PT_NOTE program headers (notes nothing needs at run time) becomes a PT_LOAD
-of a new segment at the end of the file, holding the stub and its two strings; the entry point
-moves to the stub. The stub moves argc and argv[0] two words down the initial stack (which
-keeps its 16-byte alignment), writes pointers to "-cpu" and MODEL after argv[0], and jumps to
-QEMU's own entry. Nothing else is touched: the register the kernel hands to _start (rdx on
-x86-64, x0 on arm64) is left as it was. The kernel's binfmt_misc puts the program's path (and,
-with `P`, its own argv[0]) after these, so QEMU sees `qemu -cpu MODEL PROGRAM ...`, just as if
-an admin had typed it.
+of a new segment at the end of the file, holding the stub, a mark and its strings; the entry
+point moves to the stub (what it does: the comment above _x86_64). The kernel's binfmt_misc
+puts the program's path (and, with `P`, its own argv[0]) after these, so QEMU sees
+`qemu [-cpu MODEL] -- PROGRAM ...`, just as if an admin had typed it.
 """
 
 from __future__ import annotations
 
+import mmap
 import re
 import struct
 
-STUB_VERSION = 1  # part of what a written image is keyed by: a change makes them again
+STUB_VERSION = 2  # part of what a written image is keyed by: a change makes them again
 ALIGN = 0x10000  # the largest page size of the hosts below (arm64 with 64 KiB pages)
 PT_LOAD, PT_NOTE = 1, 4
 PF_X, PF_R = 1, 4
 EM_X86_64, EM_AARCH64 = 62, 183
+HOSTS = frozenset({"x86_64", "aarch64"})  # the hosts below, by the catalog's names
+AT_SECURE = 23  # auxiliary vector: the kernel changed the credentials (setuid, binfmt's C)
 # A QEMU CPU model and its properties, as `-cpu` takes them: name[,prop=value]...
 MODEL_RULE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(,[A-Za-z0-9._-]+(=[A-Za-z0-9._-]+)?)*")
 MAX_MODEL = 200
@@ -45,7 +54,8 @@ def not_a_model(model: str) -> str | None:
 
 
 class CannotCarry(Exception):
-    """This image cannot carry a model (the message says why); QEMU's own model is used."""
+    """This image cannot be made (the message says why): QEMU's own model is used, and C is
+    refused (core/desired.without_guard)."""
 
 
 class Broken(CannotCarry):
@@ -66,49 +76,146 @@ def oversized(size: int) -> CannotCarry:
                        "carrying a model may be")
 
 
-def _x86_64(model_at: int, cpu_at: int, entry_at: int) -> bytes:
-    """Offsets are from the stub's first byte; rip-relative values from each instruction's end."""
+# Both stubs do the same, in three steps:
+#  1. walk the initial stack (argc, argv, NULL, envp, NULL, auxv pairs up to AT_NULL) to find
+#     its end and AT_SECURE's value;
+#  2. write a new one below it, 16-byte aligned: argc + len(words), argv[0], the words, the
+#     rest of argv, envp less every QEMU_* string when AT_SECURE is not 0, the auxv pairs as
+#     they were (their pointers still point at the strings above, which stay where they are);
+#  3. move the stack pointer to it and jump to QEMU's entry.
+# A copy and not an edit in place: the C library finds auxv right after envp's NULL, so a
+# shorter envp must move everything below auxv, and a longer argv everything above argc.
+# Only the stack pointer and the scratch registers of the process ABI change: rdx on x86-64
+# and x0 on arm64, which the kernel hands to _start, are left as they were.
+
+def _x86_64(words: list[int], entry_at: int) -> bytes:
+    """`words`: offsets of the strings to put after argv[0], from the stub's first byte;
+    rip-relative values count from each instruction's end. Direction flag clear at entry (the
+    ABI): lods/stos/movs step forward."""
+    k = len(words)
     code = bytearray()
-    code += bytes.fromhex("488b0424")          # mov rax, [rsp]        argc
-    code += bytes.fromhex("488b4c2408")        # mov rcx, [rsp+8]      argv[0]
-    code += bytes.fromhex("4883ec10")          # sub rsp, 16
-    code += bytes.fromhex("4883c002")          # add rax, 2
-    code += bytes.fromhex("48890424")          # mov [rsp], rax
-    code += bytes.fromhex("48894c2408")        # mov [rsp+8], rcx
-    code += bytes.fromhex("488d0d") + struct.pack("<i", cpu_at - (len(code) + 7))
-    #                                            lea rcx, [rip+"-cpu"]
-    code += bytes.fromhex("48894c2410")        # mov [rsp+16], rcx
-    code += bytes.fromhex("488d0d") + struct.pack("<i", model_at - (len(code) + 7))
-    #                                            lea rcx, [rip+MODEL]
-    code += bytes.fromhex("48894c2418")        # mov [rsp+24], rcx
+    code += bytes.fromhex("4889e6")            # mov rsi, rsp
+    code += bytes.fromhex("48ad")              # lodsq                  rax = argc
+    code += bytes.fromhex("488d74c608")        # lea rsi, [rsi+rax*8+8] envp[0]
+    code += bytes.fromhex("48ad")              # 1: lodsq
+    code += bytes.fromhex("4885c0")            # test rax, rax
+    code += bytes.fromhex("75f9")              # jnz 1b                 rsi = auxv
+    code += bytes.fromhex("31c9")              # xor ecx, ecx           AT_SECURE, 0 if absent
+    code += bytes.fromhex("48ad")              # 2: lodsq               type
+    code += bytes.fromhex("4989c0")            # mov r8, rax
+    code += bytes.fromhex("48ad")              # lodsq                  value
+    code += bytes.fromhex("4983f8") + bytes([AT_SECURE])  # cmp r8, AT_SECURE
+    code += bytes.fromhex("480f44c8")          # cmove rcx, rax
+    code += bytes.fromhex("4d85c0")            # test r8, r8
+    code += bytes.fromhex("75ec")              # jnz 2b                 rsi = past AT_NULL
+    code += bytes.fromhex("4889e7")            # mov rdi, rsp
+    code += bytes.fromhex("4829f7")            # sub rdi, rsi           -(bytes read)
+    code += bytes.fromhex("488d7c3c") + struct.pack("<b", -8 * k)
+    #                                            lea rdi, [rsp+rdi-8k]  room for all, below
+    code += bytes.fromhex("4883e7f0")          # and rdi, -16           aligned
+    code += bytes.fromhex("4989f9")            # mov r9, rdi            the new stack pointer
+    code += bytes.fromhex("4889e6")            # mov rsi, rsp
+    code += bytes.fromhex("48ad")              # lodsq                  argc
+    code += bytes.fromhex("4883c0") + bytes([k])  # add rax, k
+    code += bytes.fromhex("48ab")              # stosq
+    code += bytes.fromhex("48a5")              # movsq                  argv[0]
+    for at in words:
+        code += bytes.fromhex("488d05") + struct.pack("<i", at - (len(code) + 7))
+        #                                        lea rax, [rip+word]
+        code += bytes.fromhex("48ab")          # stosq
+    code += bytes.fromhex("48ad")              # 3: lodsq               the rest of argv
+    code += bytes.fromhex("48ab")              # stosq
+    code += bytes.fromhex("4885c0")            # test rax, rax
+    code += bytes.fromhex("75f7")              # jnz 3b                 (its NULL copied too)
+    code += bytes.fromhex("48ad")              # 4: lodsq               envp
+    code += bytes.fromhex("4885c0")            # test rax, rax
+    code += bytes.fromhex("7414")              # jz 6f
+    code += bytes.fromhex("e30e")              # jrcxz 5f               not AT_SECURE: keep
+    code += bytes.fromhex("8138") + b"QEMU"    # cmp dword [rax], "QEMU"  (a shorter string
+    #                                            reads at most 3 bytes past its NUL: the stack
+    #                                            ends in a zero word after the last string)
+    code += bytes.fromhex("7506")              # jne 5f
+    code += bytes.fromhex("8078045f")          # cmp byte [rax+4], "_"
+    code += bytes.fromhex("74e9")              # je 4b                  QEMU_*: dropped
+    code += bytes.fromhex("48ab")              # 5: stosq
+    code += bytes.fromhex("ebe5")              # jmp 4b
+    code += bytes.fromhex("48ab")              # 6: stosq               envp's NULL
+    code += bytes.fromhex("48ad")              # 7: lodsq               auxv type
+    code += bytes.fromhex("48ab")              # stosq
+    code += bytes.fromhex("4989c0")            # mov r8, rax
+    code += bytes.fromhex("48a5")              # movsq                  its value
+    code += bytes.fromhex("4d85c0")            # test r8, r8
+    code += bytes.fromhex("75f2")              # jnz 7b                 AT_NULL copied too
+    code += bytes.fromhex("4c89cc")            # mov rsp, r9
     code += b"\xe9" + struct.pack("<i", entry_at - (len(code) + 5))  # jmp QEMU's entry
     return bytes(code)
 
 
-def _aarch64(model_at: int, cpu_at: int, entry_at: int) -> bytes:
+def _aarch64(words: list[int], entry_at: int) -> bytes:
+    """As _x86_64; branch and adr offsets count from the instruction itself."""
     def adr(reg: int, pc: int, target: int) -> int:
         off = target - pc
         return 0x10000000 | (off & 3) << 29 | ((off >> 2) & 0x7FFFF) << 5 | reg
 
-    words = [0xF94003E9,   # ldr x9, [sp]           argc
-             0xF94007EA,   # ldr x10, [sp, #8]      argv[0]
-             0xD10043FF,   # sub sp, sp, #16
-             0x91000929,   # add x9, x9, #2
-             0xF90003E9,   # str x9, [sp]
-             0xF90007EA]   # str x10, [sp, #8]
-    words += [adr(11, 4 * len(words), cpu_at),     # adr x11, "-cpu"
-              0xF9000BEB]                           # str x11, [sp, #16]
-    words += [adr(11, 4 * len(words), model_at),   # adr x11, MODEL
-              0xF9000FEB]                           # str x11, [sp, #24]
-    words += [0x14000000 | ((entry_at - 4 * len(words)) >> 2) & 0x3FFFFFF]  # b QEMU's entry
-    return struct.pack(f"<{len(words)}I", *words)
+    k = len(words)
+    code = [0x910003E9,    # mov x9, sp
+            0xF840852A,    # ldr x10, [x9], #8      argc
+            0x8B0A0D29,    # add x9, x9, x10, lsl #3
+            0x91002129,    # add x9, x9, #8         envp[0]
+            0xF840852A,    # 1: ldr x10, [x9], #8
+            0xB5FFFFEA,    # cbnz x10, 1b           x9 = auxv
+            0xD280000B,    # mov x11, #0            AT_SECURE, 0 if absent
+            0xA8C1312A,    # 2: ldp x10, x12, [x9], #16   type, value
+            0xF100015F | AT_SECURE << 10,  # cmp x10, #AT_SECURE
+            0x9A8B018B,    # csel x11, x12, x11, eq
+            0xB5FFFFAA,    # cbnz x10, 2b           x9 = past AT_NULL
+            0x910003EC,    # mov x12, sp
+            0xCB0C012D,    # sub x13, x9, x12       bytes read
+            0xCB0D018D,    # sub x13, x12, x13
+            0xD10001AD | (8 * k) << 10,  # sub x13, x13, #8k   room for all, below
+            0x927CEDAD,    # and x13, x13, #-16     aligned
+            0xAA0D03EE,    # mov x14, x13           the new stack pointer
+            0x910003E9,    # mov x9, sp
+            0xF840852A,    # ldr x10, [x9], #8      argc
+            0x9100014A | k << 10,  # add x10, x10, #k
+            0xF80085AA,    # str x10, [x13], #8
+            0xF840852A,    # ldr x10, [x9], #8      argv[0]
+            0xF80085AA]    # str x10, [x13], #8
+    for at in words:
+        code += [adr(10, 4 * len(code), at),        # adr x10, word
+                 0xF80085AA]                         # str x10, [x13], #8
+    code += [0xF840852A,   # 3: ldr x10, [x9], #8   the rest of argv
+             0xF80085AA,   # str x10, [x13], #8
+             0xB5FFFFCA,   # cbnz x10, 3b           (its NULL copied too)
+             0x5288AA2F,   # mov w15, #0x4551       "QE"
+             0x72AAA9AF,   # movk w15, #0x554d, lsl #16   "MU"
+             0xF840852A,   # 4: ldr x10, [x9], #8   envp
+             0xB400014A,   # cbz x10, 6f
+             0xB40000EB,   # cbz x11, 5f            not AT_SECURE: keep
+             0xB940014C,   # ldr w12, [x10]         (as on x86-64: at most 3 bytes past a NUL)
+             0x6B0F019F,   # cmp w12, w15
+             0x54000081,   # b.ne 5f
+             0x3940114C,   # ldrb w12, [x10, #4]
+             0x71017D9F,   # cmp w12, #'_'
+             0x54FFFF00,   # b.eq 4b                QEMU_*: dropped
+             0xF80085AA,   # 5: str x10, [x13], #8
+             0x17FFFFF6,   # b 4b
+             0xF80085AA,   # 6: str x10, [x13], #8  envp's NULL
+             0xA8C1312A,   # 7: ldp x10, x12, [x9], #16   an auxv pair
+             0xA88131AA,   # stp x10, x12, [x13], #16
+             0xB5FFFFCA,   # cbnz x10, 7b           AT_NULL copied too
+             0x910001DF]   # mov sp, x14
+    code += [0x14000000 | ((entry_at - 4 * len(code)) >> 2) & 0x3FFFFFF]  # b QEMU's entry
+    return struct.pack(f"<{len(code)}I", *code)
 
 
 STUBS = {EM_X86_64: _x86_64, EM_AARCH64: _aarch64}
-STUB_SIZE = 64  # both fit; the strings follow at this offset
+STUB_SIZE = 256  # both fit; the mark and the strings follow at this offset
+# Right after the code: says which start-up code this is (the audit trusts only this one).
+GUARD_MARK = b"\0multiarchd-qemu-guard 2\0"
 
 
-def _headers(image: bytes) -> tuple[int, int, list[tuple[int, ...]]]:
+def _headers(image: bytes | mmap.mmap) -> tuple[int, int, list[tuple[int, ...]]]:
     """(e_machine, e_entry, program headers) of a whole little-endian ELF64 executable of a
     machine with start-up code, or CannotCarry (Broken) and why not: each field is checked
     before anything relies on it, so whatever bytes are at an interpreter's path are refused,
@@ -142,12 +249,12 @@ def _headers(image: bytes) -> tuple[int, int, list[tuple[int, ...]]]:
     return machine, entry, headers
 
 
-def with_cpu_model(image: bytes, model: str, trailer: bytes = b"") -> bytes:
+def with_cpu_model(image: bytes, model: str | None, trailer: bytes = b"") -> bytes:
     """QEMU's `image` (a little-endian ELF64 executable for this host) that runs as if started
-    with `-cpu model`, then `trailer` (the caller's; nothing reads it). CannotCarry, or Broken
-    for a file that is no whole executable, and why: never another exception, whatever the
-    bytes."""
-    if not_a_model(model):
+    with `-cpu model --` (`--` alone for None), with no QEMU_* variable under AT_SECURE, then
+    `trailer` (the caller's; nothing reads it). CannotCarry, or Broken for a file that is no
+    whole executable, and why: never another exception, whatever the bytes."""
+    if model is not None and not_a_model(model):
         raise CannotCarry(f"{model!r} is not a CPU model QEMU's -cpu takes")
     if len(image) > MAX_IMAGE:
         raise oversized(len(image))
@@ -155,15 +262,21 @@ def with_cpu_model(image: bytes, model: str, trailer: bytes = b"") -> bytes:
     loads = [i for i, h in enumerate(headers) if h[0] == PT_LOAD]
     notes = [i for i, h in enumerate(headers) if h[0] == PT_NOTE and i > max(loads)]
     if not notes:
-        raise CannotCarry("no note header after the loaded segments to carry the model in")
+        raise CannotCarry("no note header after the loaded segments to carry the start-up "
+                          "code in")
     end = max(headers[i][3] + headers[i][6] for i in loads)  # vaddr + memsz
     offset = -(-len(image) // ALIGN) * ALIGN
     vaddr = -(-end // ALIGN) * ALIGN
     if abs(entry - vaddr) + STUB_SIZE >= REACH[machine] or entry % 4 and machine == EM_AARCH64:
         raise CannotCarry(f"its entry point {entry:#x} is out of the start-up code's reach "
                           f"from {vaddr:#x}")
-    strings = b"-cpu\0" + model.encode() + b"\0"
-    code = STUBS[machine](STUB_SIZE + 5, STUB_SIZE, entry - vaddr)
+    # The mark, then the words in the order QEMU reads them: [-cpu MODEL] --
+    strings = GUARD_MARK
+    words = []
+    for word in (["-cpu", model] if model is not None else []) + ["--"]:
+        words.append(STUB_SIZE + len(strings))
+        strings += word.encode() + b"\0"
+    code = STUBS[machine](words, entry - vaddr)
     assert len(code) <= STUB_SIZE
     segment = code.ljust(STUB_SIZE, b"\0") + strings
     # One buffer of the final size (the image is up to MAX_IMAGE: no copy more than needed).
@@ -177,17 +290,31 @@ def with_cpu_model(image: bytes, model: str, trailer: bytes = b"") -> bytes:
     return bytes(out)
 
 
-def carried_model(image: bytes) -> str | None:
-    """The model an image made by with_cpu_model carries (None for any other file, whatever
-    its bytes): what `status` shows is read from the file the kernel runs, not from what was
-    meant."""
+def _stub_words(image: bytes | mmap.mmap) -> list[bytes] | None:
+    """The words the stub of an image made by with_cpu_model puts first (None for any other
+    file, whatever its bytes; an mmap of the file will do: only the headers and the stub's
+    page are read)."""
     try:
         _machine, entry, headers = _headers(image)
     except CannotCarry:
         return None
     for kind, _flags, offset, vaddr, _p, filesz, _m, _a in headers:
-        if kind == PT_LOAD and vaddr == entry and filesz > STUB_SIZE + 5:
+        if kind == PT_LOAD and vaddr == entry and filesz > STUB_SIZE + len(GUARD_MARK):
             seg = image[offset + STUB_SIZE:offset + filesz]
-            if seg.startswith(b"-cpu\0"):
-                return seg[5:].split(b"\0", 1)[0].decode(errors="replace")
+            if seg.startswith(GUARD_MARK):
+                return seg[len(GUARD_MARK):].split(b"\0")[:3]
     return None
+
+
+def is_guarded(image: bytes | mmap.mmap) -> bool:
+    """Whether `image` is one with_cpu_model made, with this start-up code: a QEMU the audit
+    trusts with C."""
+    return _stub_words(image) is not None
+
+
+def carried_model(image: bytes) -> str | None:
+    """The model an image made by with_cpu_model carries (None for any other file, or for
+    QEMU's own): what `status` shows is read from the file the kernel runs, not from what was
+    meant."""
+    words = _stub_words(image)
+    return words[1].decode(errors="replace") if words and words[0] == b"-cpu" else None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
+from .cpu_image import HOSTS
 from ..model.catalog import Arch, Catalog
 from ..model.flags import Flags
 from ..model.host import FileId, FileState, Host
-from ..model.policy import CPU_DEFAULT, ArchRule, CustomRule, ForeignMode, Policy
+from ..model.policy import ACCEPT_RISK, CPU_DEFAULT, ArchRule, CustomRule, ForeignMode, Policy
 from ..model.problems import Place, Problem
 from ..model.registration import Registration
 from ..names import OWNED_PREFIX
@@ -47,6 +48,11 @@ class Want:
     cpu: str | None = None
     cpu_place: Place | None = None  # where the policy names it (None: the catalog's)
     hold: bool = False  # the policy's `hold: true` (core/gate.py)
+    # C on a QEMU: where the policy asks for it. The entry must register the guarded image
+    # (core/cpu_image.py, made by host/cpu_models.py); where it cannot, C is refused there
+    # unless `unsafe` (the policy's `unsafe_credentials`).
+    guard: Place | None = None
+    unsafe: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,19 +173,42 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
     customary = catalog.emulators[picked[0] if picked else "qemu"].flags
     emu_flags = catalog.emulators[emulator].flags if emulator in catalog.emulators else customary
     flags = rule.flags or policy.flags or emu_flags
-    reg = Registration(entry, interpreter, flags, arch.magic, arch.mask)
-    return Want(arch.name, "arch", entry, reg, None, interpreter, host.ids.get(interpreter),
-                emulator, explicit=explicit, cpu=_cpu(arch, rule, catalog, emulator,
-                                                      interpreter),
-                cpu_place=rule.cpu_place if rule.cpu else None, hold=rule.hold)
-
-
-def _cpu(arch: Arch, rule: ArchRule, catalog: Catalog, emulator: str | None,
-         interpreter: str) -> str | None:
-    """The CPU model the entry should carry: the policy's, else the catalog's for the
-    emulator; only QEMU takes one (an explicit interpreter counts when it is a QEMU)."""
     qemu = emulator == "qemu" or (emulator == "explicit" and
                                   catalog.takes_cpu_model(arch.name, interpreter))
+    guard = rule.place if qemu and "C" in flags else None
+    message = ""
+    if guard is not None and host.arch not in HOSTS:
+        said = without_guard(arch.name, rule.unsafe_credentials, guard,
+                             f"multiarchd has no start-up code for {host.arch} hosts")
+        if isinstance(said, Problem):
+            problems.append(said)
+            flags = flags.without("C")
+        message = str(said) if isinstance(said, str) else said.message
+        guard = None
+    reg = Registration(entry, interpreter, flags, arch.magic, arch.mask)
+    return Want(arch.name, "arch", entry, reg, None, interpreter, host.ids.get(interpreter),
+                emulator, message, explicit=explicit, cpu=_cpu(arch, rule, catalog, qemu),
+                cpu_place=rule.cpu_place if rule.cpu else None, hold=rule.hold, guard=guard,
+                unsafe=rule.unsafe_credentials)
+
+
+def without_guard(arch: str, unsafe: bool, place: Place, why: str) -> Problem | str:
+    """C on QEMU where the guarded image cannot be made: the policy problem that refuses it,
+    or, where the policy accepts the risk in words, the message that says it is kept."""
+    if unsafe:
+        return f"{place}: C kept on a QEMU multiarchd could not guard ({why}), as " \
+               "unsafe_credentials says: any user who can run a setuid foreign program " \
+               "steers QEMU as root"
+    return Problem(place, f"C refused for {arch}: {why}, and without multiarchd's image any "
+                   "user who can run a setuid foreign program steers QEMU as root; registered "
+                   "without C (setuid programs run with their caller's rights). To keep C "
+                   f"anyway, add `unsafe_credentials: \"{ACCEPT_RISK}\"` under arches.{arch}",
+                   ("arch", arch))
+
+
+def _cpu(arch: Arch, rule: ArchRule, catalog: Catalog, qemu: bool) -> str | None:
+    """The CPU model the entry should carry: the policy's, else the catalog's for the
+    emulator; only QEMU takes one (an explicit interpreter counts when it is a QEMU)."""
     if not qemu or rule.cpu == CPU_DEFAULT:
         return None
     return rule.cpu or catalog.emulators["qemu"].cpu.get(arch.name)

@@ -109,7 +109,11 @@ CODE: dict[str, Code] = {
 def build(arch: Arch) -> bytes:
     """The probe ELF for `arch` (made once: the audit compares every entry with the native
     ones at every run)."""
-    code = CODE[arch.name]
+    return program(arch, CODE[arch.name])
+
+
+def program(arch: Arch, code: Code) -> bytes:
+    """A static ELF executable for `arch` that runs `code` (with the catalog's magic)."""
     e = "<" if arch.endian == "little" else ">"
     i = "<" if (code.order or arch.endian) == "little" else ">"
     fmt = {1: "B", 2: "H", 4: "I"}[code.width]

@@ -16,7 +16,7 @@ from ..core.probes import build
 from ..model.catalog import Catalog
 from ..model.host import FileId, FileState
 from ..model.observed import Observed
-from .cpu_models import models_dir
+from .cpu_models import is_guarded_file, models_dir
 from .facts import look, probe_host
 from .filecache import FileCache
 
@@ -106,5 +106,23 @@ def audit_facts(observed: Observed, catalog: Catalog, own_arches: Iterable[str] 
             ids[path] = ident
     headers = (*(elf(catalog.arches[a]) for a in sorted(native) if a in catalog.arches), SCRIPT)
     ours = {name: path for name, (path, _) in wanted.items()}
+    made = models_dir()
     return AuditFacts(tuple(own), files, ids, catalog.emulator_paths_and_names, headers, ours,
-                      models_dir())
+                      made, _unguarded(observed, catalog, made))
+
+
+def _unguarded(observed: Observed, catalog: Catalog, made: str) -> dict[str, str]:
+    """Each QEMU (by its name, or made here) an entry with C runs that is not the guarded
+    image, and the architecture it runs where its name says (core/audit.py)."""
+    out: dict[str, str] = {}
+    for entry in observed.entries:
+        path = entry.registration.interpreter
+        if "C" not in entry.registration.flags or path in out:
+            continue
+        base = path.rsplit("/", 1)[-1]
+        arch = next((a for a in catalog.arches
+                     if path in (os.path.join(made, a), *catalog.emulators["qemu"].candidates(a))
+                     or base in (f"qemu-{a}", f"qemu-{a}-static")), None)
+        if (arch or base.startswith("qemu-")) and not is_guarded_file(path):
+            out[path] = arch or ""
+    return out

@@ -1,26 +1,31 @@
-"""The files that carry a QEMU CPU model (core/cpu_image.py): made by multiarchd from the QEMU
-an entry would register, tried on a probe program before they are used, kept in its state
-directory, and made again when their QEMU, the model or the start-up code changes.
+"""The guarded images of QEMU (core/cpu_image.py) for entries that carry a CPU model or have C:
+made by multiarchd from the QEMU an entry would register, tried on a probe program before they
+are used, kept in its state directory, and made again when their QEMU, the model or the
+start-up code changes.
 
 An architecture whose file cannot be made (a QEMU that refuses the model, a host with no
-start-up code, a full disk) runs with QEMU's own model and says why: never no emulator. A QEMU
-that is no whole executable (cut short, headers past its end) would not run either way: that
-architecture alone is in error and says why, and its entry stays as the kernel has it.
+start-up code, a full disk) runs with QEMU's own model and says why: never no emulator. With C,
+it is registered without C and the policy has a problem that says why (core/desired.py's
+without_guard), unless the policy accepts the risk. A QEMU that is no whole executable (cut
+short, headers past its end) would not run either way: that architecture alone is in error and
+says why, and its entry stays as the kernel has it.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import stat
 from dataclasses import replace
 
 from .. import identity
-from ..core.cpu_image import (MAX_IMAGE, STUB_VERSION, Broken, CannotCarry, oversized,
-                              with_cpu_model)
-from ..core.desired import Desired, Want, Why
+from ..core.cpu_image import (MAX_IMAGE, STUB_VERSION, Broken, CannotCarry, is_guarded,
+                              oversized, with_cpu_model)
+from ..core.desired import Desired, Want, Why, without_guard
 from ..core.probes import PROBE_STATUS
 from ..model.catalog import Catalog
 from ..model.host import FileState
+from ..model.problems import Problem
 from . import keep, paths
 from .facts import look
 from .filecache import FileCache
@@ -34,8 +39,8 @@ def models_dir() -> str:
     return os.path.join(os.environ.get("STATE_DIRECTORY", STATE_DIR).split(":")[0], "cpu")
 
 
-def _key(source: str, source_id: str, model: str) -> bytes:
-    return f"{STUB_VERSION} {model} {source} {source_id}".encode(errors="surrogateescape")
+def _key(source: str, source_id: str, model: str | None) -> bytes:
+    return f"{STUB_VERSION} {model or '-'} {source} {source_id}".encode(errors="surrogateescape")
 
 
 def _made_from(path: str) -> bytes | None:
@@ -57,6 +62,25 @@ def _made_from(path: str) -> bytes | None:
         os.close(fd)
     at = tail.rfind(KEY_MARK)
     return tail[at + len(KEY_MARK):].rstrip(b"\n") if at >= 0 else None
+
+
+def is_guarded_file(path: str) -> bool:
+    """Whether the file at `path` is a guarded image of QEMU (core/cpu_image.is_guarded),
+    looking at its headers and its stub's page only (mapped, not read whole)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+            return False
+        with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as image:
+            return is_guarded(image)
+    except (OSError, ValueError):
+        return False
+    finally:
+        os.close(fd)
 
 
 # key -> why that file could not be made: not tried again by this process (the service would
@@ -86,9 +110,8 @@ def _read(source: str) -> bytes:
 
 
 def _image(want: Want, source: str, key: bytes) -> bytes:
-    """The file that carries want's model, made from `source` and ending with `key`;
-    CannotCarry (remembered for `key`) why not."""
-    assert want.cpu is not None
+    """The guarded image for `want` (with its model, if any), made from `source` and ending
+    with `key`; CannotCarry (remembered for `key`) why not."""
     if key in _refused:
         raise _refused[key]
     try:
@@ -139,13 +162,15 @@ def _make(want: Want, image: bytes, catalog: Catalog) -> str | None:
 def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool,
            remade: set[str], cache: FileCache | None) -> Want:
     reg = want.registration
-    assert reg is not None and want.cpu is not None
+    assert reg is not None
     source = reg.interpreter
     path = os.path.join(models_dir(), want.label)
     source_id = (seen.files.get(source) if seen else None) or identity.of_path(source)
     key = _key(source, source_id, want.cpu)
 
     def own_model(why: str) -> Want:
+        if want.guard is not None:
+            return _unguarded(want, why)
         where = f"{want.cpu_place}: " if want.cpu_place else ""
         return replace(want, cpu=None, message=f"{where}CPU model {want.cpu} not used ({why}): "
                                                "runs with QEMU's own")
@@ -168,7 +193,8 @@ def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool
             return own_model(str(e))
         if not write:
             # A dry run, or status: what applying would register, if QEMU takes the model.
-            refused = _trial([source, "-cpu", want.cpu], want.label, catalog)
+            model = ["-cpu", want.cpu] if want.cpu else []
+            refused = _trial([source, *model, "--"], want.label, catalog)
             if refused is not None:
                 return own_model(refused)
             return replace(want, registration=replace(reg, interpreter=path), interpreter=path,
@@ -186,14 +212,29 @@ def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool
                    interpreter_id=ident)
 
 
+def _unguarded(want: Want, why: str) -> Want:
+    """C on a QEMU whose guarded image could not be made: without C (the policy problem says
+    why), or QEMU's own with C where the policy accepts the risk."""
+    assert want.registration is not None and want.guard is not None
+    said = without_guard(want.label, want.unsafe, want.guard, why)
+    if isinstance(said, str):
+        return replace(want, cpu=None, guard=None, message=said)
+    reg = replace(want.registration, flags=want.registration.flags.without("C"))
+    return replace(want, registration=reg, cpu=None, message=said.message)
+
+
 def carry_models(want: Desired, catalog: Catalog, seen: identity.Seen | None,
                  write: bool = True, cache: FileCache | None = None) -> Desired:
-    """`want` with each entry that asks for a CPU model registering the file that carries it
-    (made first where `write`), or with QEMU's own and the reason. `cache`: a daemon's, of
-    what the files were found to be (host/filecache.py)."""
-    if not any(w.cpu and w.registration for w in want.wants):
+    """`want` with each entry that asks for a CPU model or has C on QEMU registering its
+    guarded image (made first where `write`), or, where none could be made, QEMU's own and the
+    reason (and C refused). `cache`: a daemon's, of what the files were found to be
+    (host/filecache.py)."""
+    if not any((w.cpu or w.guard) and w.registration for w in want.wants):
         return want
     remade: set[str] = set()
     wants = tuple(_carry(w, catalog, seen, write, remade, cache)
-                  if w.cpu and w.registration else w for w in want.wants)
-    return replace(want, wants=wants, remade=frozenset(remade))
+                  if (w.cpu or w.guard) and w.registration else w for w in want.wants)
+    refused = tuple(Problem(w.guard, w.message, ("arch", w.label)) for w in wants
+                    if w.guard and w.registration and "C" not in w.registration.flags)
+    return replace(want, wants=wants, remade=frozenset(remade),
+                   problems=want.problems + refused)

@@ -34,6 +34,10 @@ class Flags:
             chosen.add("O")
         return cls("".join(f for f in KERNEL_ORDER if f in chosen))
 
+    def without(self, letter: str) -> Flags:
+        """These flags less `letter` (less C keeps the O it implied: harmless alone)."""
+        return Flags(self.letters.replace(letter, ""))
+
     def __contains__(self, letter: object) -> bool:
         return isinstance(letter, str) and len(letter) == 1 and letter in self.letters
 

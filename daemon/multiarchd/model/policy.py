@@ -13,8 +13,11 @@ from .problems import Place, Problem
 DEFAULT_EMULATORS = ("fex", "box64", "rosetta", "box86", "qemu")
 TOP_KEYS = ("defaults", "arches", "foreign_entries", "custom", "verify")
 DEFAULTS_KEYS = ("flags", "emulators")
-ARCH_KEYS = ("enabled", "flags", "emulators", "interpreter", "cpu", "hold")
+ARCH_KEYS = ("enabled", "flags", "emulators", "interpreter", "cpu", "hold", "unsafe_credentials")
 CPU_DEFAULT = "default"  # `cpu: default`: QEMU's own model, no -cpu
+# `unsafe_credentials:` takes only this sentence: C on a QEMU multiarchd could not guard
+# (core/cpu_image.py) is kept only by an admin who wrote down what it means.
+ACCEPT_RISK = "any user who can run a setuid foreign program steers QEMU as root"
 CUSTOM_KEYS = ("name", "extension", "magic", "mask", "offset", "interpreter", "flags", "enabled")
 ALL = "all"
 
@@ -43,6 +46,8 @@ class ArchRule:
     # Keep the file registered now when the one at its path changes, until `multiarchctl
     # release` (core/gate.py).
     hold: bool = False
+    # `unsafe_credentials: ACCEPT_RISK`: keep C on a QEMU where the guarded image cannot be made
+    unsafe_credentials: bool = False
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from ..core.cpu_image import not_a_model
 from ..model.catalog import Catalog
 from ..model.escapes import decode_bytes
 from ..model.flags import KERNEL_ORDER, MEANING, Flags
-from ..model.policy import CPU_DEFAULT
+from ..model.policy import ACCEPT_RISK, CPU_DEFAULT
 from ..model.problems import Place, Problem, did_you_mean
 from ..model.registration import MAX_MAGIC, MAX_NAME, STAND_IN
 from ..names import CONTROL_FILES, OWNED_PREFIX
@@ -161,6 +161,14 @@ class Fields:
                          "(max,pauth-impdef=on), or `default` for QEMU's own", scope)
             return None
         return model
+
+    def _accept_risk(self, node: Node, scope: Scope) -> bool | None:
+        said = self._string(node, "unsafe_credentials", scope)
+        if said is None or said == ACCEPT_RISK:
+            return None if said is None else True
+        self.problem(self.at(node), f"unsafe_credentials takes only the words \"{ACCEPT_RISK}\" "
+                     "(it keeps C on a QEMU multiarchd cannot guard; see arches.yaml(5))", scope)
+        return None
 
     def _interpreter(self, node: Node, scope: Scope) -> str | None:
         path = self._string(node, "interpreter", scope)

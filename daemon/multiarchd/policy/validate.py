@@ -181,6 +181,8 @@ class Merger(Fields):
         if "cpu" in keys:
             fields["cpu"] = self._cpu(keys["cpu"][1], scope)
             fields["cpu_place"] = self.at(keys["cpu"][1])
+        if "unsafe_credentials" in keys:
+            fields["unsafe_credentials"] = self._accept_risk(keys["unsafe_credentials"][1], scope)
         if "interpreter" in keys:
             node = keys["interpreter"][1]
             fields["interpreter"] = self._interpreter(node, scope)
@@ -293,6 +295,7 @@ class Merger(Fields):
                 flags=f.get("flags"), emulators=f.get("emulators"),
                 interpreter=f.get("interpreter"), interpreter_place=f.get("interpreter_place"),
                 cpu=f.get("cpu"), cpu_place=f.get("cpu_place"), hold=f.get("hold", False),
+                unsafe_credentials=f.get("unsafe_credentials", False),
             )
             if arch == ALL:
                 all_rule = rule
