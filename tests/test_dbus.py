@@ -318,7 +318,7 @@ def test_reconciled_lists_only_what_was_applied() -> None:
         def changed(self, plan: Any) -> None:
             told.append(plan)
     link = BusLink(Face(), lambda record: None, lambda: None,  # type: ignore[arg-type]
-                   call_later=lambda s, f: None, soon=lambda f: None)
+                   call_later=lambda s, f: 0, cancel=lambda h: None)
     done = result(refusals=1, changes=1)
     link.after_run(done, True)
     [plan] = told

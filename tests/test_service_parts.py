@@ -525,8 +525,8 @@ def test_table_events_from_the_runs_own_writes_make_no_new_run(tmp_path: Path) -
     assert rig.script.runs == 3  # an interpreter event always runs
 
 
-def test_the_watchdog_is_pinged_at_half_the_timeout(tmp_path: Path) -> None:
-    """WATCHDOG_USEC=400000 gives 0.2 s (watchdog_interval, below): on the virtual clock, a
+def test_the_watchdog_is_pinged_at_each_interval(tmp_path: Path) -> None:
+    """WATCHDOG_USEC=800000 gives 0.2 s (watchdog_interval, below): on the virtual clock, a
     second holds five pings and no more, whatever the runs do meanwhile."""
     rig = Rig(tmp_path, Script(result()), watchdog=0.2)
     rig.service.start()
@@ -536,7 +536,7 @@ def test_the_watchdog_is_pinged_at_half_the_timeout(tmp_path: Path) -> None:
     assert rig.notes.sent.count("WATCHDOG=1") == 5
 
 
-@pytest.mark.parametrize("usec,interval", [("30000000", 15.0), ("1", 0.1), ("-5", None),
+@pytest.mark.parametrize("usec,interval", [("30000000", 7.5), ("1", 0.1), ("-5", None),
                                            ("abc", None), ("1e6", None), ("0", None),
                                            ("", None)])
 def test_a_watchdog_timeout_systemd_could_not_mean_asks_for_no_busy_loop(

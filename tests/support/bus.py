@@ -61,14 +61,18 @@ class PrivateBus(Closing):
         self.socket = self.dir / "system_bus_socket"
         self.address = f"unix:path={self.socket}"
         self.config = self.dir / "system.conf"
+        self.log = self.dir / "dbus-daemon.log"  # its stderr
         self.config.write_text(_CONFIG.format(socket=self.socket, policy_dir=SHIPPED_POLICY_DIR))
         self.proc: subprocess.Popen[str] | None = None
         self.start(timeout)
 
     def start(self, timeout: float = 10.0) -> None:
-        self.proc = subprocess.Popen(
-            ["dbus-daemon", f"--config-file={self.config}", "--nofork", "--print-address"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # What it says goes to a file, never to a pipe nobody reads: under load it warns at
+        # every refused call (too many pending replies), and a full pipe hangs the whole bus.
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen(
+                ["dbus-daemon", f"--config-file={self.config}", "--nofork", "--print-address"],
+                stdout=subprocess.PIPE, stderr=log, text=True)
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         assert ready and self.proc.stdout.readline().startswith("unix:"), "dbus-daemon did not start"
@@ -78,9 +82,8 @@ class PrivateBus(Closing):
             self.proc.terminate()
             self.proc.wait(timeout=10)
         if self.proc:
-            for stream in (self.proc.stdout, self.proc.stderr):
-                if stream:
-                    stream.close()
+            if self.proc.stdout:
+                self.proc.stdout.close()
         self.socket.unlink(missing_ok=True)
 
     @property

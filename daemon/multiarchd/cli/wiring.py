@@ -30,7 +30,7 @@ from ..service.verifier import Verifier
 def _bus(service: Service) -> Bus:
     from ..dbus.pydbus_glue import BusLink, ManagerFace  # only a D-Bus run needs pydbus
     return BusLink(ManagerFace(service), service.log.emit, on_change=service.bus_changed,
-                   call_later=service.loop.call_later, soon=service.loop.call_soon_threadsafe)
+                   call_later=service.loop.call_later, cancel=service.loop.cancel)
 
 
 def build_service(config: Config, options: Options, log: Log, dbus: bool = True,

@@ -26,9 +26,10 @@ from ..core.report import DaemonState, Report, Status
 from ..core.result import Result
 from ..model.problems import Problem
 from ..model.reply import Reply
-from . import api, polkit
+from . import api
 from .api import RemoteError, Unreachable
-from .server import Call, Server
+from .call import Call
+from .server import Server
 
 
 class Service(Protocol):
@@ -62,6 +63,12 @@ class ManagerFace:
         self._service = service
         self._last: dict[str, Any] = {}
         self.server: Server | None = None  # while published
+
+    def revision(self) -> tuple[object, ...]:
+        """What every property is made of: the server's snapshot of them is made again when
+        one of these is another object."""
+        return (self._service.report, self._service.state, self._service.last_reconcile,
+                self._service.policy_path)
 
     @property
     def _report(self) -> Report:
@@ -121,8 +128,7 @@ class ManagerFace:
 
     def _may(self, call: Call, what: str, then: Callable[[], None]) -> None:
         """Changes are for root and whom polkit lets through."""
-        polkit.authorize(call.connection, call.message, what,
-                         lambda denied: call.error(denied) if denied else then())
+        call.authorize(what, lambda denied: call.error(denied) if denied else then())
 
     def Reconcile(self, call: Call) -> None:
         self._may(call, "reconciling", lambda: self._service.reconcile(call.mapped(
@@ -168,12 +174,11 @@ class BusLink:
 
     def __init__(self, face: ManagerFace, emit: Callable[[Message], None],
                  on_change: Callable[[], None],
-                 call_later: Callable[[float, Callable[[], None]], object],
-                 soon: Callable[[Callable[[], None]], None]) -> None:
-        self.soon = soon  # onto the main loop, from any thread
+                 call_later: Callable[[float, Callable[[], None]], int],
+                 cancel: Callable[[int], None]) -> None:
         self.face = face
         # The service's one timer source (no GLib source of its own, as every other retry).
-        self.call_later = call_later
+        self.call_later, self.cancel = call_later, cancel
         self.emit = emit
         self.on_change = on_change  # published, or lost
         self.bus: Any = None
@@ -185,7 +190,7 @@ class BusLink:
             address = Gio.dbus_address_get_for_bus_sync(Gio.BusType.SYSTEM, None)
             bus = connect(address)
             bus.con.set_exit_on_close(False)
-            self.face.server = Server(bus.con, self.face, self.soon)
+            self.face.server = Server(bus.con, self.face, (self.call_later, self.cancel))
             try:  # objects first, then the name (as pydbus's publish)
                 self.publication = bus.request_name(api.BUS_NAME, allow_replacement=True,
                                                     replace=False)
@@ -222,6 +227,8 @@ class BusLink:
         self.face.changed(done)
 
     def _closed(self, _con: Any, _remote: bool, error: Any) -> None:
+        if self.face.server is not None:
+            self.face.server.close()
         self.bus = self.publication = self.face.server = None
         self.emit(Message(Event.BUS_LOST, f"D-Bus: lost the connection to the system bus "
                          f"({error.message if error else 'closed'}); still reconciling, "

@@ -1,6 +1,8 @@
 """Serving the face's object on a bus connection, from a message filter: each method call to our
-path is taken off GDBus's worker thread, handled on the main loop, and answered when its work
-is done (Call), now or later.
+path is checked as it arrives on GDBus's worker thread (limits.py: what no caller may send),
+queued by caller (fair.py: whom the loop serves when), handled on the main loop, and answered
+when its work is done (Call), now or later. Reads are answered from a snapshot of the
+properties made once per change, not built again for every caller.
 
 Why not GDBus's object registration (pydbus's publish): with Debian 12's PyGObject (3.42)
 every call dispatched through a Python method-call closure leaves about 1.6 KiB behind (the
@@ -11,18 +13,30 @@ wait (for polkit, for a probe) could only wait in a main loop nested in it.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Protocol
 
 from gi.repository import Gio, GLib
 
-from ..model.reply import Reply
-from . import api
+from . import api, polkit
+from .call import Call, refuse, send
+from .fair import FairCalls
+from .limits import (INTROSPECTABLE, PEER, PROPERTIES, LimitsExceeded,
+                     PropertyReadOnly, UnknownInterface, UnknownMethod, UnknownObject,
+                     UnknownProperty, interface_of, quote, refusal)
 
-U = TypeVar("U")
+_TRIM_AFTER = 1.0  # seconds: time enough for GDBus's worker to have freed a refused call
 
-PROPERTIES = "org.freedesktop.DBus.Properties"
-INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_TRIM = _malloc_trim()
 _STANDARD = f"""
   <interface name='{INTROSPECTABLE}'>
     <method name='Introspect'><arg type='s' name='xml_data' direction='out'/></method>
@@ -66,96 +80,60 @@ def _child_on_the_way(path: str) -> str | None:
     return api.OBJECT_PATH[len(prefix):].split("/")[0]
 
 
-def _error_name(error: Exception) -> str:
-    """Each domain failure has its D-Bus name; an exception class named with dots (polkit's
-    AccessDenied) is its own name; anything else is a bug of ours and says so."""
-    kind = type(error).__name__
-    if isinstance(error, api.DOMAIN_ERRORS):
-        return api.error_name(type(error))
-    return kind if "." in kind else f"{api.ERROR}.Internal"
-
-
-class Call:
-    """One method call, answered once: value() or error()."""
-
-    def __init__(self, connection: Gio.DBusConnection, message: Gio.DBusMessage,
-                 returns: list[str]) -> None:
-        self.connection = connection
-        self.message = message
-        self.returns = returns  # the out arguments' signatures
-        self.answered = False
-
-    def _send(self, reply: Gio.DBusMessage) -> None:
-        self.answered = True
-        if not self.message.get_flags() & Gio.DBusMessageFlags.NO_REPLY_EXPECTED:
-            self.connection.send_message(reply, Gio.DBusSendMessageFlags.NONE)
-
-    def value(self, value: Any) -> None:
-        """Nothing, one value, or a tuple of them, as the out arguments say."""
-        if self.answered:
-            return
-        reply = self.message.new_method_reply()
-        if self.returns:
-            signature = "(" + "".join(self.returns) + ")"
-            try:
-                reply.set_body(GLib.Variant(signature, (value,) if len(self.returns) == 1
-                                            else value))
-            except (TypeError, ValueError, OverflowError) as e:  # ours: said, never hung
-                self.error(RuntimeError(f"bad answer: {e}"))
-                return
-        self._send(reply)
-
-    def error(self, error: Exception) -> None:
-        if not self.answered:
-            self._send(self.message.new_method_error_literal(_error_name(error), str(error)))
-
-    def mapped(self, convert: Callable[[U], Any]) -> Reply[U]:
-        """This call, answered with convert(value)."""
-        return _Mapped(self, convert)
-
-
-class _Mapped(Generic[U]):
-    def __init__(self, call: Call, convert: Callable[[U], Any]) -> None:
-        self.call, self.convert = call, convert
-
-    def value(self, value: U) -> None:
-        self.call.value(self.convert(value))
-
-    def error(self, error: Exception) -> None:
-        self.call.error(error)
-
-
 class Face(Protocol):
     """The object served: properties as attributes, methods by name (api.XML)."""
 
     ANSWERED_LATER: frozenset[str]
 
+    def revision(self) -> tuple[object, ...]:
+        """Changes (compared item by item with `is`) whenever a property may have."""
 
-UnknownMethod = type("org.freedesktop.DBus.Error.UnknownMethod", (Exception,), {})
-InvalidArgs = type("org.freedesktop.DBus.Error.InvalidArgs", (Exception,), {})
-UnknownProperty = type("org.freedesktop.DBus.Error.UnknownProperty", (Exception,), {})
-PropertyReadOnly = type("org.freedesktop.DBus.Error.PropertyReadOnly", (Exception,), {})
+
+class _Snapshot:
+    """Every property's answer, made once: a Get's body by name, GetAll's body."""
+
+    def __init__(self, face: Face, signatures: dict[str, str]) -> None:
+        self.revision = face.revision()
+        self.get: dict[str, GLib.Variant | Exception] = {}
+        values: dict[str, GLib.Variant] = {}
+        for name, signature in signatures.items():
+            try:
+                values[name] = GLib.Variant(signature, getattr(face, name))
+                self.get[name] = GLib.Variant("(v)", (values[name],))
+            except Exception as e:  # noqa: BLE001 - that property's callers are told
+                self.get[name] = e
+        failed = next((e for e in self.get.values() if isinstance(e, Exception)), None)
+        self.all: GLib.Variant | Exception = failed or GLib.Variant("(a{sv})", (values,))
+
+    def current(self, face: Face) -> bool:
+        now = face.revision()
+        return len(now) == len(self.revision) and all(a is b for a, b in zip(now, self.revision))
 
 
 class Server:
-    """`face` at api.OBJECT_PATH on `connection`; `soon` runs a function on the main loop (from
-    any thread)."""
+    """`face` at api.OBJECT_PATH on `connection`; `timers` (call_later, cancel) on the main
+    loop, for the questions the server asks (polkit.Questions)."""
 
-    def __init__(self, connection: Gio.DBusConnection, face: Face,
-                 soon: Callable[[Callable[[], None]], None]) -> None:
+    def __init__(self, connection: Gio.DBusConnection, face: Face, timers: polkit.Timers) -> None:
         self.connection = connection
         self.face = face
-        self.soon = soon
         iface = Gio.DBusNodeInfo.new_for_xml(api.XML).lookup_interface(api.INTERFACE)
         self.methods = {m.name: ("".join(a.signature for a in m.in_args),
                                  [a.signature for a in m.out_args]) for m in iface.methods}
         self.properties = {p.name: p.signature for p in iface.properties}
         self.signals = {s.name: "(" + "".join(a.signature for a in s.args) + ")"
                         for s in iface.signals}
+        self._takes = {name: takes for name, (takes, _) in self.methods.items()}
+        self._snapshot: _Snapshot | None = None
+        self._trimming = False
+        self.calls = FairCalls(self._handle)
+        self.authority = polkit.Authority(polkit.Questions(connection, timers, self.calls.later))
+        self._questions = self.authority.questions
         self._filter = connection.add_filter(self._incoming)
 
     def close(self) -> None:
         self.connection.remove_filter(self._filter)
+        self.calls.destroy()
 
     def emit(self, interface: str, name: str, body: GLib.Variant) -> None:
         self.connection.emit_signal(None, api.OBJECT_PATH, interface, name, body)
@@ -168,73 +146,93 @@ class Server:
             api.INTERFACE, {k: GLib.Variant(self.properties[k], v) for k, v in changed.items()},
             [])))
 
-    # -- on GDBus's worker thread: only pick our calls out -------------------------------------
-    def _incoming(self, _con: Gio.DBusConnection, message: Gio.DBusMessage,
+    # -- on GDBus's worker thread: every call to us is checked here, before anything else -------
+    def _incoming(self, con: Gio.DBusConnection, message: Gio.DBusMessage,
                   incoming: bool) -> Gio.DBusMessage | None:
-        if not incoming or message.get_message_type() != Gio.DBusMessageType.METHOD_CALL or \
-                message.get_interface() == "org.freedesktop.DBus.Peer":  # GDBus answers those
+        if not incoming:
             return message
-        if message.get_path() == api.OBJECT_PATH:
-            self.soon(lambda: self._handle(message))
-            return None
-        child = _child_on_the_way(message.get_path() or "")
-        if child is not None and message.get_interface() in (INTROSPECTABLE, None) and \
-                message.get_member() == "Introspect":  # `busctl tree` walks down from /
-            node = f"<node>\n  <node name='{child}'/>\n</node>\n"
-            self.soon(lambda: Call(self.connection, message, ["s"]).value(node))
-            return None
-        return message
+        kind = message.get_message_type()
+        if kind in (Gio.DBusMessageType.METHOD_RETURN, Gio.DBusMessageType.ERROR):
+            return None if self._questions.answered(message) else message
+        if kind != Gio.DBusMessageType.METHOD_CALL:
+            return message
+        interface, member, path = message.get_interface(), message.get_member(), message.get_path()
+        if interface == PEER:  # GDBus answers Ping and GetMachineId, at any path
+            if member in ("Ping", "GetMachineId"):
+                return message
+            refuse(con, message, UnknownMethod(f"{PEER} has no method {quote(member)}"))
+        elif path == api.OBJECT_PATH:
+            why = refusal(interface, member, message.get_signature(), message.get_body(),
+                          self._takes)
+            full = None if why else self.calls.put(message.get_sender() or "", message)
+            if why or full:
+                refuse(con, message, why or LimitsExceeded(full))
+            if isinstance(why, LimitsExceeded):
+                self.calls.later(self._give_back)
+        elif (child := _child_on_the_way(path or "")) is not None and member == "Introspect" \
+                and interface in (INTROSPECTABLE, None) and not message.get_signature():
+            reply = message.new_method_reply()  # `busctl tree` walks down from /
+            reply.set_body(GLib.Variant("(s)", (f"<node>\n  <node name='{child}'/>\n</node>\n",)))
+            send(con, message, reply)
+        else:
+            refuse(con, message, UnknownObject(
+                f"no object at {quote(path)}: multiarchd's is {api.OBJECT_PATH}"))
+        return None
 
-    # -- on the main loop -----------------------------------------------------------------------
+    # -- on the main loop, in the callers' turns (fair.py) --------------------------------------
+    def _give_back(self) -> None:
+        """GDBus made the whole of a call too big for us before anyone saw it (some 170 bytes
+        a name: 170 MB for a million), and freed it: give that memory back to the system
+        once GDBus is done with it, not hold it for the life of the daemon."""
+        if not self._trimming:
+            self._trimming = True
+            self._questions.call_later(_TRIM_AFTER, self._trim)
+
+    def _trim(self) -> None:
+        self._trimming = False
+        if _TRIM is not None:
+            _TRIM(0)
+
     def _handle(self, message: Gio.DBusMessage) -> None:
-        interface, member = message.get_interface(), message.get_member()
-        body = message.get_body()
-        args = body.unpack() if body is not None else ()
-        signature = message.get_signature()
-        if interface == INTROSPECTABLE and member == "Introspect":
-            Call(self.connection, message, ["s"]).value(INTROSPECTION)
-        elif interface == PROPERTIES:
-            self._property(message, member, signature, args)
-        elif interface in (api.INTERFACE, None) and member in self.methods:
-            takes, returns = self.methods[member]
-            call = Call(self.connection, message, returns)
-            try:
-                if signature != takes:
-                    raise InvalidArgs(f"{member} takes ({takes}), not ({signature})")
-                method = getattr(self.face, member)
-                if member in self.face.ANSWERED_LATER:
-                    method(call, *args)
-                else:
-                    call.value(method(*args))
-            except Exception as e:  # noqa: BLE001 - every call is answered, a bug as an error
-                call.error(e)
-        else:
-            Call(self.connection, message, []).error(
-                UnknownMethod(f"no method {interface}.{member} at {api.OBJECT_PATH}"))
+        interface = interface_of(message.get_interface(), message.get_member())
+        member = message.get_member()
+        if interface == INTROSPECTABLE:
+            Call(self, message, ["s"]).value(INTROSPECTION)
+            return
+        if interface == PROPERTIES:
+            self._property(Call(self, message, ["v"] if member == "Get" else ["a{sv}"]
+                                if member == "GetAll" else []), member)
+            return
+        _takes, returns = self.methods[member]
+        call = Call(self, message, returns)
+        try:
+            body = message.get_body()
+            args = body.unpack() if body is not None else ()  # (its size was checked)
+            method = getattr(self.face, member)
+            if member in self.face.ANSWERED_LATER:
+                method(call, *args)
+            else:
+                call.value(method(*args))
+        except Exception as e:  # noqa: BLE001 - every call is answered, a bug as an error
+            call.error(e)
 
-    def _property(self, message: Gio.DBusMessage, member: str, signature: str,
-                  args: tuple[Any, ...]) -> None:
-        if member == "Get" and signature == "ss":
-            call = Call(self.connection, message, ["v"])
-            interface, name = args
-            if interface != api.INTERFACE or name not in self.properties:
-                call.error(UnknownProperty(f"no property {interface}.{name}"))
-                return
-            try:
-                call.value(GLib.Variant(self.properties[name], getattr(self.face, name)))
-            except Exception as e:  # noqa: BLE001 - answered, never left hanging
-                call.error(e)
-        elif member == "GetAll" and signature == "s":
-            call = Call(self.connection, message, ["a{sv}"])
-            try:
-                call.value({name: GLib.Variant(sig, getattr(self.face, name))
-                            for name, sig in self.properties.items()}
-                           if args[0] == api.INTERFACE else {})
-            except Exception as e:  # noqa: BLE001
-                call.error(e)
-        elif member == "Set":
-            Call(self.connection, message, []).error(
-                PropertyReadOnly("every property of multiarchd is read-only"))
+    def _property(self, call: Call, member: str) -> None:
+        interface, *rest = call.message.get_body().unpack()
+        if interface != api.INTERFACE:
+            call.error(UnknownInterface(f"{api.OBJECT_PATH} has no interface {quote(interface)}"))
+            return
+        if rest and rest[0] not in self.properties:
+            call.error(UnknownProperty(f"{api.INTERFACE} has no property {quote(rest[0])}"))
+            return
+        if member == "Set":
+            call.error(PropertyReadOnly(f"{rest[0]} is read-only, as every property of "
+                                        "multiarchd"))
+            return
+        if self._snapshot is None or not self._snapshot.current(self.face):
+            self._snapshot = _Snapshot(self.face, self.properties)
+        answer = self._snapshot.get[rest[0]] if member == "Get" else self._snapshot.all
+        if isinstance(answer, Exception):
+            call.error(answer)
         else:
-            Call(self.connection, message, []).error(
-                UnknownMethod(f"no method {PROPERTIES}.{member} with ({signature})"))
+            call.body(answer)
+

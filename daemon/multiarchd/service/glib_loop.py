@@ -6,6 +6,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
+import os
 import signal
 import time
 import traceback
@@ -13,7 +14,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import BinaryIO
 
-from gi.repository import GLib
+# GLib 2.74 (Debian 12) keeps small blocks (every GVariant) in its slice allocator for good, and
+# GDBus builds the whole of each incoming call out of them before anyone can look at it (170 MB
+# for one call of a million names, refused right after): through malloc they can be given back
+# (dbus/server.py). GLib reads this when it is loaded, so before gi is imported.
+os.environ.setdefault("G_SLICE", "always-malloc")
+
+from gi.repository import GLib  # noqa: E402
 
 
 # Everything that leads to a run (timers, watcher events, the mount table) outranks D-Bus, which
@@ -64,7 +71,10 @@ class _Calls(GLib.Source):  # type: ignore[misc]
         return bool(self.soon) or (due is not None and due <= time.monotonic())
 
     def dispatch(self, _callback: object, _args: object) -> bool:
-        while self.soon:
+        # Only what was handed over before this turn: what arrives meanwhile waits for the next
+        # one, so the timers below (repairs, the watchdog ping) get their turn whatever the
+        # other threads keep handing over.
+        for _ in range(len(self.soon)):
             _call(self.soon.popleft())
         now = time.monotonic()
         while (due := self._due()) is not None and due <= now:

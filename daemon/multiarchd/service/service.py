@@ -212,7 +212,9 @@ class Service:
             if not names and self.last and self.last.rejected:  # "what the policy registers"?
                 raise PolicyRejected.of(self.last.report.problems)
             want = self.last.desired if self.last else None
-            arches = self.catalog.resolve(names) if names else \
+            # Each architecture once, in the order first named: a list repeating one name is
+            # one probe, and the verdicts come back in a list as long as that (not as the call).
+            arches = list(dict.fromkeys(self.catalog.resolve(names))) if names else \
                 want.registered_arches() if want else []
         except (PolicyRejected, UnknownArchitecture) as e:
             reply.error(e)

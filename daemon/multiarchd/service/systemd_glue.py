@@ -50,12 +50,14 @@ MIN_PING = 0.1  # seconds: a timeout shorter than this cannot be kept by any pin
 
 
 def watchdog_interval() -> float | None:
-    """Half the watchdog timeout systemd asked for, in seconds, or None. As sd_watchdog_enabled:
-    anything but a whole number of microseconds above zero (`abc`, `1e6`, `-5`) asks for
-    nothing."""
+    """How often to ping: a quarter of the watchdog timeout systemd asked for, in seconds, or
+    None. The promise is a ping within every half of the timeout (sd_watchdog_enabled(3)'s
+    advice), so a ping may come a quarter late (a run in progress) and still keep it. As
+    sd_watchdog_enabled: anything but a whole number of microseconds above zero (`abc`, `1e6`,
+    `-5`) asks for nothing."""
     usec = os.environ.get("WATCHDOG_USEC", "")
     pid = os.environ.get("WATCHDOG_PID")
     if not (usec.isascii() and usec.isdigit()) or int(usec) == 0 or \
             (pid and pid != str(os.getpid())):
         return None
-    return max(int(usec) / 2 / 1_000_000, MIN_PING)
+    return max(int(usec) / 4 / 1_000_000, MIN_PING)
