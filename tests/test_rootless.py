@@ -43,11 +43,13 @@ def user() -> Iterator[pwd.struct_passwd]:
         subprocess.run(["userdel", "-r", USER], capture_output=True)
 
 
-def as_user(user: pwd.struct_passwd, script: str) -> subprocess.CompletedProcess[str]:
+def as_user(user: pwd.struct_passwd, script: str,
+            prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
     runtime = f"/tmp/{USER}-run"
     setup = (f"mkdir -p {runtime} && chmod 700 {runtime} && export XDG_RUNTIME_DIR={runtime}\n"
              f"podman() {{ command {PODMAN} \"$@\"; }}\n")
-    return subprocess.run(["runuser", "-u", USER, "--", "env", "-i", f"HOME={user.pw_dir}",
+    return subprocess.run([*prefix, "runuser", "-u", USER, "--", "env", "-i",
+                           f"HOME={user.pw_dir}",
                            "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "sh", "-c", setup + script],
                           capture_output=True, text=True, timeout=600)
 
@@ -91,6 +93,40 @@ done
     assert "CPU model max,pauth-impdef=on not used" in aarch64 and "QEMU's own" in aarch64, \
         aarch64
     assert host_table() == host  # no root in between, and the host's table as it was
+
+
+PLACE = "/proc/sys/fs/binfmt_misc"
+# As on a host whose binfmt_misc is mounted (systemd's automount does it on every systemd host):
+# the host's table, mounted in a mount namespace of the test's own (only read here), and shown
+# (device and entries) before and after.
+HOST_MOUNTED = ("unshare", "--mount", "--propagation", "private", "sh", "-c",
+                f"mount -t binfmt_misc binfmt_misc {PLACE} && show() {{ echo \"host $(stat -c %d "
+                f"{PLACE}) $(ls {PLACE} | tr '\\n' ' ')\"; }} && show && \"$@\"; rc=$?; show; "
+                "exit $rc",
+                "host-mounted")
+
+
+def test_the_recipe_works_where_the_host_has_its_table_mounted(
+        user: pwd.struct_passwd, trusted_dir: Path) -> None:
+    """`podman unshare` inherits the host's mount: root's table. --private mounts the user's
+    own over it, in that namespace only; root's is read, never written."""
+    with tarfile.open(trusted_dir / "arm64.tar", "w") as tar:
+        tar.add(BUSYBOX_CACHE / "arm64" / "bin" / "busybox", arcname="bin/busybox")
+    (trusted_dir / "arm64.tar").chmod(0o644)
+    r = as_user(user, f"""set -e
+podman unshare sh -c 'STATE_DIRECTORY=$HOME/state {BIN}/multiarchctl status --local \
+    --config {DEFAULT_POLICY} | head -n 1; {ONCE} {DEFAULT_POLICY} | tail -n 1'
+podman import --arch arm64 {trusted_dir}/arm64.tar localhost/busybox-arm64 >/dev/null 2>&1
+podman run --rm --network none --arch arm64 localhost/busybox-arm64 /bin/busybox uname -m
+""", HOST_MOUNTED)
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 5, r.stdout + r.stderr
+    host_before, whose, converged, ran, host_after = r.stdout.splitlines()
+    assert (converged, ran) == ("converged: 33 active", "aarch64"), r.stdout + r.stderr
+    assert whose.startswith("binfmt_misc table: an outer user namespace's, inherited by user "
+                            "namespace "), whose
+    assert whose.endswith(f"(its root is uid {user.pw_uid} outside); --private mounts one of "
+                          "its own"), whose
+    assert host_after == host_before and host_before.startswith("host "), r.stdout
 
 
 def test_multiarchctl_apply_private_fills_the_namespaces_table(user: pwd.struct_passwd) -> None:

@@ -29,6 +29,7 @@ from multiarchd.model.registration import Registration
 from multiarchd.model.observed import Entry, Observed
 from multiarchd.reconciler.history import History
 from multiarchd.reconciler.reconciler import Reconciler
+from multiarchd.reconciler.run import ensure_mounted
 from multiarchd.service.exporter import Exporter
 from multiarchd.service.service import Parts, Service
 from multiarchd.service.trigger import Trigger
@@ -181,6 +182,19 @@ def test_not_mounted_means_waiting_and_only_binfmt_misc_own_place_is_mounted() -
     assert r.run().waiting and table.mounts == 0
     r, _, _ = reconciler(Script(NotMounted("gone meanwhile")))
     assert r.run().waiting
+
+
+def test_private_mounts_over_an_inherited_table_and_only_private_does() -> None:
+    table = FakeTable(inherited=True)
+    assert ensure_mounted(table, True, private=True) and table.mounts == 1 and table.own()
+    table = FakeTable(inherited=True)
+    assert ensure_mounted(table, True) and table.mounts == 0  # the table there is the one
+    with pytest.raises(NotMounted, match="an outer user namespace's, not this one's own"):
+        ensure_mounted(FakeTable(inherited=True), False, private=True)  # --no-mount: said
+    table = FakeTable(inherited=True)
+    r = Reconciler(Config("arches.yaml", "binfmt", private=True), Options(), table,
+                   clock=FakeLoop(), run_once=Script(result()), standard_place=True)
+    assert r.run().result is not None and table.mounts == 1
 
 
 def test_a_fight_backs_off_after_the_limit_and_is_released_after_the_window() -> None:
@@ -371,8 +385,11 @@ def test_a_run_that_meets_a_bug_says_degraded_answers_its_callers_and_is_retried
     rig.service.request_run(answered.append)
     rig.loop.advance(1)
     assert answered == [None] and rig.service.state == "degraded"
+    raised = next(n for n, line in enumerate(Path(Script.__call__.__code__.co_filename)
+                                             .read_text().splitlines(), 1)
+                  if line.strip() == "raise answer")  # (where Script raises it)
     assert rig.notes.sent[-1] == "STATUS=degraded: reconcile failed: error: unpack_from " \
-                                 "requires a buffer (a bug, at fakes.py:218: please report it)"
+        f"requires a buffer (a bug, at fakes.py:{raised}: please report it)"
     rig.loop.advance(5)
     assert rig.service.state == "converged"
 

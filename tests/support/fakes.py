@@ -180,13 +180,17 @@ class FakeTable:
     is_mounted: bool = True
     mounts: int = 0
     observed: Observed = Observed(())
+    inherited: bool = False  # the table there is an outer namespace's, until a mount of ours
 
     def mounted(self) -> bool:
         return self.is_mounted
 
+    def own(self) -> bool:
+        return not self.inherited
+
     def mount(self, private: bool = False) -> None:
         self.mounts += 1
-        self.is_mounted = True
+        self.is_mounted, self.inherited = True, False
 
     def read(self) -> Observed:
         return self.observed

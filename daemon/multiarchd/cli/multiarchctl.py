@@ -24,7 +24,7 @@ from ..dbus import api
 from ..host.facts import candidate_paths, probe_host
 from ..kernel.table import DEFAULT_PATH as BINFMT_PATH
 from ..kernel.table import BinfmtTable
-from ..model.errors import NotHeld, NotMounted, PolicyRejected, UnknownArchitecture
+from ..model.errors import NotHeld, NotMounted, PolicyRejected, UnknownArchitecture, WrongTable
 from ..policy import DEFAULT_PATH as POLICY_PATH
 from ..model.policy import Policy
 from ..model.observed import Observed
@@ -322,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.func(args)
         return code
+    except WrongTable as e:  # --private given where it cannot be, or wanted and not given
+        return _fail(args, f"multiarchctl: {e}", EXIT_USAGE)
     except NotMounted as e:
         return _fail(args, f"multiarchctl: {e}", EXIT_NOT_CONVERGED)
     except BrokenPipeError:

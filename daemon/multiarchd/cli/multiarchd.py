@@ -88,25 +88,27 @@ def light_arguments(argv: list[str]) -> tuple[bool, dict[str, str]] | None:
 
 def replayed(values: dict[str, str]) -> int | None:
     """`--once` by the boot record, when it holds; None: run in full. A table not mounted yet
-    (a container's boot) is mounted first, as the full run would (only at its standard
-    place, and not with --no-mount)."""
+    (a container's boot), or for --private one inherited from an outer namespace, is mounted
+    first, as the full run would (only at its standard place, and not with --no-mount)."""
     import os
 
     from ..reconciler.record import replay
     from ..service.logs import open_log
-    binfmt = values["--binfmt-dir"]
-    if not os.path.exists(os.path.join(binfmt, "register")):
-        from ..kernel.raw import DEFAULT_PATH
-        if binfmt != DEFAULT_PATH or values.get("--no-mount"):
-            return None
+    binfmt, private = values["--binfmt-dir"], bool(values.get("--private"))
+    if private or not os.path.exists(os.path.join(binfmt, "register")):
         import subprocess
 
+        from ..kernel.raw import DEFAULT_PATH
         from ..kernel.table import BinfmtTable
-        from ..model.errors import NotMounted
+        from ..model.errors import NotMounted, WrongTable
+        table = BinfmtTable(binfmt)
         try:
-            BinfmtTable(binfmt).mount(private=bool(values.get("--private")))
-        except (OSError, subprocess.CalledProcessError, NotMounted):  # the full run says why
-            return None
+            if not table.mounted() or private and not table.own():
+                if binfmt != DEFAULT_PATH or values.get("--no-mount"):
+                    return None
+                table.mount(private)
+        except (OSError, subprocess.CalledProcessError, NotMounted, WrongTable):
+            return None  # the full run says why
     done = replay(values["--config"], binfmt, open_log(values["--log-target"]).send)
     if done is None:
         return None
@@ -118,9 +120,12 @@ def replayed(values: dict[str, str]) -> int | None:
 class BootReplay:
     """A service's start before the rest of it is imported: the log, the table's lock, a stop
     asked for meanwhile (kept, and done once the main loop runs), and READY=1 when the table is
-    as the boot record says (the first full run follows at once and checks it all)."""
+    as the boot record says (the first full run follows at once and checks it all). With
+    `private`, only into this namespace's own table: one inherited is the full run's to mount
+    over, and the initial namespace's is refused (serve)."""
 
-    def __init__(self, config: str, binfmt_dir: str, log_target: str) -> None:
+    def __init__(self, config: str, binfmt_dir: str, log_target: str,
+                 private: bool = False) -> None:
         import signal
 
         from ..reconciler.record import replay
@@ -132,10 +137,21 @@ class BootReplay:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda n, _: self.asked.append(n))
         self.lock = TableLock(binfmt_dir)
-        if self.lock.take() is None:
+        if self.lock.take() is None and (not private or _own(binfmt_dir)):
             done = replay(config, binfmt_dir, self.log.send, settled=True)
             if done is not None:
                 notify("READY=1", f"STATUS={done.summary}; starting")
+
+
+def _own(binfmt_dir: str) -> bool:
+    """Whether the table at `binfmt_dir` is mounted and this namespace's own (false where that
+    cannot be told)."""
+    from ..kernel.table import BinfmtTable
+    table = BinfmtTable(binfmt_dir)
+    try:
+        return table.mounted() and table.own()
+    except Exception:  # noqa: BLE001 - the full run tells why; this only skips a replay
+        return False
 
 
 def table_line(binfmt_dir: str) -> str:
@@ -146,16 +162,17 @@ def table_line(binfmt_dir: str) -> str:
 
 def run_once(args: argparse.Namespace) -> int:
     from ..core.render import report_text
-    from ..model.errors import NotMounted
+    from ..core.report import EXIT_NOT_CONVERGED, EXIT_REFUSED
+    from ..model.errors import NotMounted, WrongTable
     from ..reconciler.run import reconcile_once
     from ..service.logs import open_log
     from .common import config_from, plan_exit_code, tell_outcomes
     try:
         result = reconcile_once(config_from(args), dry_run=args.dry_run, mount=not args.no_mount,
                                 keep_record=True)
-    except NotMounted as e:
+    except (NotMounted, WrongTable) as e:
         print(f"multiarchd: {e}", file=sys.stderr)
-        return 1
+        return EXIT_REFUSED if isinstance(e, WrongTable) else EXIT_NOT_CONVERGED
     if args.dry_run:
         for p in result.report.problems:
             print(p, file=sys.stderr)
@@ -186,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         if code is not None:
             return code
     elif light is not None:
-        early = BootReplay(light[1]["--config"], light[1]["--binfmt-dir"], light[1]["--log-target"])
+        given = light[1]
+        early = BootReplay(given["--config"], given["--binfmt-dir"], given["--log-target"],
+                           bool(given.get("--private")))
     args = parser().parse_args(argv)
     if args.dry_run and not args.once:
         parser().error("--dry-run goes with --once")
@@ -198,19 +217,31 @@ def main(argv: list[str] | None = None) -> int:
         return unregister(args)
     if args.once:
         return run_once(args)
-    return serve(args, early or BootReplay(args.config, args.binfmt_dir, args.log_target))
+    return serve(args, early or BootReplay(args.config, args.binfmt_dir, args.log_target,
+                                            args.private))
+
+
+def refusal(args: argparse.Namespace) -> str | None:
+    """Why the service must not start on this table, whatever a restart does: a private table
+    no one asked for, or --private where the only table is the host's."""
+    from ..kernel.owner import accidental_mount, not_private
+    from ..kernel.raw import DEFAULT_PATH
+    from ..kernel.table import BinfmtTable
+    if args.private:
+        return not_private(args.binfmt_dir)
+    if args.binfmt_dir == DEFAULT_PATH and not BinfmtTable(args.binfmt_dir).mounted():
+        return accidental_mount(args.binfmt_dir)
+    return None
 
 
 def serve(args: argparse.Namespace, early: BootReplay) -> int:
-    from ..kernel.owner import accidental_mount
-    from ..kernel.raw import DEFAULT_PATH
-    from ..kernel.table import BinfmtTable
-    if not args.private and args.binfmt_dir == DEFAULT_PATH and \
-            not BinfmtTable(args.binfmt_dir).mounted():
-        why = accidental_mount(args.binfmt_dir)
-        if why is not None:  # never a private table by accident: said, and stopped
-            early.log.send({"MESSAGE": f"not starting: {why}", "PRIORITY": "3"})
-            return 2
+    why = refusal(args)
+    if why is not None:  # said, and stopped for good: the units do not restart on this code
+        from ..core.report import EXIT_REFUSED
+        from ..service.systemd_glue import notify
+        early.log.send({"MESSAGE": f"not starting: {why}", "PRIORITY": "3"})
+        notify(f"STATUS=not starting: {why}")
+        return EXIT_REFUSED
     # Only the service needs the main loop, the watcher and systemd: imported here.
     from ..model.options import Options
     from .common import config_from

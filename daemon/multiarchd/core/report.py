@@ -18,6 +18,10 @@ from .probes import Verdict
 # Exit codes of every command: as the policy wants; not so (or a test failed); bad usage or a
 # bad policy.
 EXIT_OK, EXIT_NOT_CONVERGED, EXIT_USAGE = 0, 1, 2
+# The run refused for whose table it would write (a private one no one asked for, --private
+# where only the host's is): no restart changes that. systemd's EXIT_NOTCONFIGURED, so that
+# `systemctl status` says `status=6/NOTCONFIGURED`; the units do not restart on it.
+EXIT_REFUSED = 6
 
 
 class DaemonState(enum.StrEnum):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 
-from ..model.errors import AccidentalPrivate
+from ..model.errors import AccidentalPrivate, WrongTable
 from ..model.registration import Registration
 from ..model.observed import Observed
 from . import raw
 from .entryfile import parse_entry
-from .owner import accidental_mount
+from .owner import accidental_mount, mounted_own, not_private, own_instance
 from .raw import DEFAULT_PATH
 from .refusals import KernelError, explain, explain_unopened
 
@@ -37,20 +37,34 @@ class BinfmtTable:
     def mounted(self) -> bool:
         return os.path.exists(os.path.join(self.path, "register"))
 
+    def own(self) -> bool:
+        """Whether the instance mounted here is this user namespace's own, not one inherited
+        from an outer namespace (owner.py; asked only for --private: it may give this
+        namespace an instance). WrongTable in the initial user namespace, which has none but
+        the host's."""
+        why = not_private(self.path)
+        if why is not None:
+            raise WrongTable(why)
+        return own_instance(self.path)
+
     def mount(self, private: bool = False) -> None:
         """Mount binfmt_misc at the path, as systemd's own mount unit does; callers do this only
-        when nothing is mounted there. In a user namespace of its own that makes a private
-        table: AccidentalPrivate unless `private` (asked for on purpose)."""
+        when nothing is mounted there, or for `private` when what is there is inherited (a new
+        instance over it, in this mount namespace only; nothing is ever unmounted). In a user
+        namespace of its own that makes a private table: AccidentalPrivate unless `private`
+        (asked for on purpose), which the initial namespace cannot have (WrongTable)."""
         import subprocess  # (rarely needed: not on the boot path where systemd mounts it)
-        why = None if private else accidental_mount(self.path)
+        why = not_private(self.path) if private else accidental_mount(self.path)
         if why is not None:
-            raise AccidentalPrivate(why)
+            raise (WrongTable if private else AccidentalPrivate)(why)
         # By its own path, with a PATH of root's: never a `mount` found where PATH points.
         mount = next((m for m in MOUNT if os.path.exists(m)), MOUNT[0])
         subprocess.run(
             [mount, "-t", "binfmt_misc", "-o", "nosuid,nodev,noexec", "binfmt_misc", self.path],
             check=True, capture_output=True, text=True, env={"PATH": SAFE_PATH, "LC_ALL": "C"},
         )
+        if private:
+            mounted_own(self.path)
 
     def read(self) -> Observed:
         self.raw = raw.read_all(self.path)

@@ -22,7 +22,12 @@ class NotMounted(Exception):
     """binfmt_misc is not mounted where multiarchd looks for it."""
 
 
-class AccidentalPrivate(NotMounted):
+class WrongTable(Exception):
+    """A run refused for whose binfmt_misc table it would write (the words say why, and what
+    to give instead): no restart changes that, so the service exits with EXIT_REFUSED."""
+
+
+class AccidentalPrivate(WrongTable, NotMounted):
     """Mounting binfmt_misc here would make a private table no one asked for (the words say
     why and how to ask for one on purpose)."""
 

@@ -34,10 +34,11 @@ from ..host.filecache import FileCache
 from ..host.native import native
 from ..host.trial import try_registration
 from ..kernel.apply import apply
+from ..kernel.owner import not_private
 from ..kernel.table import DEFAULT_PATH as DEFAULT_BINFMT
 from ..kernel.table import BinfmtTable
 from ..model.catalog import Catalog
-from ..model.errors import NotMounted
+from ..model.errors import NotMounted, WrongTable
 from ..model.host import NOT_KNOWN, FileId
 from ..model.options import Config
 from ..model.policy import ForeignMode, Policy
@@ -191,16 +192,26 @@ class Table(Protocol):
     one)."""
 
     def mounted(self) -> bool: ...
+    def own(self) -> bool: ...
     def mount(self, private: bool = False) -> None: ...
     def read(self) -> Observed: ...
 
 
 def ensure_mounted(table: Table, may_mount: bool, private: bool = False) -> bool:
-    """Whether binfmt_misc is mounted, mounting it first when nothing is and we may (only at
-    its standard place, and not when told --no-mount; a private table only if `private`).
-    Never unmounts."""
-    if may_mount and not table.mounted():
-        table.mount(private)
+    """Whether binfmt_misc is mounted (with `private`: this user namespace's own), mounting it
+    first when it is not and we may (only at its standard place, and not when told --no-mount;
+    a private table only if `private`). --private always means a table of its own: over one
+    inherited from an outer namespace (root's, inside `podman unshare`), a new instance is
+    mounted. Never unmounts."""
+    if table.mounted() and not (private and not table.own()):
+        return True
+    if not may_mount:
+        if table.mounted():
+            raise NotMounted("the table mounted there is an outer user namespace's, not this "
+                             "one's own (--private): mount this namespace's own there, or let "
+                             "multiarchd mount it (without --no-mount)")
+        return False
+    table.mount(private)
     return table.mounted()
 
 
@@ -245,15 +256,17 @@ def reconcile_once(config: Config, dry_run: bool = False, catalog: Catalog | Non
     """One run. `keep_record`: this is a run of the boot path (`--once`, the service), whose
     record the next boot replays; any other caller (`multiarchctl apply --local --config
     other.yaml`) leaves the record alone. `policies`, `files`: as for evaluate()."""
+    if config.private and (why := not_private(config.binfmt_dir)) is not None:
+        raise WrongTable(why)  # --private where the only table is the host's
     catalog = catalog or load_catalog()
     seen = identity.Seen()
     policy = _policy(config, catalog, seen, policies)
-    if mount and not dry_run and not (policy.rejected and (history is None or
-                                                           history.last_good is None)):
-        # Only to apply something: a bad policy mounts nothing.
-        ensure_mounted(BinfmtTable(config.binfmt_dir), config.binfmt_dir == DEFAULT_BINFMT,
-                       config.private)
     table = BinfmtTable(config.binfmt_dir)
+    if (mount or config.private) and not dry_run and \
+            not (policy.rejected and (history is None or history.last_good is None)):
+        # Only to apply something: a bad policy mounts nothing. (Without `mount`, --private
+        # still asks that the table is this namespace's own.)
+        ensure_mounted(table, mount and config.binfmt_dir == DEFAULT_BINFMT, config.private)
     policy, want, observed, todo = evaluate(config, catalog, history=history, policy=policy,
                                             table=table, seen=seen, make_models=not dry_run,
                                             policies=policies, files=files)
