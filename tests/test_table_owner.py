@@ -21,6 +21,7 @@ from multiarchd.kernel.owner import describe
 from tests.support.binfmt import USERNS, PrivateBinfmt
 from tests.support.commands import DaemonStarter, PolicyWriter, run
 from tests.support.holder import NamespaceHolder
+from tests.support.nspawn import BootedContainer
 from tests.support.paths import BIN, DEFAULT_POLICY
 
 # A fresh user and mount namespace where nothing is at binfmt_misc's place: a tmpfs hides
@@ -147,3 +148,30 @@ def test_private_in_the_initial_namespace_is_refused() -> None:
         assert "--private asks for a table of a user namespace's own, and this runs in the " \
                "initial user namespace" in r.stderr, r.stderr
 
+
+@pytest.mark.systemd
+def test_a_user_namespaced_container_without_private_fails_once_and_says_why(
+        deb: Path, tmp_path: Path) -> None:
+    """nspawn --private-users (unprivileged LXC/Incus alike) without the admin's --private
+    drop-ins: both units refuse, rightly, and neither is restarted."""
+    c = BootedContainer(tmp_path, name="multiarchd-private-refusal", private=False,
+                        own_cgroup=True)
+    try:
+        c.copy_in(deb, "/root/multiarchd.deb")
+        c.run("dpkg", "-i", "/root/multiarchd.deb", check=False)  # (it starts both units)
+        props = "ActiveState,Result,NRestarts,ExecMainStatus,StatusText"
+        shown = {unit: dict(line.split("=", 1) for line in c.run(
+            "systemctl", "show", "-p", props, unit).stdout.splitlines())
+            for unit in ("multiarchd", "multiarchd-early")}
+        for unit, show in shown.items():
+            assert (show["ActiveState"], show["Result"], show["NRestarts"],
+                    show["ExecMainStatus"]) == ("failed", "exit-code", "0", "6"), (unit, show)
+        assert shown["multiarchd"]["StatusText"].startswith(
+            "not starting: this runs in user namespace "), shown
+        journal = c.run("journalctl", "-u", "multiarchd", "-o", "cat").stdout
+        assert journal.count("not starting: this runs in user namespace ") == 1, journal
+        early = c.run("journalctl", "-u", "multiarchd-early", "-o", "cat").stdout
+        assert "give --private" in early, early
+        assert c.table() == {}  # nothing mounted in there, nothing written
+    finally:
+        c.close()

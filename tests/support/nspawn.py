@@ -18,26 +18,37 @@ from pathlib import Path
 from .closing import Closing
 from .notify import NotifyListener
 
-CGROUP_LEFTOVERS = [f"/sys/fs/cgroup/{tree}/{name}" for tree in ("unified", "systemd")
+CGROUP_TREES = ("unified", "systemd")
+CGROUP_LEFTOVERS = [f"/sys/fs/cgroup/{tree}/{name}" for tree in CGROUP_TREES
                     for name in ("payload", "supervisor")]
 
 
-def _remove_cgroups() -> None:
-    for top in CGROUP_LEFTOVERS:
+def _remove_cgroups(own: str = "") -> None:
+    """What nspawn leaves of its cgroups (payload, supervisor), under the root cgroup or, for a
+    container with a cgroup of its own, under that (and that too)."""
+    tops = [f"/sys/fs/cgroup/{tree}/{own}" for tree in CGROUP_TREES] if own else CGROUP_LEFTOVERS
+    for top in tops:
         if os.path.isdir(top):
             for root, _dirs, _files in os.walk(top, topdown=False):  # deepest first
                 os.rmdir(root)
 
 
 class BootedContainer(Closing):
-    def __init__(self, tmp: Path, name: str = "multiarchd-test", timeout: float = 90) -> None:
+    def __init__(self, tmp: Path, name: str = "multiarchd-test", timeout: float = 90,
+                 private: bool = True, own_cgroup: bool = False) -> None:
+        """`private`: with the drop-ins that give both units --private, as this container's
+        admin would (without, the units refuse: a private table no one asked for).
+        `own_cgroup`: nspawn runs in a cgroup named after the container, so that it can boot
+        beside another container (whose payload and supervisor cgroups are then left alone)."""
         self.name = name
+        self.private = private
+        self.cgroup = name if own_cgroup else ""
         self.base = tmp / "nspawn"
         self.merged = self.base / "merged"
         self.mounted: list[Path] = []
         self.proc: subprocess.Popen[bytes] | None = None
         self.leader = 0
-        _remove_cgroups()
+        _remove_cgroups(self.cgroup)
         try:
             self._prepare()
             self._boot(timeout)
@@ -60,14 +71,18 @@ class BootedContainer(Closing):
         (self.merged / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
         # The container has a user namespace of its own: its table is private, on purpose (the
         # units would refuse to make one by accident).
+        if self.private:
+            self._give_private()
+        # A journal that outlives a reboot: `journalctl -b -1` tells what the shutdown did.
+        (self.merged / "var/log/journal").mkdir(parents=True, exist_ok=True)
+
+    def _give_private(self) -> None:
         for unit, line in (("multiarchd-early", "--once --private"),
                            ("multiarchd", "--no-mount --private")):
             drop_in = self.merged / f"etc/systemd/system/{unit}.service.d"
             drop_in.mkdir(parents=True, exist_ok=True)
             (drop_in / "private.conf").write_text(
                 f"[Service]\nExecStart=\nExecStart=/usr/bin/multiarchd {line}\n")
-        # A journal that outlives a reboot: `journalctl -b -1` tells what the shutdown did.
-        (self.merged / "var/log/journal").mkdir(parents=True, exist_ok=True)
 
     def _boot(self, timeout: float) -> None:
         with NotifyListener(self.base, "nspawn") as notify, \
@@ -78,10 +93,18 @@ class BootedContainer(Closing):
                  "--keep-unit", "--private-network", "--console=passive", "--notify-ready=yes",
                  "-b"],
                 env=dict(os.environ, NOTIFY_SOCKET=str(notify.path)),
-                stdout=console, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=console, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=self._enter_cgroup if self.cgroup else None)
             notify.wait_for("READY=1", timeout)
             self.leader = int(notify.value("X_NSPAWN_LEADER_PID") or 0)
         assert self.leader, "nspawn did not say which process is the container's init"
+
+    def _enter_cgroup(self) -> None:
+        """(In nspawn's process, before it runs.) Into the container's own cgroup."""
+        for tree in CGROUP_TREES:
+            os.makedirs(f"/sys/fs/cgroup/{tree}/{self.cgroup}", exist_ok=True)
+            with open(f"/sys/fs/cgroup/{tree}/{self.cgroup}/cgroup.procs", "w") as f:
+                f.write("0")
 
     @property
     def console_log(self) -> Path:
@@ -143,5 +166,5 @@ class BootedContainer(Closing):
         for path in reversed(self.mounted):
             subprocess.run(["umount", "--lazy", str(path)], check=False)
         self.mounted.clear()
-        _remove_cgroups()
+        _remove_cgroups(self.cgroup)
         shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.name}", ignore_errors=True)
