@@ -68,7 +68,8 @@ class Outcome:
 def _differences(have: Registration, want: Registration) -> str:
     changed = []
     if have.interpreter != want.interpreter:
-        changed.append(f"interpreter {have.interpreter} -> {want.interpreter}")
+        # What the kernel holds may be another tool's, with any bytes.
+        changed.append(f"interpreter {printable(have.interpreter)} -> {want.interpreter}")
     if have.flags != want.flags:
         changed.append(f"flags {have.flags or '-'} -> {want.flags or '-'}")
     if (have.magic, have.mask, have.offset, have.extension) != \

@@ -113,5 +113,5 @@ class Registration:
 
     def describe_match(self) -> str:
         if self.extension is not None:
-            return f"extension .{self.extension}"
+            return f"extension .{printable(self.extension)}"
         return f"magic {self.magic.hex()} at offset {self.offset}"

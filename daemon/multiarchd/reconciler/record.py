@@ -40,12 +40,29 @@ def path() -> str:
 
 
 def escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+    text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+    if text.isascii():
+        return text
+    # A path's bytes that are not UTF-8 (os.fsdecode keeps them as lone surrogates: another
+    # tool's interpreter, say) as \xHH, so that the record is text and the path comes back
+    # whole.
+    try:
+        data = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no path holds: kept as \uXXXX, that field then
+        data = text.encode("utf-8", "backslashreplace")  # differs, and the run is a full one
+    return data.decode("utf-8", "backslashreplace")
 
 
 def unescape(text: str) -> str:
-    return "\\".join(part.replace("\\t", "\t").replace("\\n", "\n")
-                     for part in text.split("\\\\"))
+    return "\\".join(_unescape(part) for part in text.split("\\\\"))
+
+
+def _unescape(part: str) -> str:
+    part = part.replace("\\t", "\t").replace("\\n", "\n")
+    if "\\x" not in part:
+        return part
+    first, *rest = part.split("\\x")
+    return first + "".join(os.fsdecode(bytes.fromhex(r[:2])) + r[2:] for r in rest)
 
 
 def line(kind: str, *fields: str) -> str:
