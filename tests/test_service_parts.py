@@ -634,6 +634,55 @@ def test_an_editors_swap_file_beside_the_policy_holds_up_no_save(tmp_path: Path)
     assert rig.script.runs == 2
 
 
+def test_a_file_appended_beside_the_policy_neither_holds_up_a_save_nor_runs(
+        tmp_path: Path) -> None:
+    """A log appended every 20 ms beside the policy (each append closes the file, and the
+    directory says "something changed" each time): a save is applied after the usual quiet,
+    and the log alone asks for no run; a rename there still does."""
+    rig = Rig(tmp_path, Script(result()))
+    rig.service.start()
+    etc = tmp_path / "etc"
+
+    def append() -> None:
+        rig.watcher.on_event(str(etc / "notes.log"), "modified")
+        rig.watcher.on_event(str(etc / "notes.log"), "closed")
+        rig.watcher.on_event(str(etc), "changed")
+    for _ in range(10):
+        append()
+        rig.loop.advance(0.02)
+    assert rig.script.runs == 1
+    rig.watcher.on_event(str(etc / "arches.yaml"), "moved")  # a save by rename
+    for _ in range(2):
+        append()
+        rig.loop.advance(0.02)
+    append()
+    rig.loop.advance(0.011)  # just past 50 ms after the save, not max_delay
+    assert rig.script.runs == 2
+    # A ConfigMap updated: the `..data` link the policy is read through renamed over.
+    rig.watcher.on_event(str(etc / "..data_tmp"), "moved")
+    rig.watcher.on_event(str(etc / "..data"), "moved")
+    rig.loop.advance(0.05)
+    assert rig.script.runs == 3
+
+
+def test_an_interpreters_events_under_the_policys_directory_ask_for_a_run(
+        tmp_path: Path) -> None:
+    emu = Registration("multiarch-s390x", str(tmp_path / "etc" / "bin" / "qemu-s390x"),
+                       Flags.parse("F"))
+    (tmp_path / "etc" / "bin").mkdir(parents=True)
+    wants = Desired((Want("s390x", "arch", "multiarch-s390x", emu),), ForeignMode.KEEP, ())
+    rig = Rig(tmp_path, Script(replace(result(), desired=wants)))
+    rig.service.start()
+    rig.loop.advance(100)  # the look once its watches are in place
+    runs = rig.script.runs
+    rig.watcher.on_event(str(tmp_path / "etc" / "bin" / "qemu-s390x.dpkg-new"), "closed")
+    rig.loop.advance(0.1)
+    assert rig.script.runs == runs  # not its file
+    rig.watcher.on_event(emu.interpreter, "moved")  # the new file renamed over it
+    rig.loop.advance(Options().table_debounce)
+    assert rig.script.runs == runs + 1
+
+
 def test_a_kept_verdict_is_for_the_very_file_not_its_timestamps(tmp_path: Path) -> None:
     """An interpreter rewritten in place with its modification time put back (`touch -r`) is
     another file: no verdict of the old one is believed for it."""

@@ -189,3 +189,18 @@ def test_a_file_rewritten_in_place_after_a_failed_trial_is_tried_again(
     d.wait_log(r"replaced multiarch-s390x: .* was replaced on disk", since)
     assert _interpreter_of(binfmt, busybox["s390x"], "31.04") == str(emu)
 
+
+
+def test_an_interpreter_kept_under_the_policys_directory_is_followed(
+        binfmt: PrivateBinfmt, start_daemon: DaemonStarter, trusted_dir: Path) -> None:
+    """Only the policy's own files there are taken for an editor's: a QEMU kept in
+    /etc/multiarch/bin is upgraded through the gate as anywhere else."""
+    config = trusted_dir / "etc" / "multiarch" / "arches.yaml"
+    emu = config.parent / "bin" / "qemu-s390x-static"
+    emu.parent.mkdir(parents=True)
+    shutil.copy(QEMU, emu)
+    config.write_text(f"arches:\n  s390x: {{interpreter: {emu}}}\n")
+    d = start_daemon(config, binfmt)
+    since = d.mark()
+    _rename_over(NEWER, emu)
+    d.wait_log(r"replaced multiarch-s390x: .* was replaced on disk", since)

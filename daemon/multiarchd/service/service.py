@@ -34,7 +34,7 @@ from .exporter import Exporter
 from .protocols import Bus, Clock, Log, Loop, Notifier, Watcher
 from .trigger import Trigger, Wakeups
 from .verifier import Verifier
-from .watches import watches_for
+from .watches import followed, watches_for
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class Service:
         # Watch before the first look (list-then-watch): a change at any instant after this
         # causes a run. The mount table too: binfmt_misc mounted again is a new table.
         self.watcher.start()
-        self.watcher.update(watches_for(self.config, None, self.catalog))
+        self._watch(None)
         self.loop.on_mount_change(self.poke)
         self.loop.on_signal(signal.SIGHUP, self.reload)
         self.loop.on_signal(signal.SIGTERM, self.stop)
@@ -305,7 +305,7 @@ class Service:
                                 conflicts=c.conflicts + len(result.conflicts - self._conflicts),
                                 kernel_refusals=c.kernel_refusals + len(result.report.failures))
         self._tell(result)
-        if self.watcher.update(watches_for(self.config, result, self.catalog)):
+        if self._watch(result):
             # The run looked before these watches were in place (an emulator's directory made
             # just now): look once more, so that a change in between is not missed.
             self.poke(self.options.table_debounce)
@@ -313,6 +313,13 @@ class Service:
             self.bus.after_run(result, bool(result.report.outcomes))
         self._export()
         return result
+
+    def _watch(self, result: Result | None) -> bool:
+        """Watch what this run (or, before the first, the configuration) calls for; whether a
+        watch was added."""
+        watches = watches_for(self.config, result, self.catalog)
+        self.wakeups.followed = followed(watches)
+        return self.watcher.update(watches)
 
     def _export(self) -> None:
         if self.metrics is not None:

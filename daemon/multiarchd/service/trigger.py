@@ -91,6 +91,7 @@ class Wakeups:
         self._writing: dict[str, float] = {}  # policy files open for writing, since when
         self._closed: dict[str, float] = {}  # policy files last closed after writing, when
         self._table_only = True  # since the last firing, only the table's events asked
+        self.followed: frozenset[str] = frozenset()  # watches.followed() of the watches in place
 
     def poke(self, quiet: float | None = None, table: bool = False) -> None:
         if not table:
@@ -104,16 +105,27 @@ class Wakeups:
         self.trigger.now()
 
     def file_changed(self, path: str, kind: str) -> None:
-        if not is_policy(path, self.config):
+        policy = path in policy_dirs(self.config) or \
+            read_as_policy(path, self.config.policy_path)
+        if not policy and is_policy(path, self.config) and path not in self.followed:
+            # Only files the policy is read from (and its directories) count as the policy's:
+            # an editor's swap file beside it (Vim's stays open, written now and then), a
+            # backup, a log appended there would keep the quiet from coming, or hold a save
+            # until max_delay; they ask for no run at all. What is watched there by name (an
+            # interpreter kept under the policy's directory) is followed as anywhere else. A
+            # file renamed over the policy is told by the policy's name; any rename there may
+            # change what the policy's path leads to (the kubelet swaps the `..data` link a
+            # ConfigMap's files are read through), and renames are few.
+            if kind != "moved":
+                return
+            policy = True
+        if not policy:
             table = os.path.dirname(path) == self.config.binfmt_dir.rstrip("/")
             self.poke(self.options.table_debounce, table=table)
             return
-        # Only files the policy is read from (and its directories) count: an editor's swap file
-        # beside it (Vim's stays open, written now and then), a backup or a temporary file
-        # would keep the quiet from coming, or hold a save until max_delay. A file renamed
-        # over the policy is told by the policy's name.
-        if path not in policy_dirs(self.config) and \
-                not read_as_policy(path, self.config.policy_path):
+        if kind == "changed":
+            # Something in a policy directory changed: its own event says whether it is the
+            # policy's (a file closed beside the policy says this too, every time).
             return
         now = self.clock()
         just_closed = now - self._closed.get(path, -math.inf) < self.options.debounce

@@ -8,6 +8,7 @@ so a directory that is deleted and made again, or renamed over, is watched again
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .. import identity
@@ -41,7 +42,17 @@ def policy_dirs(config: Config) -> list[str]:
 
 
 def is_policy(path: str, config: Config) -> bool:
+    """Whether `path` is in the policy's directories (or is one of them)."""
     return any(path == d or path.startswith(d + os.sep) for d in policy_dirs(config))
+
+
+def followed(watches: Iterable[Watch]) -> frozenset[str]:
+    """The paths watched by name (interpreters, the places where one may appear, the policy's
+    directories) and the directories that hold them (moved away or deleted whole); as opposed
+    to whatever else is in a directory watched as a whole."""
+    named = [w for w in watches if w.names is not None]
+    return frozenset([*(w.directory for w in named),
+                      *(os.path.join(w.directory, name) for w in named for name in w.names or ())])
 
 
 Wanted = dict[tuple[str, bool], set[str] | None]  # (directory, recursive) -> names, or all
