@@ -228,3 +228,20 @@ def test_the_audit_calls_c_on_a_plain_qemu_high_and_disable_unsafe_disables_it(
     r = run("multiarchd", "--once", binfmt=table, config=policy)
     assert table.read("qemu-s390x").startswith("disabled\n"), r.stdout + r.stderr
     assert table.read("multiarch-aarch64").startswith("enabled\n")
+
+
+def test_a_model_qemu_refuses_leaves_c_its_guard(
+        table: FullBinfmt, place: dict[str, Path], tmp_path: Path, state_dir: Path) -> None:
+    policy = tmp_path / "arches.yaml"
+    policy.write_text("arches:\n  aarch64: {cpu: no-such-cpu, flags: [C, F, P]}\n")
+    r = run("multiarchd", "--once", binfmt=table, config=policy)
+    assert r.returncode == 0, r.stdout + r.stderr
+    path = state_dir / "cpu" / "aarch64"
+    assert f"interpreter {path}\nflags: POCF\n" in table.read("multiarch-aarch64")
+    assert is_guarded(path.read_bytes()) and carried_model(path.read_bytes()) is None
+    status = run("multiarchctl", "status", "--local", binfmt=table, config=policy).stdout
+    assert "CPU model no-such-cpu not used (unable to find CPU model" in status
+    d = place["d"]
+    assert euid(table, d / "euid-aarch64",
+                {"QEMU_LOG": "page", "QEMU_LOG_FILENAME": f"{d}/owned"}) == 0
+    assert not (d / "owned").exists()

@@ -169,11 +169,16 @@ def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool
     key = _key(source, source_id, want.cpu)
 
     def own_model(why: str) -> Want:
+        where = f"{want.cpu_place}: " if want.cpu_place else ""
+        said = f"{where}CPU model {want.cpu} not used ({why}): runs with QEMU's own"
+        if want.guard is not None and want.cpu is not None:
+            # (a model QEMU refuses must not cost C its guard: the image is made without it)
+            alone = _carry(replace(want, cpu=None), catalog, seen, write, remade, cache)
+            guarded = alone.registration and alone.registration.interpreter == path
+            return replace(alone, message=said) if guarded else alone
         if want.guard is not None:
             return _unguarded(want, why)
-        where = f"{want.cpu_place}: " if want.cpu_place else ""
-        return replace(want, cpu=None, message=f"{where}CPU model {want.cpu} not used ({why}): "
-                                               "runs with QEMU's own")
+        return replace(want, cpu=None, message=said)
 
     if source_id in (identity.UNKNOWN, identity.MISSING):
         return own_model(f"{source} could not be looked at")
