@@ -245,3 +245,13 @@ def test_a_model_qemu_refuses_leaves_c_its_guard(
     assert euid(table, d / "euid-aarch64",
                 {"QEMU_LOG": "page", "QEMU_LOG_FILENAME": f"{d}/owned"}) == 0
     assert not (d / "owned").exists()
+
+
+def test_c_on_qemu_in_a_custom_entry_is_refused(table: FullBinfmt, tmp_path: Path) -> None:
+    policy = tmp_path / "arches.yaml"
+    policy.write_text("arches: {}\ncustom:\n  - name: s390x-too\n    magic: '\\x7fELF\\x02\\x02'\n"
+                      "    interpreter: /usr/bin/qemu-s390x-static\n    flags: [C, F]\n")
+    r = run("multiarchd", "--once", binfmt=table, config=policy)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"{policy}:3:5: C refused for custom entry s390x-too" in r.stdout + r.stderr
+    assert "flags: OF\n" in table.read("multiarch-s390x-too")

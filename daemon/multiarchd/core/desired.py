@@ -224,10 +224,20 @@ def _custom_want(rule: CustomRule, host: Host, problems: list[Problem]) -> Want:
     if problem:
         problems.append(problem)
         return _refused(base, problem, host, rule.interpreter)
-    reg = Registration(entry, rule.interpreter, rule.flags or Flags(), rule.magic, rule.mask,
-                       rule.offset, rule.extension)
+    flags, message = rule.flags or Flags(), ""
+    if "C" in flags and rule.interpreter.rsplit("/", 1)[-1].startswith("qemu-"):
+        # multiarchd guards QEMU (core/cpu_image.py) in architecture entries only
+        problem = Problem(rule.place, f"C refused for custom entry {rule.name}: "
+                          f"{rule.interpreter} is a QEMU, and with C any user who can run a "
+                          "setuid foreign program steers it as root; registered without C. "
+                          "Give that architecture C under arches instead (multiarchd then "
+                          "registers its own guarded image of QEMU)", ("custom", rule.name))
+        problems.append(problem)
+        flags, message = flags.without("C"), problem.message
+    reg = Registration(entry, rule.interpreter, flags, rule.magic, rule.mask, rule.offset,
+                       rule.extension)
     return Want(rule.name, "custom", entry, reg, None, rule.interpreter,
-                host.ids.get(rule.interpreter), "custom", explicit=True)
+                host.ids.get(rule.interpreter), "custom", message, explicit=True)
 
 
 def desired(policy: Policy, catalog: Catalog, host: Host) -> Desired:
