@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from multiarchd.core.cpu_image import (MAX_IMAGE, Broken, CannotCarry, carried_model,
-                                       with_cpu_model)
+                                       is_guarded, with_cpu_model)
+from multiarchd.host.cpu_models import is_guarded_file
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.bus import PrivateBus
 from tests.support.commands import DaemonStarter, PolicyWriter, run, state_of
@@ -78,12 +79,30 @@ def test_the_smallest_image_is_carried() -> None:
 def test_any_bytes_are_carried_or_refused_with_a_reason(data: bytes) -> None:
     built(data)
     carried_model(data)
+    assert is_guarded(data) == is_guarded(data[:64], len(data),
+                                          lambda at, n: data[at:at + n]) is False
 
 
+@settings(max_examples=800)  # (each made image is 64 KiB: its segment is page-aligned)
 @given(damaged())
 def test_any_damaged_header_is_carried_or_refused_with_a_reason(image: bytes) -> None:
-    built(image)
+    made = built(image)
     carried_model(image)
+    for data in (image, made or b""):  # judged from its headers and a read of its stub alike
+        head = data[:200]
+        assert is_guarded(data) == is_guarded(head, len(data), lambda at, n: data[at:at + n])
+
+
+def test_a_guarded_file_is_known_from_its_headers_and_stub_read_not_mapped(
+        trusted_dir: Path) -> None:
+    """(A map of the file, touched after someone cut it short, kills the reader with SIGBUS.)"""
+    made = trusted_dir / "made"
+    made.write_bytes(with_cpu_model(QEMU.read_bytes(), MODEL, b"\n#key\n"))
+    assert is_guarded_file(str(made)) and not is_guarded_file(str(QEMU))
+    made.write_bytes(made.read_bytes()[:-200])  # cut in its stub: no longer one
+    assert not is_guarded_file(str(made))
+    os.mkfifo(trusted_dir / "fifo")
+    assert not is_guarded_file(str(trusted_dir / "fifo"))
 
 
 @settings(max_examples=25)

@@ -26,9 +26,9 @@ puts the program's path (and, with `P`, its own argv[0]) after these, so QEMU se
 
 from __future__ import annotations
 
-import mmap
 import re
 import struct
+from collections.abc import Callable
 
 STUB_VERSION = 2  # part of what a written image is keyed by: a change makes them again
 ALIGN = 0x10000  # the largest page size of the hosts below (arm64 with 64 KiB pages)
@@ -213,13 +213,16 @@ STUBS = {EM_X86_64: _x86_64, EM_AARCH64: _aarch64}
 STUB_SIZE = 256  # both fit; the mark and the strings follow at this offset
 # Right after the code: says which start-up code this is (the audit trusts only this one).
 GUARD_MARK = b"\0multiarchd-qemu-guard 2\0"
+MAX_WORDS = 4096  # what is read of a stub's segment for its mark and words (a model: 200)
 
 
-def _headers(image: bytes | mmap.mmap) -> tuple[int, int, list[tuple[int, ...]]]:
+def _headers(image: bytes, size: int | None = None) -> tuple[int, int, list[tuple[int, ...]]]:
     """(e_machine, e_entry, program headers) of a whole little-endian ELF64 executable of a
     machine with start-up code, or CannotCarry (Broken) and why not: each field is checked
     before anything relies on it, so whatever bytes are at an interpreter's path are refused,
-    never met with another exception."""
+    never met with another exception. `size`: the file's, where `image` holds only its first
+    bytes (its headers must be among them; its segments are checked against the file)."""
+    total = len(image) if size is None else size
     if image[:4] != b"\x7fELF":
         raise CannotCarry("not an ELF file")
     if len(image) < EHDR:
@@ -240,9 +243,9 @@ def _headers(image: bytes | mmap.mmap) -> tuple[int, int, list[tuple[int, ...]]]
                      f"past its end ({len(image)} bytes)")
     headers = [PHDR.unpack_from(image, phoff + i * PHDR.size) for i in range(phnum)]
     for what, _flags, offset, vaddr, _p, filesz, memsz, _a in headers:
-        if what == PT_LOAD and (offset + filesz > len(image) or vaddr + memsz >= 1 << 63):
+        if what == PT_LOAD and (offset + filesz > total or vaddr + memsz >= 1 << 63):
             raise Broken(f"cut short: a segment ends at byte {offset + filesz}, past its end "
-                         f"({len(image)} bytes)" if offset + filesz > len(image) else
+                         f"({total} bytes)" if offset + filesz > total else
                          f"a segment ends at address {vaddr + memsz:#x}, past user space")
     if not any(h[0] == PT_LOAD and h[3] <= entry < h[3] + h[6] for h in headers):
         raise Broken(f"its entry point {entry:#x} is in no segment it loads")
@@ -290,26 +293,30 @@ def with_cpu_model(image: bytes, model: str | None, trailer: bytes = b"") -> byt
     return bytes(out)
 
 
-def _stub_words(image: bytes | mmap.mmap) -> list[bytes] | None:
+def _stub_words(image: bytes, size: int | None = None,
+                read: Callable[[int, int], bytes] | None = None) -> list[bytes] | None:
     """The words the stub of an image made by with_cpu_model puts first (None for any other
-    file, whatever its bytes; an mmap of the file will do: only the headers and the stub's
-    page are read)."""
+    file, whatever its bytes). `size`, `read`: for a file of which `image` holds the first
+    bytes only (its headers), its size and a way to read n bytes at an offset, for the stub's
+    few bytes (not a map of the file: one cut short while mapped would kill the reader)."""
     try:
-        _machine, entry, headers = _headers(image)
+        _machine, entry, headers = _headers(image, size)
     except CannotCarry:
         return None
     for kind, _flags, offset, vaddr, _p, filesz, _m, _a in headers:
         if kind == PT_LOAD and vaddr == entry and filesz > STUB_SIZE + len(GUARD_MARK):
-            seg = image[offset + STUB_SIZE:offset + filesz]
+            at, length = offset + STUB_SIZE, min(filesz - STUB_SIZE, MAX_WORDS)
+            seg = image[at:at + length] if read is None else read(at, length)
             if seg.startswith(GUARD_MARK):
                 return seg[len(GUARD_MARK):].split(b"\0")[:3]
     return None
 
 
-def is_guarded(image: bytes | mmap.mmap) -> bool:
+def is_guarded(image: bytes, size: int | None = None,
+               read: Callable[[int, int], bytes] | None = None) -> bool:
     """Whether `image` is one with_cpu_model made, with this start-up code: a QEMU the audit
-    trusts with C."""
-    return _stub_words(image) is not None
+    trusts with C (`size`, `read`: as for _stub_words)."""
+    return _stub_words(image, size, read) is not None
 
 
 def carried_model(image: bytes) -> str | None:

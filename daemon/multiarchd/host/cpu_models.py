@@ -13,7 +13,6 @@ says why, and its entry stays as the kernel has it.
 
 from __future__ import annotations
 
-import mmap
 import os
 import stat
 from dataclasses import replace
@@ -33,6 +32,7 @@ from .probing import TIMEOUT, probe_files, run_bounded
 
 STATE_DIR = "/var/lib/multiarchd"  # systemd's StateDirectory= sets $STATE_DIRECTORY
 KEY_MARK = b"\n#multiarchd-cpu "  # the file's last line: what it was made from
+HEAD = 1 << 16  # what is read of a file for its ELF and program headers (QEMU's: 736 bytes)
 
 
 def models_dir() -> str:
@@ -66,7 +66,8 @@ def _made_from(path: str) -> bytes | None:
 
 def is_guarded_file(path: str) -> bool:
     """Whether the file at `path` is a guarded image of QEMU (core/cpu_image.is_guarded),
-    looking at its headers and its stub's page only (mapped, not read whole)."""
+    reading its headers and its stub's few bytes only (read, not mapped: a file cut short
+    while mapped would kill the daemon with SIGBUS when the gone page is touched)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
@@ -75,9 +76,9 @@ def is_guarded_file(path: str) -> bool:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
             return False
-        with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as image:
-            return is_guarded(image)
-    except (OSError, ValueError):
+        return is_guarded(os.pread(fd, HEAD, 0), st.st_size,
+                          lambda at, length: os.pread(fd, length, at))
+    except OSError:
         return False
     finally:
         os.close(fd)
