@@ -675,7 +675,9 @@ def test_an_interpreters_events_under_the_policys_directory_ask_for_a_run(
     rig.service.start()
     rig.loop.advance(100)  # the look once its watches are in place
     runs = rig.script.runs
-    rig.watcher.on_event(str(tmp_path / "etc" / "bin" / "qemu-s390x.dpkg-new"), "closed")
+    staged = str(tmp_path / "etc" / "bin" / "qemu-s390x.dpkg-new")
+    rig.watcher.on_event(staged, "closed")
+    rig.watcher.on_event(staged, "moved")  # (the rename's other end)
     rig.loop.advance(0.1)
     assert rig.script.runs == runs  # not its file
     rig.watcher.on_event(emu.interpreter, "moved")  # the new file renamed over it

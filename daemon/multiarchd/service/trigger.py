@@ -113,10 +113,10 @@ class Wakeups:
             # backup, a log appended there would keep the quiet from coming, or hold a save
             # until max_delay; they ask for no run at all. What is watched there by name (an
             # interpreter kept under the policy's directory) is followed as anywhere else. A
-            # file renamed over the policy is told by the policy's name; any rename there may
-            # change what the policy's path leads to (the kubelet swaps the `..data` link a
+            # file renamed over the policy is told by the policy's name; any rename beside it
+            # may change what the policy's path leads to (the kubelet swaps the `..data` link a
             # ConfigMap's files are read through), and renames are few.
-            if kind != "moved":
+            if kind != "moved" or os.path.dirname(path) not in policy_dirs(self.config):
                 return
             policy = True
         if not policy:
