@@ -81,3 +81,21 @@ def test_hold_true_pins_a_new_file_at_the_same_path_until_released() -> None:
     held = gated(d, [c], {}, {"multiarch-s390x"})
     [s] = [s for s in build_report(held, observed).statuses if s.name == "s390x"]
     assert s.state is State.HELD and "multiarchctl release s390x" in s.message
+
+
+def test_while_a_file_is_tried_off_the_loop_the_entry_stays_as_it_is() -> None:
+    """The service tries a new file on a worker and runs again when the answer comes: until
+    then an F entry keeps the file it opened, and one without F (which runs the new file at
+    its next exec already) is left enabled, not disabled and enabled again."""
+    d = _desired()
+    observed = Observed((entry(reg("s390x")),))
+    trying = gated(d, changes(d, observed, OPENED), {}, (), {"multiarch-s390x"})
+    assert plan(trying, observed, OPENED).actions == ()
+    [s] = [s for s in build_report(trying, observed).statuses if s.name == "s390x"]
+    assert s.state is State.HELD and "is being tried on its probe" in s.message
+    d = _desired(flags="P")
+    observed = Observed((entry(reg("s390x", flags=Flags.parse("P"))),))
+    trying = gated(d, changes(d, observed, OPENED), {}, (), {"multiarch-s390x"})
+    assert plan(trying, observed, OPENED).actions == ()
+    [s] = [s for s in build_report(trying, observed).statuses if s.name == "s390x"]
+    assert s.state is State.ACTIVE

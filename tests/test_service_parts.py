@@ -701,3 +701,49 @@ def test_a_kept_verdict_is_for_the_very_file_not_its_timestamps(tmp_path: Path) 
     emu.write_bytes(b"b" * 100)
     os.utime(emu, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert Proven(kept).recall("s390x", reg) is None
+
+
+class Trying(Script):
+    """A run that tries a new interpreter file (host/trial.Trials), as core/gate's are."""
+
+    def __init__(self) -> None:
+        super().__init__(result(changes=1))
+        self.file = "the file at start"
+        self.answers_seen: list[Verdict | None] = []
+
+    def __call__(self, config: Config, history: History, now: float) -> Result:
+        self.answers_seen.append(history.trials.answer(
+            "multiarch-s390x", self.file, lambda: Verdict("s390x", "ok", "probe ran")))
+        return super().__call__(config, history, now)
+
+
+def test_a_trial_runs_off_the_loop_and_a_reconcile_is_answered_when_it_ends(
+        tmp_path: Path) -> None:
+    """After the first run (which tries here and now, as --once does, before READY=1), a trial
+    runs on the workers: runs (repairs) go on meanwhile, its answer brings a run that uses it,
+    and a Reconcile asked meanwhile is answered after that run, with what each run did."""
+    background = Deferred()
+    script = Trying()
+    rig = Rig(tmp_path, script, background=background)
+    rig.service.start()
+    assert script.answers_seen == [Verdict("s390x", "ok", "probe ran")]  # the first run's own
+    script.file = "a new file"
+    got: list[object] = []
+
+    class Answer:
+        def value(self, value: object) -> None:
+            got.append(value)
+
+        def error(self, error: Exception) -> None:
+            got.append(error)
+    rig.service.reconcile(Answer())
+    rig.loop.advance(0)
+    rig.service.poke()  # a repair meanwhile: its run happens
+    rig.loop.advance(1)
+    assert script.answers_seen[1:] == [None, None] and got == []
+    background.finish()  # the trial's answer comes
+    rig.loop.advance(0)
+    assert script.answers_seen[-1] == Verdict("s390x", "ok", "probe ran")
+    [answer] = got
+    assert isinstance(answer, tuple) and answer[0] == "converged"
+    assert len(answer[1]) == 3  # the three runs' changes

@@ -1,7 +1,7 @@
 """Upgrades gated by proof. An entry of ours that is registered and enabled is replaced by one
 with another interpreter file (a package upgrade renamed a new file over the old path, or the
 policy names another path) only once that file ran its architecture's probe (host/trial.py
-tries it in a table of its own), and, with the policy's `hold: true`, only once the admin
+tries it in a table of its own, as many times as host/probing.RUNS says), and, with the policy's `hold: true`, only once the admin
 releases it (`multiarchctl release ARCH`). Until then the entry is held: with F the kernel keeps
 running the file it opened at registration; without F it would run the new file at the next
 exec, so the entry is disabled instead. Pure: which wants need a trial, and what they become.
@@ -68,11 +68,13 @@ def _identity(want: Want) -> str:
 
 
 def gated(desired: Desired, changed: Iterable[Change], verdicts: Mapping[str, Verdict],
-          pins: Iterable[str]) -> Desired:
-    """`desired` with each change that failed its trial (`verdicts`) or is pinned (`pins`) held
-    back: frozen on the file the kernel holds (F), or disabled (no F)."""
+          pins: Iterable[str], trying: Iterable[str] = ()) -> Desired:
+    """`desired` with each change that failed its trial (`verdicts`), is still being tried
+    (`trying`, off the service's loop) or is pinned (`pins`) held back: frozen on the file the
+    kernel holds (F), or disabled (no F; while it is tried, left as it is: the kernel runs the
+    new file already)."""
     held: dict[str, Want] = {}  # (the state `held`)
-    pins = set(pins)
+    pins, trying = set(pins), set(trying)
     for c in changed:
         w = c.want
         verdict = verdicts.get(c.entry)
@@ -82,6 +84,13 @@ def gated(desired: Desired, changed: Iterable[Change], verdicts: Mapping[str, Ve
         elif c.entry in pins:
             why = (f"hold: true keeps the file registered before; {_identity(w)} is a new file "
                    f"at that path: `multiarchctl release {w.label}` to take it")
+        elif c.entry in trying:
+            if not c.kept and c.same_path:
+                continue
+            held[c.entry] = replace(w, verdict=Why.HELD, frozen=True,
+                                    message=f"the new {_identity(w)} is being tried on its "
+                                            "probe; the entry stays as it is until then")
+            continue
         elif verdict is not None and not verdict.ok:
             why = (f"the new {_identity(w)} failed its probe ({verdict.message}); fix or "
                    "reinstall the emulator: the next change to the file is tried again")

@@ -15,20 +15,23 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import partial
 
 from .. import identity
 from ..core.cpu_image import (MAX_IMAGE, STUB_VERSION, Broken, CannotCarry, is_guarded,
                               oversized, with_cpu_model)
 from ..core.desired import Desired, Want, Why, without_guard
-from ..core.probes import PROBE_STATUS
+from ..core.probes import PROBE_STATUS, Verdict
 from ..model.catalog import Catalog
 from ..model.host import FileState
 from ..model.problems import Problem
 from . import keep, paths
 from .facts import look
 from .filecache import FileCache
-from .probing import TIMEOUT, probe_files, run_bounded
+from .bounded import run_bounded
+from .probing import RUNS, judged, probe_files
+from .trial import Trials
 
 STATE_DIR = "/var/lib/multiarchd"  # systemd's StateDirectory= sets $STATE_DIRECTORY
 KEY_MARK = b"\n#multiarchd-cpu "  # the file's last line: what it was made from
@@ -123,15 +126,16 @@ def _image(want: Want, source: str, key: bytes) -> bytes:
 
 
 def _trial(argv: list[str], arch: str, catalog: Catalog) -> str | None:
-    """Why `argv` followed by arch's probe program does not run it (None: it does)."""
+    """Why `argv` followed by arch's probe program does not run it, probing.RUNS times (None:
+    it does)."""
     with probe_files([arch], catalog) as probes:
         try:
-            status, _, stderr = run_bounded([*argv, probes[arch]])
+            ran = run_bounded([*argv, probes[arch]], RUNS, PROBE_STATUS)
         except OSError as e:
             return f"it could not be run: {e.strerror}"
-    if status is None:
-        return f"it hung for more than {TIMEOUT:g} s on a probe program"
-    said = stderr.strip().splitlines()
+    status, said = ran.status, ran.err.strip().splitlines()
+    if status is None or status < 0:
+        return judged(arch, ran).message
     if status == PROBE_STATUS:
         # QEMU warns about some models at every start (rv64,v=true: "vector version is not
         # specified"): every program of the architecture would say it too, on its own stderr.
@@ -160,13 +164,31 @@ def _make(want: Want, image: bytes, catalog: Catalog) -> str | None:
     return None
 
 
-def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool,
-           remade: set[str], cache: FileCache | None) -> Want:
+@dataclass(frozen=True)
+class _How:
+    """What carry_models was given, for each entry."""
+
+    catalog: Catalog
+    seen: identity.Seen | None
+    write: bool
+    cache: FileCache | None
+    trials: Trials | None
+
+
+def _tried(why: str | None, label: str) -> Verdict:
+    return Verdict(label, "ok") if why is None else Verdict(label, "failed", why)
+
+
+def _made(want: Want, image: bytes, catalog: Catalog) -> Verdict:
+    return _tried(_make(want, image, catalog), want.label)
+
+
+def _carry(want: Want, how: _How, remade: set[str]) -> Want:
     reg = want.registration
     assert reg is not None
-    source = reg.interpreter
-    path = os.path.join(models_dir(), want.label)
-    source_id = (seen.files.get(source) if seen else None) or identity.of_path(source)
+    source, label = reg.interpreter, want.label
+    path = os.path.join(models_dir(), label)
+    source_id = (how.seen.files.get(source) if how.seen else None) or identity.of_path(source)
     key = _key(source, source_id, want.cpu)
 
     def own_model(why: str) -> Want:
@@ -174,7 +196,7 @@ def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool
         said = f"{where}CPU model {want.cpu} not used ({why}): runs with QEMU's own"
         if want.guard is not None and want.cpu is not None:
             # (a model QEMU refuses must not cost C its guard: the image is made without it)
-            alone = _carry(replace(want, cpu=None), catalog, seen, write, remade, cache)
+            alone = _carry(replace(want, cpu=None), how, remade)
             guarded = alone.registration and alone.registration.interpreter == path
             return replace(alone, message=said) if guarded else alone
         if want.guard is not None:
@@ -183,9 +205,10 @@ def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool
 
     if source_id in (identity.UNKNOWN, identity.MISSING):
         return own_model(f"{source} could not be looked at")
-    state, ident, why = look(path, seen, cache)
+    state, ident, why = look(path, how.seen, how.cache)
     if state is FileState.UNTRUSTED:  # a directory on the way is not root's: never made there
         return own_model(why)
+    slot = f"cpu:{label}"
     if state is not FileState.OK or _made_from(path) != key:
         try:
             image = _image(want, source, key)
@@ -197,25 +220,45 @@ def _carry(want: Want, catalog: Catalog, seen: identity.Seen | None, write: bool
                                    "entry is left as the kernel has it)")
         except CannotCarry as e:
             return own_model(str(e))
-        if not write:
+        if not how.write:
+            del image
             # A dry run, or status: what applying would register, if QEMU takes the model.
             model = ["-cpu", want.cpu] if want.cpu else []
-            refused = _trial([source, *model, "--"], want.label, catalog)
-            if refused is not None:
-                return own_model(refused)
+
+            def dry() -> Verdict:
+                return _tried(_trial([source, *model, "--"], label, how.catalog), label)
+            tried = how.trials.answer(f"{slot}:dry", key, dry) if how.trials else dry()
+            if tried is None:
+                return _making(want, source)
+            if not tried.ok:
+                return own_model(tried.message)
             return replace(want, registration=replace(reg, interpreter=path), interpreter=path,
                            interpreter_id=None)
-        refused = _make(want, image, catalog)
-        del image  # (up to MAX_IMAGE, written: not held while the others are made)
-        if refused is not None:
-            _refused[key] = CannotCarry(refused)
-            return own_model(refused)
+        make = partial(_made, want, image, how.catalog)  # (on a worker, in a service)
+        del image  # (up to MAX_IMAGE: not held here while the others are made)
+        made = how.trials.answer(slot, key, make) if how.trials else make()
+        del make
+        if made is None:
+            return _making(want, source)
+        if not made.ok:
+            _refused[key] = CannotCarry(made.message)
+            return own_model(made.message)
         remade.add(want.entry)
-        state, ident, why = look(path, seen, cache)
+        state, ident, why = look(path, how.seen, how.cache)
+    elif how.write and how.trials is not None and how.trials.take_fresh(slot):
+        remade.add(want.entry)  # made off the loop since the last run, and tried as it was made
     if state is not FileState.OK:
         return own_model(why or f"{path} is {state.value}")
     return replace(want, registration=replace(reg, interpreter=path), interpreter=path,
                    interpreter_id=ident)
+
+
+def _making(want: Want, source: str) -> Want:
+    """While its file is made and tried off the loop: the entry stays as the kernel has it."""
+    what = f"the file that carries CPU model {want.cpu}" if want.cpu else "the guarded image"
+    return replace(want, verdict=Why.HELD, frozen=True,
+                   message=f"{what} is being made from {source} and tried; the entry stays as "
+                           "it is until then")
 
 
 def _unguarded(want: Want, why: str) -> Want:
@@ -230,16 +273,19 @@ def _unguarded(want: Want, why: str) -> Want:
 
 
 def carry_models(want: Desired, catalog: Catalog, seen: identity.Seen | None,
-                 write: bool = True, cache: FileCache | None = None) -> Desired:
+                 write: bool = True, cache: FileCache | None = None,
+                 trials: Trials | None = None) -> Desired:
     """`want` with each entry that asks for a CPU model or has C on QEMU registering its
     guarded image (made first where `write`), or, where none could be made, QEMU's own and the
     reason (and C refused). `cache`: a daemon's, of what the files were found to be
-    (host/filecache.py)."""
+    (host/filecache.py); `trials`: a daemon's, which makes and tries the files off its loop
+    (the entry is held meanwhile)."""
     if not any((w.cpu or w.guard) and w.registration for w in want.wants):
         return want
     remade: set[str] = set()
-    wants = tuple(_carry(w, catalog, seen, write, remade, cache)
-                  if (w.cpu or w.guard) and w.registration else w for w in want.wants)
+    how = _How(catalog, seen, write, cache, trials)
+    wants = tuple(_carry(w, how, remade) if (w.cpu or w.guard) and w.registration else w
+                  for w in want.wants)
     refused = tuple(Problem(w.guard, w.message, ("arch", w.label)) for w in wants
                     if w.guard and w.registration and "C" not in w.registration.flags)
     return replace(want, wants=wants, remade=frozenset(remade),

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..core.desired import Desired
 from ..core.plan import Kind, Outcome, Plan
-from ..core.probes import Verdict
+from ..host.trial import Trials
 from ..model.host import FileId
 from ..model.policy import Policy
 from ..model.registration import Registration, owned
@@ -46,9 +46,10 @@ class History:
     last_table: Observed | None = None
     # What the boot record was last made from (boot.py): made again only when that changes.
     record_key: object = None
-    # The last trial of each entry's new interpreter file (core/gate.py), by what was tried
-    # (path, file, registration): a file is tried once, the next one again.
-    trials: dict[str, tuple[object, Verdict]] = field(default_factory=dict)
+    # The last trial of each entry's new interpreter file (core/gate.py) and CPU-model file, by
+    # what was tried (path, file, registration, kernel): a file is tried once, the next one
+    # again; in the service, off its loop.
+    trials: Trials = field(default_factory=Trials)
     # Entries the admin released from `hold: true` (multiarchctl release): their next new file
     # is taken (once it passes its probe), then held again.
     released: set[str] = field(default_factory=set)

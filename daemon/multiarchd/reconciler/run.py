@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from functools import partial
 from typing import Protocol
 
 from .. import identity
@@ -32,7 +33,7 @@ from ..host.cpu_models import carry_models
 from ..host.facts import candidate_paths, probe_host
 from ..host.filecache import FileCache
 from ..host.native import native
-from ..host.trial import try_registration
+from ..host.trial import Trials, try_registration
 from ..kernel.apply import apply
 from ..kernel.owner import not_private
 from ..kernel.table import DEFAULT_PATH as DEFAULT_BINFMT
@@ -84,8 +85,8 @@ def evaluate(config: Config, catalog: Catalog | None = None, observed: Observed 
             return policy, None, observed, Plan(())
         enforced = history.last_good
     host = probe_host(catalog, candidate_paths(enforced, catalog), seen=seen, cache=files)
-    want = carry_models(desired(enforced, catalog, host), catalog, seen, write=make_models,
-                        cache=files)
+    want = carry_models(desired(enforced, catalog, host), catalog, seen, make_models, files,
+                        history.trials if history else None)
     opened = opened_files(observed, config.binfmt_dir, history)
     # A file made again in this run is not the one an entry registered before holds open.
     opened.update({name: STALE for name in want.remade if observed.get(name) is not None})
@@ -165,26 +166,29 @@ def _unsafe(want: Desired, observed: Observed, findings: tuple[Finding, ...]) ->
 def _gated(want: Desired, observed: Observed, opened: dict[str, FileId],
            history: History | None, catalog: Catalog) -> Desired:
     """`want` with every new interpreter file tried before it replaces one that works, and
-    held back if it failed or the policy pins the entry (core/gate.py)."""
+    held back if it failed, is still being tried (a service tries off its loop, and runs again
+    when the answer comes), or the policy pins the entry (core/gate.py)."""
     changed = gate.changes(want, observed, opened)
     if not changed:
         return want
     pins = {c.entry for c in changed if gate.pinned(c, history.released if history else ())}
+    trials = history.trials if history else Trials()
     verdicts: dict[str, Verdict] = {}
+    trying = set()
     for c in changed:
-        if c.entry in pins or c.want.registration is None:
+        reg = c.want.registration
+        if c.entry in pins or reg is None:
             continue
         # Keyed by the file's whole note (inode, size, times), not its inode alone: the inode
         # of a file that failed and was renamed over is soon given to the next one.
-        tried = (c.want.interpreter, c.want.interpreter_id, c.want.registration)
-        kept = history.trials.get(c.entry) if history else None
-        if kept is not None and kept[0] == tried:
-            verdicts[c.entry] = kept[1]
-            continue
-        verdicts[c.entry] = try_registration(c.want.label, c.want.registration, catalog)
-        if history is not None and c.want.interpreter_id:
-            history.trials[c.entry] = (tried, verdicts[c.entry])
-    return gate.gated(want, changed, verdicts, pins)
+        tried = (c.want.interpreter, c.want.interpreter_id, reg)
+        verdict = trials.answer(c.entry, tried, partial(try_registration, c.want.label, reg,
+                                                        catalog))
+        if verdict is None:
+            trying.add(c.entry)
+        else:
+            verdicts[c.entry] = verdict
+    return gate.gated(want, changed, verdicts, pins, trying)
 
 
 class Table(Protocol):

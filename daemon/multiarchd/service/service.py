@@ -130,6 +130,12 @@ class Service:
     def _first_run(self, _result: Result | None) -> None:
         if self.exit_code:  # a second daemon on this table: it has stopped already
             return
+        # The first run made and tried what it needed here and now, as --once does: no caller
+        # or repair waits on the loop before READY=1. From now on trials of new interpreter
+        # and CPU-model files run on the workers, as probes do: the loop goes on repairing and
+        # answering, and runs again when an answer comes (the run decides by it).
+        self.reconciler.history.trials.off_loop(self.verifier.background.run,
+                                                lambda: self.poke(0.0))
         # Ready when the table is applied: the bus (and the probes) come after, on their own;
         # the link retries while the bus is away, and reconciling goes on meanwhile.
         self.ready()
@@ -200,7 +206,7 @@ class Service:
                 reply.error(PolicyRejected.of(result.report.problems))
             else:
                 reply.value((self.state, result.report.outcomes))
-        self.request_run(done)
+        self.request_run(self._once_tried(done))
 
     def plan_now(self) -> tuple[Plan, tuple[Problem, ...]]:
         return self.reconciler.plan()
@@ -257,7 +263,7 @@ class Service:
                             NotMounted(self._why))
             else:
                 reply.value(now)
-        self.request_run(done)
+        self.request_run(self._once_tried(done))
 
     # -- runs: every one through the trigger -----------------------------------------------------
     def request_run(self, then: Callable[[Result | None], None]) -> None:
@@ -266,6 +272,24 @@ class Service:
         the run's result (None: no run could happen)."""
         self._waiting.append(then)
         self.wakeups.ask()
+
+    def _once_tried(self, then: Callable[[Result | None], None]
+                    ) -> Callable[[Result | None], None]:
+        """`then` with the first run after which no trial is running, with what every run
+        until then did: a caller who asked to apply is told what became of a new file, not
+        that it is being tried. (A trial ends within its time limit; its answer brings a run.)"""
+        done_before: list[Outcome] = []
+
+        def done(result: Result | None) -> None:
+            if result is not None and self.reconciler.history.trials.busy:
+                done_before.extend(result.report.outcomes)
+                self._waiting.append(done)
+            elif result is not None and done_before:
+                then(replace(result, report=replace(
+                    result.report, outcomes=(*done_before, *result.report.outcomes))))
+            else:
+                then(result)
+        return done
 
     # -- triggers -------------------------------------------------------------------------------
     def poke(self, quiet: float | None = None, table: bool = False) -> None:
