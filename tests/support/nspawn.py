@@ -69,6 +69,10 @@ class BootedContainer(Closing):
         # A plain Debian host starts the services its packages install; build images often
         # carry a policy-rc.d that says no.
         (self.merged / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
+        # man-db's trigger rebuilds the whole index of the host's manual pages in the overlay at
+        # every dpkg run that ships one (a minute on two busy cores); as build images do, the
+        # container says no (debconf's man-db/auto-update), and `man` still finds every page.
+        (self.merged / "var/lib/man-db/auto-update").unlink(missing_ok=True)
         # The container has a user namespace of its own: its table is private, on purpose (the
         # units would refuse to make one by accident).
         if self.private:

@@ -10,7 +10,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent.parent
 BIN = Path(sys.executable).parent  # the virtualenv's multiarchd and multiarchctl
 DEFAULT_POLICY = REPO / "config" / "arches.yaml"
-BUSYBOX_CACHE = Path(os.environ.get("MULTIARCH_DEV_CACHE", "/var/cache/multiarchd-dev")) / "busybox"
+DEV_CACHE = Path(os.environ.get("MULTIARCH_DEV_CACHE", "/var/cache/multiarchd-dev"))
+BUSYBOX_CACHE = DEV_CACHE / "busybox"
+QEMU_DEBS = DEV_CACHE / "qemu-user-static"  # two real versions of the package, from dev/setup
 
 
 @dataclass(frozen=True)
