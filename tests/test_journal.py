@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+import signal
 import subprocess
 
 
@@ -15,6 +16,7 @@ from tests.support.binfmt import PrivateBinfmt
 from tests.support.commands import DaemonStarter, PolicyWriter
 from tests.support.journal import PrivateJournal
 from tests.support.paths import BIN, DEFAULT_POLICY
+from tests.test_foreign_bytes import ODD, OURS, write
 
 
 
@@ -108,3 +110,25 @@ def test_an_audit_finding_is_one_structured_message_while_it_lasts(
             found[0]["MULTIARCH_SEVERITY"], found[0]["PRIORITY"]) == \
         ("takeover", "native-magic", "medium", "4")
     assert "matches this host's own programs" in found[0]["MESSAGE"]
+
+
+def test_other_tools_bytes_reach_the_journal_escaped(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
+        journal: PrivateJournal) -> None:
+    """An entry put in place of ours and another whose interpreter path is not UTF-8: their
+    bytes said as \\xHH, in the repair's message and the audit's."""
+    d = start_daemon(policy("arches: {s390x: {}}\n"), binfmt, journal=journal)
+    d.signal(signal.SIGSTOP)  # the kernel keeps the events meanwhile
+    try:
+        write(binfmt, OURS, b"-1")
+        write(binfmt, b"register", b":multiarch-s390x:E::x\xff::/nowhere/\xff\x01x:P")
+        write(binfmt, b"register", ODD)
+    finally:
+        d.signal(signal.SIGCONT)
+    d.wait_until(lambda: any("repaired multiarch-s390x" in r["MESSAGE"] and
+                             "interpreter /nowhere/\\xff\\x01x" in r["MESSAGE"]
+                             for r in ours(journal)), "the repair, said readably")
+    d.wait_until(lambda: any(r.get("MULTIARCH_ENTRY") == "odd" and
+                             "/nowhere/\\xff\\x01x" in r["MESSAGE"]
+                             for r in ours(journal)), "the audit's finding, said readably")
+    assert d.proc.poll() is None
