@@ -131,8 +131,18 @@ def test_kubernetes_manifests_validate_against_the_schemas(tmp_path: Path) -> No
     pod = kinds["DaemonSet"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     assert container["securityContext"]["privileged"] is True
-    assert container["readinessProbe"]["exec"]["command"][:2] == ["multiarchctl", "status"]
+    # Ready: the table converged, and every registered architecture runs its probe (so each
+    # one labelled true for the scheduler still does).
+    probe = container["readinessProbe"]["exec"]["command"]
+    assert probe[:2] == ["sh", "-c"] and "multiarchctl status --local" in probe[2] and \
+        "multiarchctl test --local" in probe[2]
     assert pod["volumes"][0]["configMap"]["name"] == kinds["ConfigMap"]["metadata"]["name"]
+    # node-feature-discovery's local source: the host's features.d, where the policy writes.
+    features = "/etc/kubernetes/node-feature-discovery/features.d"
+    [nfd] = [v for v in pod["volumes"] if v.get("hostPath", {}).get("path") == features]
+    assert {"name": nfd["name"], "mountPath": features} in container["volumeMounts"]
+    assert yaml.safe_load(kinds["ConfigMap"]["data"]["arches.yaml"])["node_features"] \
+        .startswith(features + "/")
     # The ConfigMap's policy is a good policy.
     policy = tmp_path / "arches.yaml"
     policy.write_text(kinds["ConfigMap"]["data"]["arches.yaml"])

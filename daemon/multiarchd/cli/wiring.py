@@ -9,7 +9,7 @@ from functools import partial
 
 from ..catalog import load_catalog
 from ..host.facts import host_arch
-from ..host.keep import write_whole
+from ..host.keep import remove_file, write_whole
 from ..host.native import native
 from ..host.probing import verify
 from ..kernel.table import DEFAULT_PATH, BinfmtTable
@@ -20,6 +20,7 @@ from ..service.glib_loop import GLibLoop
 from ..service.inotify import InotifyWatcher
 from ..service.lock import TableLock
 from ..service.exporter import Exporter
+from ..service.node_features import NodeFeatures
 from ..service.protocols import Bus, Log
 from ..service.proven import Proven
 from ..service.service import Parts, Service
@@ -46,4 +47,5 @@ def build_service(config: Config, options: Options, log: Log, dbus: bool = True,
         host_arch(catalog), loop, time.monotonic, InotifyWatcher, notify, log,
         native_why=lambda: native()[1], bus=_bus if dbus else None,
         lock=(lock or TableLock(config.binfmt_dir)).take,
-        metrics=Exporter(partial(write_whole, metrics), log) if metrics else None))
+        metrics=Exporter(partial(write_whole, metrics), log) if metrics else None,
+        node_features=NodeFeatures(partial(write_whole, sync=True), remove_file, log)))

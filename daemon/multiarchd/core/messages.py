@@ -47,6 +47,7 @@ class Event(enum.Enum):
     SHADOWED = ("78d0590bc0f94b848d4f2649f4420b19", WARNING)  # another tool's entry took over
     HELD = ("072690ecfab74963a217d0cce062c20e", WARNING)  # a new interpreter file not taken
     AUDIT_FINDING = ("4073c309ca824675abbd8051855e7778", WARNING)  # an entry found unsafe
+    LABELS_UNWRITABLE = ("8cbc1450f269428598d81d460f97dcb2", WARNING)  # node_features: in the policy
 
     @property
     def message_id(self) -> str:

@@ -55,10 +55,12 @@ class NotAccepted(Exception):
 
 
 def write_whole(path: str, text: str | bytes, mode: int = 0o644, make_dir: bool = False,
-                check: Callable[[str], str | None] | None = None) -> None:
+                check: Callable[[str], str | None] | None = None, sync: bool = False) -> None:
     """Replace `path` by rename, so that no reader sees half of it (with `make_dir`, its
     directory is made if missing). OSError when it cannot be written; with `check`, the new
-    file's temporary path is given to it first, and NotAccepted when it says why not.
+    file's temporary path is given to it first, and NotAccepted when it says why not. With
+    `sync`, the data reaches the disk before the rename, and the rename after it: a crash
+    leaves the old file or the new one, never an empty one (a host's /etc, not /run).
 
     The directory is reached by paths.walk and everything is done relative to it: where someone
     else owns a directory on the way (node-exporter's, say), a symlink of theirs is never
@@ -80,16 +82,40 @@ def write_whole(path: str, text: str | bytes, mode: int = 0o644, make_dir: bool 
             with open(fd, "wb") as out:  # closed before `check` (a program open for writing
                 os.fchmod(fd, mode)  # cannot be run); fchmod: whatever the umask
                 out.write(text.encode() if isinstance(text, str) else text)
+                if sync:
+                    out.flush()
+                    os.fsync(fd)
             why = check(os.path.join(directory, temp)) if check else None
             if why is not None:
                 raise NotAccepted(why)
             os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            if sync:  # (dfd is O_PATH, which fsync refuses: the directory opened for reading)
+                sfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dfd)
+                try:
+                    os.fsync(sfd)
+                finally:
+                    os.close(sfd)
         except BaseException:
             try:
                 os.unlink(temp, dir_fd=dfd)  # a full disk leaves nothing behind
             except OSError:
                 pass
             raise
+    finally:
+        os.close(dfd)
+
+
+def remove_file(path: str) -> None:
+    """Remove a file written by write_whole; one already gone is fine."""
+    directory, name = os.path.split(os.path.abspath(path))
+    try:
+        dfd = paths.open_directory(directory)
+    except FileNotFoundError:
+        return
+    try:
+        os.unlink(name, dir_fd=dfd)
+    except FileNotFoundError:
+        pass
     finally:
         os.close(dfd)
 

@@ -11,7 +11,9 @@ from .flags import Flags
 from .problems import Place, Problem
 
 DEFAULT_EMULATORS = ("fex", "box64", "rosetta", "box86", "qemu")
-TOP_KEYS = ("defaults", "arches", "foreign_entries", "custom", "verify")
+TOP_KEYS = ("defaults", "arches", "foreign_entries", "custom", "verify", "node_features")
+# Where node-feature-discovery's local source reads feature files (one label per line).
+NFD_FEATURES_DIR = "/etc/kubernetes/node-feature-discovery/features.d"
 DEFAULTS_KEYS = ("flags", "emulators")
 ARCH_KEYS = ("enabled", "flags", "emulators", "interpreter", "cpu", "hold", "unsafe_credentials")
 CPU_DEFAULT = "default"  # `cpu: default`: QEMU's own model, no -cpu
@@ -74,6 +76,9 @@ class Policy:
     foreign: ForeignMode = ForeignMode.KEEP
     custom: tuple[CustomRule, ...] = ()
     verify: bool = True  # run each architecture's probe after a change
+    # `node_features: PATH`: the node-feature-discovery file of labels written after each run
+    # whose labels changed (core/node_labels.py); None: none is written.
+    node_features: str | None = None
     problems: tuple[Problem, ...] = ()
 
     @property

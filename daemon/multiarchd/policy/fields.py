@@ -15,7 +15,7 @@ from ..core.cpu_image import not_a_model
 from ..model.catalog import Catalog
 from ..model.escapes import decode_bytes
 from ..model.flags import KERNEL_ORDER, MEANING, Flags
-from ..model.policy import ACCEPT_RISK, CPU_DEFAULT
+from ..model.policy import ACCEPT_RISK, CPU_DEFAULT, NFD_FEATURES_DIR
 from ..model.problems import Place, Problem, did_you_mean
 from ..model.registration import MAX_MAGIC, MAX_NAME, STAND_IN
 from ..names import CONTROL_FILES, OWNED_PREFIX
@@ -184,6 +184,29 @@ class Fields:
         elif why:
             self.problem(self.at(node), f"interpreter {path!r}: {why}; binfmt_misc could not "
                          "give it back unchanged: use a path (or symlink) without it", scope)
+        else:
+            return path
+        return None
+
+    def _feature_file(self, node: Node) -> str | None:
+        """`node_features:` a file for node-feature-discovery's local source, or null (off)."""
+        if isinstance(node, Scalar) and node.value is None:
+            return None
+        path = self._string(node, "node_features", None)
+        if path is None:
+            return None
+        name = path.rsplit("/", 1)[-1]
+        why = _bad_character(path)
+        if not path.startswith("/") or not name or name in (".", ".."):
+            self.problem(self.at(node), f"node_features {path!r} is not an absolute file path; "
+                         f"write one such as {NFD_FEATURES_DIR}/multiarchd")
+        elif name.startswith("."):
+            # NFD skips dot files: they are how a writer replaces a file without a half one.
+            self.problem(self.at(node), f"node_features {path!r}: node-feature-discovery "
+                         f"skips files whose name starts with '.'; name it such as "
+                         f"{NFD_FEATURES_DIR}/multiarchd")
+        elif why:
+            self.problem(self.at(node), f"node_features {path!r}: {why}; choose another path")
         else:
             return path
         return None

@@ -32,6 +32,7 @@ class Merger(Fields):
         self.arch_fields: dict[str, dict[str, Any]] = {}
         self.custom: dict[str, CustomRule] = {}
         self.verify = True
+        self.node_features: str | None = None
         self.arches_given = False  # some file said `arches:` (an empty map asks for nothing)
 
     # -- sections ------------------------------------------------------------------------------
@@ -81,6 +82,8 @@ class Merger(Fields):
             verify = self._bool(keys["verify"][1], "verify", None)
             if verify is not None:
                 self.verify = verify
+        if "node_features" in keys:
+            self.node_features = self._feature_file(keys["node_features"][1])
         if "arches" in keys:
             self._arches(keys["arches"][1])
         if "custom" in keys:
@@ -304,5 +307,6 @@ class Merger(Fields):
         return Policy(
             files=files, flags=self.flags, emulators=self.emulators, all_arches=all_rule,
             arches=arches, foreign=self.foreign, custom=tuple(self.custom.values()),
-            verify=self.verify, problems=tuple(self.problems),
+            verify=self.verify, node_features=self.node_features,
+            problems=tuple(self.problems),
         )

@@ -22,7 +22,7 @@ from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
 from ..core.report import DaemonState, Report, Status, overall
 from ..core.result import Result
-from ..kernel.owner import describe
+from ..kernel.owner import describe, private
 from ..model.catalog import Catalog
 from ..model.errors import NotHeld, NotMounted, PolicyRejected, Stopping, UnknownArchitecture
 from ..model.options import Options
@@ -31,6 +31,7 @@ from ..model.reply import Reply
 from ..names import OWNED_PREFIX
 from ..reconciler.reconciler import Reconciler, Step
 from .exporter import Exporter
+from .node_features import NodeFeatures
 from .protocols import Bus, Clock, Log, Loop, Notifier, Watcher
 from .trigger import Trigger, Wakeups
 from .verifier import Verifier
@@ -55,6 +56,7 @@ class Parts:
     bus: Callable[[Service], Bus] | None = None  # None: no D-Bus (ready after the first run)
     lock: Callable[[], str | None] = lambda: None  # one daemon per table: None, or why not
     metrics: Exporter | None = None
+    node_features: NodeFeatures | None = None  # writes the file the policy may name
 
 
 class Service:
@@ -97,6 +99,7 @@ class Service:
         self._conflicts: frozenset[str] = frozenset()
         self.metrics = parts.metrics  # the metrics file (opt-in), or None
         self.counters = Counters()
+        self.node_features = parts.node_features
 
     def notify(self, *assignments: str) -> None:
         """sd_notify: a failure is said once (until sending works again), never raised."""
@@ -350,6 +353,8 @@ class Service:
             self.metrics.export(self.state, self.last.report if self.last else None,
                                 replace(self.counters, probe_failures=self.verifier.failures),
                                 self.last_reconcile)
+        if self.node_features is not None:
+            self.node_features.publish(self.last, not private(self.config.binfmt_dir))
 
     def _verdicts_arrived(self) -> None:
         """Probes said something: the report (status, D-Bus) says it too."""
