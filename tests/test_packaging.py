@@ -196,6 +196,7 @@ def test_bash_completion() -> None:
                                                   "--json", "--local"]
     assert complete("multiarchctl test s39") == ["s390x"]
     assert "arm64" in complete("multiarchctl test ar")
+    assert complete("multiarchctl explain --r") == ["--root"]
 
 
 SCHEMA = json.loads((REPO / "config" / "arches.schema.json").read_text())

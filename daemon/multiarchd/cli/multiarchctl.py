@@ -2,7 +2,7 @@
 
 `status`, `plan`, `apply`, `reload`, `release`, `audit` and `test` talk to the running daemon
 over D-Bus. `plan`, `audit`, `check-config`, `arches`, `cat-config` and `test` also work without
-it, and so do `status` and `apply` with `--local` (implied by --config or --binfmt-dir: another
+it (`explain` always works here, cli/explain.py), and so do `status` and `apply` with `--local` (implied by --config or --binfmt-dir: another
 policy or table than the daemon's can only be worked on here).
 """
 
@@ -31,6 +31,7 @@ from ..model.observed import Observed
 from ..policy.files import Unreadable, dropins, load_policy, policy_files, read_text, role
 from ..service.logs import StderrLog
 from .common import add_path_options, config_from, tell_outcomes
+from .explain import add_parser as add_explain
 from .sources import Local, Source, connect
 
 # What multiarchctl says for each error the daemon names, and its exit code: the one place
@@ -308,6 +309,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_arches)
     s = sub.add_parser("cat-config", parents=[common], help="print the policy files in order")
     s.set_defaults(func=cmd_cat_config)
+    add_explain(sub, [common, as_json])
     return p
 
 

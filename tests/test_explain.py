@@ -1,0 +1,155 @@
+"""`multiarchctl explain FILE`: which entry of this table runs a file, with what, or why nothing
+does and the one fix, checked against the kernel itself: each file is run in the same private
+table, and it runs exactly when explain says it does."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.binfmt import PrivateBinfmt
+from tests.support.commands import PolicyWriter, run
+from tests.support.paths import BUSYBOX_CACHE, DEFAULT_POLICY
+
+AARCH64_MAGIC = r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00"
+AARCH64_MASK = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff"
+
+
+def explain(binfmt: PrivateBinfmt, file: str | Path, *extra: str,
+            config: Path = DEFAULT_POLICY) -> tuple[dict[str, Any], int]:
+    r = run("multiarchctl", "explain", "--json", str(file), *extra, binfmt=binfmt,
+            config=config)
+    assert r.returncode in (0, 1), r.stderr + r.stdout
+    return json.loads(r.stdout), r.returncode
+
+
+def kernel_runs(binfmt: PrivateBinfmt, *argv: str | Path) -> bool:
+    """Whether execve of argv runs in the private table (a failed exec is nsenter's 126/127)."""
+    r = binfmt.exec(*[str(a) for a in argv], "true")
+    return r.returncode == 0
+
+
+def apply(binfmt: PrivateBinfmt, config: Path = DEFAULT_POLICY) -> None:
+    r = run("multiarchctl", "apply", "--local", binfmt=binfmt, config=config)
+    assert r.returncode in (0, 1), r.stderr
+
+
+def test_foreign_busyboxes_name_the_entry_and_interpreter_the_kernel_uses(
+        binfmt: PrivateBinfmt, busybox: dict[str, Path]) -> None:
+    apply(binfmt)
+    for debian, path in busybox.items():
+        data, code = explain(binfmt, path)
+        assert (code, data["outcome"], data["runs"]) == (0, "entry", True), data
+        arch = data["arch"]
+        assert data["entry"] == f"multiarch-{arch}" and data["format"].startswith(f"ELF {arch}")
+        # (QEMU's own file, or multiarchd's image of it that carries the CPU model)
+        assert data["emulator"] == "qemu" and (f"qemu-{arch}" in data["interpreter"]
+                                               or data["cpu"]), data
+        assert data["matches"][0]["entry"] == data["entry"]
+        assert kernel_runs(binfmt, path), debian
+    aarch64, _ = explain(binfmt, busybox["arm64"])
+    assert aarch64["cpu"] == "max,pauth-impdef=on"  # the shipped policy's model
+    text = run("multiarchctl", "explain", str(busybox["arm64"]), binfmt=binfmt,
+               config=DEFAULT_POLICY).stdout
+    assert "runs: yes, through entry multiarch-aarch64" in text
+    assert "CPU model max,pauth-impdef=on" in text and "table: a private one" in text, text
+
+
+def test_a_native_program_and_a_script_run_without_any_entry(binfmt: PrivateBinfmt,
+                                                              tmp_path: Path) -> None:
+    apply(binfmt)
+    data, code = explain(binfmt, "/bin/true")
+    assert (code, data["outcome"], data["entry"], data["matches"]) == (0, "native", None, [])
+    i386, _ = explain(binfmt, BUSYBOX_CACHE / "i386" / "bin" / "busybox")
+    assert (i386["arch"], i386["outcome"]) == ("i386", "native")  # x86_64 kernels run it
+    script = tmp_path / "hello"
+    script.write_text("#!/bin/sh -e\necho hi\n")
+    script.chmod(0o755)
+    data, code = explain(binfmt, script)
+    assert (code, data["outcome"], data["interpreter"]) == (0, "script", "/bin/sh")
+    assert [t["outcome"] for t in data["then"]] == ["native"]  # /bin/sh itself
+    assert kernel_runs(binfmt, script) and kernel_runs(binfmt, "/bin/true")
+
+
+def test_not_executable_and_unknown_formats_fail_as_the_kernel_says(
+        binfmt: PrivateBinfmt, tmp_path: Path) -> None:
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x00MYF" + bytes(100))
+    junk.chmod(0o755)
+    data, code = explain(binfmt, junk)
+    assert (code, data["outcome"], data["reason"]) == (1, "fails", "unknown-format")
+    assert "custom:" in data["fix"]
+    assert not kernel_runs(binfmt, junk)
+    junk.chmod(0o644)
+    data, _ = explain(binfmt, junk)
+    assert (data["reason"], data["fix"]) == ("not-executable", f"chmod +x {junk}")
+
+
+@pytest.mark.parametrize(("text", "reason", "fix"), [
+    ("arches:\n  aarch64: {enabled: false}\n", "disabled", "enabled: true"),
+    ("arches:\n  s390x: {}\n", "not-in-policy", "add `aarch64: {}` under arches"),
+    ("defaults:\n  emulators: [rosetta]\narches:\n  aarch64: {}\n", "missing-emulator",
+     "apt-get install qemu-user-static"),
+])
+def test_each_reason_nothing_runs_a_foreign_program(
+        binfmt: PrivateBinfmt, busybox: dict[str, Path], policy: PolicyWriter,
+        text: str, reason: str, fix: str) -> None:
+    config = policy(text)
+    apply(binfmt, config)
+    data, code = explain(binfmt, busybox["arm64"], config=config)
+    assert (code, data["outcome"], data["reason"]) == (1, "fails", reason), data
+    assert fix in data["fix"] and "ENOEXEC" in data["message"]
+    assert not kernel_runs(binfmt, busybox["arm64"])
+
+
+def test_a_private_table_without_the_entry_says_apply_private(
+        binfmt: PrivateBinfmt, busybox: dict[str, Path]) -> None:
+    data, code = explain(binfmt, busybox["s390x"])
+    assert (code, data["reason"], data["fix"]) == (1, "private-table",
+                                                   "multiarchctl apply --private")
+    assert "a private one" in data["message"]
+    assert not kernel_runs(binfmt, busybox["s390x"])
+
+
+def test_another_tools_entry_registered_later_wins_until_disabled(
+        binfmt: PrivateBinfmt, busybox: dict[str, Path]) -> None:
+    apply(binfmt)
+    binfmt.write("register", f":other-arm64:M::{AARCH64_MAGIC}:{AARCH64_MASK}:"
+                             "/usr/bin/qemu-aarch64-static:F")
+    data, code = explain(binfmt, busybox["arm64"])
+    assert (code, data["entry"], data["reason"]) == (0, "other-arm64", "foreign-entry-wins")
+    assert data["interpreter"] == "/usr/bin/qemu-aarch64-static" and data["cpu"] is None
+    assert [m["entry"] for m in data["matches"]] == ["other-arm64", "multiarch-aarch64"]
+    assert data["fix"] == f"echo 0 > {binfmt.path}/other-arm64"
+    binfmt.write("other-arm64", "0")  # the fix, as given
+    data, _ = explain(binfmt, busybox["arm64"])
+    assert (data["entry"], data["reason"]) == ("multiarch-aarch64", None)
+    binfmt.write("multiarch-aarch64", "0")
+    data, code = explain(binfmt, busybox["arm64"])
+    assert (code, data["reason"], data["fix"]) == (1, "entry-disabled", "multiarchctl apply")
+    assert not kernel_runs(binfmt, busybox["arm64"])
+    binfmt.write("status", "0")
+    data, _ = explain(binfmt, busybox["arm64"])
+    assert (data["reason"], data["fix"]) == ("table-disabled", f"echo 1 > {binfmt.path}/status")
+
+
+def test_a_chroot_without_the_interpreter_fails_only_without_f(
+        binfmt: PrivateBinfmt, busybox: dict[str, Path], policy: PolicyWriter,
+        tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(busybox["s390x"], root / "busybox")
+    for flags, runs in (("[P]", False), ("[F, P]", True)):
+        config = policy(f"arches:\n  s390x: {{flags: {flags}}}\n")
+        apply(binfmt, config)
+        data, code = explain(binfmt, root / "busybox", "--root", str(root), config=config)
+        assert (code == 0, data["runs"]) == (runs, runs), data
+        if not runs:
+            assert data["reason"] == "interpreter-missing"
+            assert data["fix"].startswith("add F to flags under arches.s390x")
+        chrooted = binfmt.exec("chroot", str(root), "/busybox", "true")
+        assert (chrooted.returncode == 0) == runs, chrooted.stderr
