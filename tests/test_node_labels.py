@@ -90,7 +90,7 @@ def test_the_labels_name_arches_as_kubernetes_does() -> None:
     assert GOARCH_NAMES <= names, GOARCH_NAMES - names
     report = Report((_status("x86_64", State.VERIFIED), _status("aarch64", State.HELD,
                                                                   "max,pauth-impdef=on"),
-                     _status("i386", State.NATIVE)), (), ())
+                     _status("i386", State.NATIVE), _status("sparc64", State.UNMANAGED)), (), ())
     assert labels(report, True) == {
         f"{PREFIX}table": "host", f"{PREFIX}386": "native", f"{PREFIX}amd64": "true",
         f"{PREFIX}arm64": "held", f"{PREFIX}arm64.cpu": "max_pauth-impdef_on"}

@@ -4,7 +4,8 @@ emulates it, beside the native `kubernetes.io/arch`. Pure.
 
 `multiarch.feature.node.kubernetes.io/<arch>` is `true` only for an architecture whose probe
 program ran through its entry at this node's last run (state `verified`); any other state is
-the value (`active` not yet proved, `held`, `error`, `disabled`, `native`...), so that a
+the value (`active` not yet proved, `held`, `error`, `disabled`, `native`...; one the policy
+does not name has no label), so that a
 selector on `true` never picks a node that has not run the architecture. Architectures are
 named as Kubernetes (GOARCH) names them, the names of `kubernetes.io/arch`. The prefix is a
 sub-namespace of NFD's own, which nfd-master always allows (`denyLabelNs` cannot deny it)."""
@@ -43,7 +44,10 @@ def label_value(text: str, limit: int = MAX_VALUE) -> str:
 def labels(report: Report, host_table: bool) -> dict[str, str]:
     """Every label, by name (with its prefix), in the order a reader of the file meets them."""
     out = {f"{PREFIX}table": "host" if host_table else "private"}
-    for status in sorted((s for s in report.statuses if s.kind == "arch"),
+    # An architecture the policy does not name has nothing to say (and would be some 30
+    # labels on every node): it is left out, as custom entries are (no kubernetes.io/arch).
+    for status in sorted((s for s in report.statuses
+                          if s.kind == "arch" and s.state is not State.UNMANAGED),
                          key=lambda s: goarch(s.name)):
         name = label_value(goarch(status.name), MAX_NAME - len(".cpu"))
         if not name:
