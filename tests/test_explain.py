@@ -6,11 +6,18 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from multiarchd.catalog import load_catalog
+from multiarchd.core.explain import (HEADER_SIZE, Explanation, Outcome, Program, Reason, Where,
+                                     explain as decide)
+from multiarchd.model.flags import Flags
+from multiarchd.model.observed import Entry, Observed
+from multiarchd.model.registration import Registration
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.commands import PolicyWriter, run
 from tests.support.paths import BUSYBOX_CACHE, DEFAULT_POLICY
@@ -153,3 +160,47 @@ def test_a_chroot_without_the_interpreter_fails_only_without_f(
             assert data["fix"].startswith("add F to flags under arches.s390x")
         chrooted = binfmt.exec("chroot", str(root), "/busybox", "true")
         assert (chrooted.returncode == 0) == runs, chrooted.stderr
+
+
+def test_a_held_entry_runs_the_file_opened_before_and_names_release(
+        binfmt: PrivateBinfmt, busybox: dict[str, Path], policy: PolicyWriter,
+        trusted_dir: Path) -> None:
+    emu = trusted_dir / "qemu-s390x-static"
+    shutil.copy("/usr/bin/qemu-s390x-static", emu)
+    config = policy(f"arches:\n  s390x: {{interpreter: {emu}, hold: true}}\n")
+    apply(binfmt, config)
+    staged = trusted_dir / "qemu-s390x-static.dpkg-new"  # an upgrade, as dpkg makes it
+    shutil.copy("/usr/bin/qemu-s390x-static", staged)
+    staged.replace(emu)
+    data, code = explain(binfmt, busybox["s390x"], config=config)
+    assert (code, data["entry"], data["reason"]) == (0, "multiarch-s390x", "held"), data
+    assert data["fix"] == "multiarchctl release s390x" and "opened at registration" in \
+        data["message"]
+    assert kernel_runs(binfmt, busybox["s390x"])
+
+
+def _entry(name: str, arch: str, order: int, enabled: bool = True) -> Entry:
+    a = load_catalog().arches[arch]
+    return Entry(Registration(name, f"/usr/bin/qemu-{arch}-static", Flags.parse("F"), a.magic,
+                              a.mask), enabled, order)
+
+
+def _decide(observed: Observed, arch: str) -> Explanation:
+    """A program of `arch` (its ELF header as the catalog matches it) on an x86_64 host."""
+    where = Where("x86_64", "a test's", "/b", "/etc/multiarch/arches.yaml")
+    header = load_catalog().arches[arch].magic + bytes(HEADER_SIZE - 20)
+    return decide(Program("/p", header), observed, None, load_catalog(), where)
+
+
+def test_the_newest_enabled_match_wins_and_binfmt_misc_comes_before_native_elf() -> None:
+    """The kernel's order, decided without a kernel (each rule in microseconds)."""
+    arm64 = "aarch64"
+    ours, theirs = _entry("multiarch-aarch64", "aarch64", 1), _entry("other", "aarch64", 2)
+    assert _decide(Observed((ours, theirs)), arm64).entry == "other"
+    assert _decide(Observed((ours, replace(theirs, enabled=False))), arm64).entry == ours.name
+    off = _decide(Observed((ours, theirs), enabled=False), arm64)
+    assert (off.outcome, off.reason) == (Outcome.FAILS, Reason.TABLE_DISABLED)
+    # An i386 entry on an x86_64 host takes i386 programs the kernel would run itself.
+    i386 = "i386"
+    assert _decide(Observed(()), i386).outcome is Outcome.NATIVE
+    assert _decide(Observed((_entry("hijack", "i386", 1),)), i386).entry == "hijack"
