@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -31,7 +32,7 @@ from tests.support.bus import PrivateBus
 from tests.support.commands import DaemonStarter, PolicyWriter
 from tests.support.fakes import FakeLog
 from tests.support.inotify import wait_for_file
-from tests.support.paths import BIN, DEFAULT_POLICY
+from tests.support.paths import BIN, DEFAULT_POLICY, REPO
 
 # Kubernetes' label syntax, from its documentation ("Labels and Selectors", "Object Names and
 # IDs"): a key is an optional prefix (a DNS subdomain: lower-case RFC 1123 labels joined by
@@ -240,3 +241,32 @@ def test_a_reader_never_sees_half_a_file(
     assert d.stop() == 0
     assert seen[0] > 10 and not bad, (seen, bad[:1])
     assert os.listdir(features) == ["multiarchd"]  # no temporary file left
+
+
+def test_the_daemonsets_readiness_check_holds_while_the_labels_do(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
+        trusted_dir: Path, tmp_path: Path) -> None:
+    """The manifest's own check, run in the table's namespace as in the pod: ready while each
+    architecture labelled true runs, not once one of them lost its emulator."""
+    docs = yaml.safe_load_all((REPO / "packaging/kubernetes/multiarchd.yaml").read_text())
+    [daemonset] = [d for d in docs if d["kind"] == "DaemonSet"]
+    check = daemonset["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["exec"]
+    path = tmp_path / "multiarchd"
+    emu = trusted_dir / "emu" / "qemu-s390x-static"
+    emu.parent.mkdir()
+    shutil.copy(QEMU, emu)
+    config = policy(f"arches:\n  s390x: {{interpreter: {emu}}}\nnode_features: {path}\n")
+    start_daemon(config, binfmt, inside=True)
+    [sh, dash_c, script] = check["command"]
+    # What the daemon keeps (which file the kernel opened) where the pod's commands find it.
+    script = f"export RUNTIME_DIRECTORY={tmp_path}/run CACHE_DIRECTORY={tmp_path}/cache; " + \
+        script.replace("multiarchctl ", f"{BIN}/multiarchctl ").replace(
+            "--local", f"--local --config {config}")
+
+    def ready() -> int:
+        return binfmt.exec(sh, dash_c, script).returncode
+    wait_for_file(str(path), lambda t: read_labels(t).get(f"{PREFIX}s390x") == "true")
+    assert ready() == 0
+    emu.unlink()
+    wait_for_file(str(path), lambda t: read_labels(t).get(f"{PREFIX}s390x") not in (None, "true"))
+    assert ready() != 0
