@@ -204,3 +204,22 @@ def test_the_newest_enabled_match_wins_and_binfmt_misc_comes_before_native_elf()
     i386 = "i386"
     assert _decide(Observed(()), i386).outcome is Outcome.NATIVE
     assert _decide(Observed((_entry("hijack", "i386", 1),)), i386).entry == "hijack"
+
+
+def test_a_rejected_policy_and_an_unmounted_table_are_said_with_their_fix(
+        binfmt: PrivateBinfmt, busybox: dict[str, Path], policy: PolicyWriter,
+        tmp_path: Path) -> None:
+    config = policy("arches:\n  s390x: {flags: [Q]}\n")
+    data, code = explain(binfmt, busybox["s390x"], config=config)
+    assert (code, data["reason"], data["fix"]) == (1, "policy-error", "multiarchctl check-config")
+    assert data["policy_problems"] and "'Q'" in data["policy_problems"][0]["message"], data
+    text = run("multiarchctl", "explain", str(busybox["s390x"]), binfmt=binfmt, config=config)
+    assert "'Q'" in text.stderr and "runs: no (policy-error)" in text.stdout
+    config = policy("arches: [\n")  # rejected as a whole: nothing says what it wants
+    data, code = explain(binfmt, busybox["s390x"], config=config)
+    assert (code, data["reason"]) == (1, "policy-error") and data["policy_problems"]
+    r = run("multiarchctl", "explain", "--json", str(busybox["s390x"]), "--binfmt-dir",
+            str(tmp_path), config=DEFAULT_POLICY)
+    data = json.loads(r.stdout)
+    assert (r.returncode, data["reason"]) == (1, "not-mounted")
+    assert data["fix"] == f"mount -t binfmt_misc binfmt_misc {tmp_path}"

@@ -11,13 +11,15 @@ import sys
 from dataclasses import asdict
 
 from ..catalog import load_catalog
-from ..core.explain import HEADER_SIZE, Explanation, Outcome, Program, Where, explain, shebang
-from ..core.render import dumps
+from ..core.explain import (HEADER_SIZE, Explanation, Outcome, Program, Reason, Where,
+                            explain, shebang)
+from ..core.render import dumps, problem_json
 from ..core.report import EXIT_NOT_CONVERGED, EXIT_OK, EXIT_USAGE
 from ..host.facts import host_arch
 from ..kernel.owner import describe, inherited, private
 from ..kernel.table import BinfmtTable
 from ..model.observed import Observed
+from ..model.problems import Problem
 from ..model.registration import printable
 from ..reconciler.run import evaluate
 from .common import config_from
@@ -44,13 +46,15 @@ def _missing(observed: Observed, root: str, script: str | None) -> frozenset[str
     return frozenset(p for p in paths if not os.path.exists(root + p))
 
 
-def explain_file(args: argparse.Namespace, path: str) -> list[Explanation]:
-    """FILE's explanation, then its #! interpreter's, and so on as far as the kernel goes."""
+def explain_file(args: argparse.Namespace, path: str
+                 ) -> tuple[list[Explanation], tuple[Problem, ...]]:
+    """FILE's explanation, then its #! interpreter's, and so on as far as the kernel goes; and
+    the policy's problems."""
     config = config_from(args)
     catalog = load_catalog()
     table = BinfmtTable(config.binfmt_dir)
     mounted = table.mounted()
-    _, want, observed, _ = evaluate(config, catalog,
+    policy, want, observed, _ = evaluate(config, catalog,
                                     observed=None if mounted else Observed(()))
     own = mounted and private(config.binfmt_dir) and not inherited(config.binfmt_dir)
     root = (args.root or "").rstrip("/")
@@ -65,7 +69,7 @@ def explain_file(args: argparse.Namespace, path: str) -> list[Explanation]:
         if out[-1].outcome is not Outcome.SCRIPT or out[-1].interpreter is None:
             break
         path = root + out[-1].interpreter
-    return out
+    return out, policy.problems if want is None else want.problems
 
 
 def _text(e: Explanation, depth: int) -> list[str]:
@@ -92,7 +96,7 @@ def _text(e: Explanation, depth: int) -> list[str]:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     try:
-        chain = explain_file(args, args.file)
+        chain, problems = explain_file(args, args.file)
     except OSError as err:
         message = f"multiarchctl explain: {printable(args.file)}: {err.strerror or err}"
         if args.json:
@@ -102,8 +106,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.json:
         records = [dict(asdict(one), runs=one.runs) for one in chain]
-        print(dumps(dict(records[0], then=records[1:])))
+        print(dumps(dict(records[0], then=records[1:],
+                         policy_problems=[problem_json(p) for p in problems])))
     else:
+        if any(one.reason is Reason.POLICY_ERROR for one in chain):
+            for p in problems:  # (the policy's words for it)
+                print(p, file=sys.stderr)
         for depth, one in enumerate(chain):
             print("\n".join(_text(one, depth)))
     return EXIT_OK if all(one.runs for one in chain) else EXIT_NOT_CONVERGED
