@@ -223,3 +223,15 @@ def test_a_rejected_policy_and_an_unmounted_table_are_said_with_their_fix(
     data = json.loads(r.stdout)
     assert (r.returncode, data["reason"]) == (1, "not-mounted")
     assert data["fix"] == f"mount -t binfmt_misc binfmt_misc {tmp_path}"
+
+
+def test_an_interpreter_gone_without_f_fails_and_the_fix_says_where() -> None:
+    header = load_catalog().arches["s390x"].magic + bytes(HEADER_SIZE - 20)
+    a = load_catalog().arches["s390x"]
+    other = Entry(Registration("other", "/opt/q", Flags(), a.magic, a.mask), True, 1)
+    for root, fix in (("", "install /opt/q"), ("/srv/c", "cp /opt/q /srv/c/opt/q")):
+        where = Where("x86_64", "a test's", "/b", "/p.yaml", root=root,
+                      missing=frozenset({"/opt/q"}))
+        e = decide(Program("/p", header), Observed((other,)), None, load_catalog(), where)
+        assert (e.outcome, e.reason, e.entry, e.fix) == (
+            Outcome.FAILS, Reason.INTERPRETER_MISSING, "other", fix)

@@ -202,9 +202,7 @@ def _taken(base: Explanation, winner: Entry, found: list[Entry], want: Desired |
                      flags=str(reg.flags), cpu=w.cpu if w else None,
                      emulator=w.emulator if w else None)
     if "F" not in reg.flags and reg.interpreter in where.missing:
-        fix = (f"add F to flags under arches.{w.label} in {where.policy_path}, then "
-               "`multiarchctl apply`" if w and w.kind == "arch"
-               else f"cp {interp} {where.root or ''}{interp}")
+        fix = _missing_fix(interp, w, where)
         return _fails(taken, Reason.INTERPRETER_MISSING,
                       f"entry {name} takes it, but it has no F and its interpreter {interp} is "
                       f"not there{_under(where)}: the kernel opens it at each exec, in the "
@@ -223,6 +221,17 @@ def _taken(base: Explanation, winner: Entry, found: list[Entry], want: Desired |
     also = f"; it was registered after {', '.join(older)}, which match too" if older else ""
     return replace(taken, message=f"entry {name} takes it: the kernel runs {interp} "
                                    f"with it{also}")
+
+
+def _missing_fix(interp: str, w: Want | None, where: Where) -> str:
+    """An interpreter looked up at each exec is not there: F (opened once, where multiarchd
+    runs) for a root apart, the file itself when it is gone from this one."""
+    if not where.root:
+        return f"install {interp}"
+    if w is not None and w.kind == "arch":
+        return f"add F to flags under arches.{w.label} in {where.policy_path}, then " \
+               f"`{_APPLY}`"
+    return f"cp {interp} {where.root}{interp}"
 
 
 def _held_fix(w: Want) -> str:
