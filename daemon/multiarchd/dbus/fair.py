@@ -7,7 +7,7 @@ each turn serves at most TURN calls (or TURN_SECONDS of them) before the loop lo
 caller (one connection) has at most PER_CALLER calls waiting or in progress, and everyone
 together IN_ALL: past that a call is refused at once with LimitsExceeded. So no caller is kept
 waiting longer than the calls queued before it take, IN_ALL at most, each of bounded cost (a
-read is answered from the run's snapshot, a Plan in about 2 ms), and a flood by one caller
+read is answered from the run's snapshot, a Plan in a few ms), and a flood by one caller
 delays the others by one call per turn.
 """
 
