@@ -45,12 +45,15 @@ def _follows_the_upgrade(d: DaemonProcess, binfmt: PrivateBinfmt, busybox: Path,
     assert _interpreter_of(binfmt, busybox, "32.01") == str(emu)  # not "(deleted)"
 
 
-def test_the_daemon_follows_an_upgrade_of_what_once_registered(
+@pytest.mark.parametrize("registers", [("multiarchd", "--once"), ("multiarchctl", "apply")],
+                         ids=["--once", "apply --local"])
+def test_the_daemon_follows_an_upgrade_of_what_a_run_registered(
         binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
-        trusted_dir: Path, busybox: dict[str, Path], tmp_path: Path) -> None:
+        trusted_dir: Path, busybox: dict[str, Path], tmp_path: Path,
+        registers: tuple[str, str]) -> None:
     emu = _emulator(trusted_dir)
     config = policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n")
-    assert run("multiarchd", "--once", binfmt=binfmt, config=config).returncode == 0
+    assert run(*registers, binfmt=binfmt, config=config).returncode == 0
     d = start_daemon(config, binfmt, env=_shared())
     _follows_the_upgrade(d, binfmt, busybox["s390x"], emu, tmp_path)
     assert not [ln for ln in d.lines if "not known" in ln], d.lines  # it was known
@@ -103,6 +106,22 @@ def test_an_entry_whose_opened_file_is_not_known_is_registered_again_once(
     d.reload()  # known now: not registered again
     assert len([ln for ln in d.lines if "replaced multiarch-s390x" in ln]) == 1, d.lines
     _follows_the_upgrade(d, binfmt, busybox["s390x"], emu, tmp_path)
+
+
+def test_hold_true_keeps_an_entry_whose_opened_file_is_not_known_until_released(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
+        trusted_dir: Path, tmp_path: Path) -> None:
+    """hold: true keeps the file the kernel holds, whichever it is: held, saying why."""
+    emu = _emulator(trusted_dir)
+    config = policy(f"arches:\n  s390x: {{interpreter: {emu}, hold: true}}\n")
+    elsewhere = dict(os.environ, RUNTIME_DIRECTORY=str(tmp_path / "elsewhere"))
+    assert run("multiarchd", "--once", binfmt=binfmt, config=config,
+               env=elsewhere).returncode == 0
+    d = start_daemon(config, binfmt)
+    said = d.wait_log(r"multiarch-s390x held: hold: true keeps the file registered before, "
+                      r"and which file the kernel opened for it is not known")
+    assert "multiarchctl release s390x" in said
+    assert not [ln for ln in d.lines if "replaced multiarch-s390x" in ln], d.lines
 
 
 def test_local_status_and_audit_never_call_a_stale_entry_active(

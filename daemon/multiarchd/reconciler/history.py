@@ -1,6 +1,6 @@
 """What a long-running daemon remembers between runs, that neither the policy nor the kernel says.
 
-- which interpreter file the kernel holds open for each F entry it registered;
+- which interpreter file the kernel holds open for each F entry it registered (or found kept);
 - what it last had right, so that a later difference with an unchanged policy is drift;
 - how often it repaired each entry lately, so that it backs off from a writer that fights it;
 - the last policy it accepted, which stays in force while the policy file is bad;
@@ -29,7 +29,9 @@ class History:
     repair_limit: int = 10  # drift repairs of one entry per window before backing off
     window: float = 60.0  # seconds
     # For each entry it registered: the interpreter file the kernel opened then (with F it
-    # runs that one until the entry is registered again).
+    # runs that one until the entry is registered again); for an F entry registered by the
+    # process before (the boot record's replay, --once, itself before a restart), as that one
+    # kept it (host/opened.py, read by run.opened_files).
     opened: dict[str, FileId] = field(default_factory=dict)
     right: dict[str, Registration] = field(default_factory=dict)
     quelled: set[str] = field(default_factory=set)  # foreign entries we disabled or removed
