@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import select
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 
 from multiarchd import identity
 from multiarchd.core.probes import Verdict
-from multiarchd.host.bounded import run_bounded
+from multiarchd.host.bounded import Ran, run_bounded
 from multiarchd.host.probing import RUNS, judged
 from multiarchd.host.trial import Trials
 from tests.support.binfmt import PrivateBinfmt
@@ -214,3 +216,23 @@ def test_a_cpu_model_file_is_made_again_off_the_loop_and_replaced_once(
     assert sum("multiarch-aarch64" in x and "replaced" in x for x in lines) == 1, lines
     assert not any("failed" in x for x in lines), lines
     assert binfmt.exec(str(busybox["arm64"]), "uname", "-m").stdout == "aarch64\n"
+
+
+
+def test_a_run_stopped_from_outside_is_no_crash(tmp_path: Path) -> None:
+    """systemd stops the unit: its SIGTERM reaches the supervisor and the program alike. The
+    verdict says the probe was stopped (untested), not that the emulator failed."""
+    said = tmp_path / "said"
+    os.mkfifo(said)
+    got: list[Ran] = []
+    worker = threading.Thread(target=lambda: got.append(run_bounded(
+        ["/bin/sh", "-c", f"echo $PPID >{said}; exec sleep 1000.34"])))
+    worker.start()
+    with open(said) as f:
+        supervisor = int(f.read())
+    os.killpg(supervisor, signal.SIGTERM)  # (its process group, as systemd's stop does)
+    worker.join(60)
+    [ran] = got
+    assert ran.status == -signal.SIGTERM
+    assert judged("s390x", ran) == Verdict(
+        "s390x", "untested", "the probe was stopped by SIGTERM before it ended")

@@ -167,10 +167,10 @@ def run_bounded(argv: list[str], runs: int = 1, until: int = 0,
     proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _SUPERVISOR, str(timeout),
                              str(runs), str(until), str(GRACE), str(OUTPUT), *argv],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.PIPE, start_new_session=True)
     _running.add(proc.pid)
     try:
-        out, _ = proc.communicate(timeout=timeout + 2 * GRACE)
+        out, err = proc.communicate(timeout=timeout + 2 * GRACE)
     except subprocess.TimeoutExpired:  # the supervisor itself is stuck: it and its group go
         os.killpg(proc.pid, signal.SIGKILL)
         with suppress(subprocess.TimeoutExpired):
@@ -181,8 +181,12 @@ def run_bounded(argv: list[str], runs: int = 1, until: int = 0,
     try:
         answer = json.loads(out)
     except ValueError:
+        if proc.returncode < 0:  # stopped from outside (systemd stopping the unit): as if the
+            return Ran(proc.returncode)  # program was, since it was stopped too
+        said = err.decode(errors="replace").strip().splitlines()
         raise OSError(errno.EIO, f"the supervisor of {argv[0]} ended with status "
-                                 f"{proc.returncode} and no answer") from None
+                                 f"{proc.returncode} and no answer"
+                                 f"{': ' + said[-1] if said else ''}") from None
     if "errno" in answer:
         raise OSError(answer["errno"], os.strerror(answer["errno"]), argv[0])
     return Ran(answer["status"], answer["out"], answer["err"], answer["runs"], answer["killed"],

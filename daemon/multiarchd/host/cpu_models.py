@@ -227,7 +227,8 @@ def _carry(want: Want, how: _How, remade: set[str]) -> Want:
 
             def dry() -> Verdict:
                 return _tried(_trial([source, *model, "--"], label, how.catalog), label)
-            tried = how.trials.answer(f"{slot}:dry", key, dry) if how.trials else dry()
+            tried = how.trials.answer(f"{slot}:dry", key, dry, here=how.trials.files_here) \
+                if how.trials else dry()
             if tried is None:
                 return _making(want, source)
             if not tried.ok:
@@ -236,7 +237,8 @@ def _carry(want: Want, how: _How, remade: set[str]) -> Want:
                            interpreter_id=None)
         make = partial(_made, want, image, how.catalog)  # (on a worker, in a service)
         del image  # (up to MAX_IMAGE: not held here while the others are made)
-        made = how.trials.answer(slot, key, make) if how.trials else make()
+        made = how.trials.answer(slot, key, make, here=how.trials.files_here) \
+            if how.trials else make()
         del make
         if made is None:
             return _making(want, source)

@@ -101,21 +101,26 @@ class Trials:
         self._fresh: set[str] = set()  # answers come off the loop, not taken by a run yet
         self._start: Start | None = None
         self._arrived: Callable[[], None] = lambda: None
+        # Files of our own (host/cpu_models.py) are made here and now, off the loop or not,
+        # until the service's first run is over: before READY=1 nothing waits on the loop, and
+        # an entry whose file is missing would be left out (its trial would keep no old one).
+        self.files_here = True
 
     def off_loop(self, start: Start, arrived: Callable[[], None]) -> None:
         """From now on every trial runs through `start` (a worker, its answer handed back on
         the loop), and `arrived` is called with each answer: a run is due, to use it."""
         self._start, self._arrived = start, arrived
 
-    def answer(self, slot: str, tried: object, work: Callable[[], Verdict]) -> Verdict | None:
-        """What `work` answers for `tried` in `slot`: kept, or found now; None while it is
-        found off the loop. Kept by the kernel too: an emulator's crashes depend on it (brk
+    def answer(self, slot: str, tried: object, work: Callable[[], Verdict],
+               here: bool = False) -> Verdict | None:
+        """What `work` answers for `tried` in `slot`: kept, or found now (off the loop's
+        service too, with `here`); None while it is found off the loop. Kept by the kernel too: an emulator's crashes depend on it (brk
         randomisation in tonistiigi/binfmt#215), so a new kernel tries every file again."""
         tried = (tried, identity.kernel())
         kept = self._answers.get(slot)
         if kept is not None and kept[0] == tried:
             return kept[1]
-        if self._start is None:
+        if self._start is None or here:
             verdict = work()
             self._answers[slot] = (tried, verdict)
             return verdict

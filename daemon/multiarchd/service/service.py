@@ -65,6 +65,10 @@ class Service:
         self.config = parts.reconciler.config
         self.verifier = parts.verifier
         self.verifier.arrived = self._verdicts_arrived
+        # Trials of new files run on the workers, as probes do: the loop goes on repairing and
+        # answering (the entry stays as it is meanwhile), and runs again when an answer comes.
+        self.reconciler.history.trials.off_loop(self.verifier.background.run,
+                                                lambda: self.poke(0.0))
         self.options = parts.options
         self.catalog = parts.catalog
         self.host_arch = parts.host_arch
@@ -133,12 +137,9 @@ class Service:
     def _first_run(self, _result: Result | None) -> None:
         if self.exit_code:  # a second daemon on this table: it has stopped already
             return
-        # The first run made and tried what it needed here and now, as --once does: no caller
-        # or repair waits on the loop before READY=1. From now on trials of new interpreter
-        # and CPU-model files run on the workers, as probes do: the loop goes on repairing and
-        # answering, and runs again when an answer comes (the run decides by it).
-        self.reconciler.history.trials.off_loop(self.verifier.background.run,
-                                                lambda: self.poke(0.0))
+        # The first run made the files it needed (CPU models) here and now, as --once does:
+        # from now on they are made on the workers too.
+        self.reconciler.history.trials.files_here = False
         # Ready when the table is applied: the bus (and the probes) come after, on their own;
         # the link retries while the bus is away, and reconciling goes on meanwhile.
         self.ready()
