@@ -22,6 +22,7 @@ from tests.support import loops
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.commands import run, state_of
 from tests.support.paths import BUSYBOX_CACHE, DEFAULT_POLICY, REPO
+from tests.test_opened import _dpkg_replace
 
 QEMU = Path("/usr/bin/qemu-aarch64-static")
 TRIXIE = BUSYBOX_CACHE / "arm64-trixie" / "bin" / "busybox"  # built with branch protection
@@ -181,15 +182,22 @@ def test_a_model_qemu_refuses_leaves_its_own_and_says_why(
     assert binfmt.exec(str(TRIXIE), "uname", "-m").stdout == "aarch64\n"
 
 
-def test_an_upgraded_qemu_is_carried_again_with_no_failed_exec(
-        binfmt: PrivateBinfmt, trusted_dir: Path, tmp_path: Path, state_dir: Path) -> None:
+def carried_copy(binfmt: PrivateBinfmt, trusted_dir: Path, tmp_path: Path
+                 ) -> tuple[Path, Path, Path]:
+    """A copy of the QEMU in a trusted directory, a policy that carries a model on it, applied:
+    (the copy, the policy, the file that carries the model)."""
     qemu = trusted_dir / "qemu-aarch64-static"
     shutil.copy(QEMU, qemu)
     policy = tmp_path / "arches.yaml"
     policy.write_text(f"defaults: {{flags: [F, P]}}\narches:\n  aarch64:\n"
                       f"    interpreter: {qemu}\n    cpu: cortex-a72\n")
     once(binfmt, policy)
-    carried = Path(interpreter(binfmt, "aarch64"))
+    return qemu, policy, Path(interpreter(binfmt, "aarch64"))
+
+
+def test_an_upgraded_qemu_is_carried_again_with_no_failed_exec(
+        binfmt: PrivateBinfmt, trusted_dir: Path, tmp_path: Path, state_dir: Path) -> None:
+    qemu, policy, carried = carried_copy(binfmt, trusted_dir, tmp_path)
     before = os.stat(carried).st_ino
     # The arm64 busybox runs the whole time the QEMU is replaced (by rename, as dpkg does) and
     # the entry carried again.
@@ -200,6 +208,23 @@ def test_an_upgraded_qemu_is_carried_again_with_no_failed_exec(
     assert os.stat(carried).st_ino != before  # made again from the new file
     assert interpreter(binfmt, "aarch64") == str(carried)
     assert all(n > 0 and bad == 0 for n, bad in counts), counts
+
+
+def test_dpkgs_replace_of_the_qemu_makes_the_model_file_again_once(
+        binfmt: PrivateBinfmt, trusted_dir: Path, tmp_path: Path, state_dir: Path) -> None:
+    """dpkg links the old QEMU to .dpkg-tmp, renames the new one over, removes the link: the
+    file that carries the model is made again once, from the new QEMU, at the rename (the
+    link alone made it again from the old one: two replaces for one upgrade)."""
+    qemu, policy, carried = carried_copy(binfmt, trusted_dir, tmp_path)
+    made = [os.stat(carried).st_ino]
+
+    def run_and_note() -> None:
+        once(binfmt, policy)
+        made.append(os.stat(carried).st_ino)
+    _dpkg_replace(qemu, QEMU, run_and_note)
+    before, linked, staged, renamed, unlinked = made
+    assert (linked, staged) == (before, before), made
+    assert renamed != before and unlinked == renamed, made
 
 
 @pytest.mark.parametrize("kept", ["fifo", "cut short"])

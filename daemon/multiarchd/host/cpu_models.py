@@ -24,7 +24,7 @@ from ..core.cpu_image import (MAX_IMAGE, STUB_VERSION, Broken, CannotCarry, is_g
 from ..core.desired import Desired, Want, Why, without_guard
 from ..core.probes import PROBE_STATUS, Verdict
 from ..model.catalog import Catalog
-from ..model.host import FileState
+from ..model.host import FileState, contents
 from ..model.problems import Problem
 from . import keep, paths
 from .facts import look
@@ -189,7 +189,10 @@ def _carry(want: Want, how: _How, remade: set[str]) -> Want:
     source, label = reg.interpreter, want.label
     path = os.path.join(models_dir(), label)
     source_id = (how.seen.files.get(source) if how.seen else None) or identity.of_path(source)
-    key = _key(source, source_id, want.cpu)
+    # Made again when what QEMU holds may have changed, not its change time or link count:
+    # dpkg links the old file to .dpkg-tmp before it renames the new one over (made twice,
+    # the first time from the old file: two replaces for one upgrade).
+    key = _key(source, contents(source_id) or source_id, want.cpu)
 
     def own_model(why: str) -> Want:
         where = f"{want.cpu_place}: " if want.cpu_place else ""

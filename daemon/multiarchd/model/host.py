@@ -43,10 +43,15 @@ def same_file(opened: FileId, now: FileId | None) -> bool:
         return False
     if opened == now:
         return ":" in opened  # (a marker, not known or stale, is no file)
-    a, b = opened.split(":", 8), now.split(":", 8)
-    if len(a) != 9 or len(b) != 9:  # a marker (not known, stale) or a directory: no file
-        return False
-    return (a[0], a[4], a[5], a[8]) == (b[0], b[4], b[5], b[8])
+    held = contents(opened)
+    return held is not None and held == contents(now)
+
+
+def contents(file: FileId) -> str | None:
+    """What of a file's note tells what it holds (same_file): its inode, size and modification
+    time on its resolved path. None for a marker (not known, stale) or a directory."""
+    f = file.split(":", 8)
+    return ":".join((f[0], f[4], f[5], f[8])) if len(f) == 9 else None
 
 
 def inode(file: FileId) -> str:
