@@ -19,7 +19,8 @@ from multiarchd.model.flags import Flags
 from multiarchd.model.observed import Entry, Observed
 from multiarchd.model.registration import Registration
 from tests.support.binfmt import PrivateBinfmt
-from tests.support.commands import PolicyWriter, run
+from tests.support.bus import PrivateBus
+from tests.support.commands import DaemonStarter, PolicyWriter, run
 from tests.support.paths import BUSYBOX_CACHE, DEFAULT_POLICY
 
 AARCH64_MAGIC = r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00"
@@ -235,3 +236,29 @@ def test_an_interpreter_gone_without_f_fails_and_the_fix_says_where() -> None:
         e = decide(Program("/p", header), Observed((other,)), None, load_catalog(), where)
         assert (e.outcome, e.reason, e.entry, e.fix) == (
             Outcome.FAILS, Reason.INTERPRETER_MISSING, "other", fix)
+
+
+def test_the_same_answer_over_d_bus_for_anyone_from_the_bytes_the_caller_read(
+        bus: PrivateBus, binfmt: PrivateBinfmt, busybox: dict[str, Path],
+        start_daemon: DaemonStarter) -> None:
+    """Explain takes the file's first bytes, not a path: the daemon (root) opens nothing for a
+    caller, so nobody learns a byte of a file it cannot read."""
+    start_daemon(DEFAULT_POLICY, binfmt, bus=bus)
+    for program in (busybox["arm64"], busybox["s390x"], Path("/bin/true")):
+        header = program.read_bytes()[:HEADER_SIZE]
+        r = bus.busctl("--json=short", "call", "io.github.multiarchd1", "/io/github/multiarchd1",
+                       "io.github.multiarchd1.Manager", "Explain", "sayb", str(program),
+                       str(len(header)), *map(str, header), "true", user="nobody")
+        assert r.returncode == 0, r.stderr
+        fmt, outcome, entry, interp, flags, cpu, reason, message, fix = \
+            json.loads(r.stdout)["data"]
+        local, _ = explain(binfmt, program)
+        assert (fmt, outcome, entry or None, interp or None, flags, cpu or None, reason or None,
+                message, fix) == (local["format"], local["outcome"], local["entry"],
+                                  local["interpreter"], local["flags"], local["cpu"],
+                                  local["reason"], local["message"], local["fix"])
+    assert outcome == "native"
+    too_long = bus.busctl("call", "io.github.multiarchd1", "/io/github/multiarchd1",
+                          "io.github.multiarchd1.Manager", "Explain", "sayb", "f",
+                          str(HEADER_SIZE + 1), *["0"] * (HEADER_SIZE + 1), "true")
+    assert too_long.returncode != 0 and "longer than 256 bytes" in too_long.stderr

@@ -11,16 +11,14 @@ import sys
 from dataclasses import asdict
 
 from ..catalog import load_catalog
-from ..core.explain import (HEADER_SIZE, Explanation, Outcome, Program, Reason, Where,
-                            explain, shebang)
+from ..core.explain import (HEADER_SIZE, Explanation, Outcome, Program, Reason, explain,
+                            shebang)
 from ..core.render import dumps, problem_json
 from ..core.report import EXIT_NOT_CONVERGED, EXIT_OK, EXIT_USAGE
 from ..host.facts import host_arch
-from ..kernel.owner import describe, inherited, private
-from ..kernel.table import BinfmtTable
-from ..model.observed import Observed
 from ..model.problems import Problem
 from ..model.registration import printable
+from ..reconciler.explain import observe, where
 from ..reconciler.run import evaluate
 from .common import config_from
 
@@ -36,36 +34,21 @@ def _program(path: str) -> Program:
     return Program(path, header, runnable)
 
 
-def _missing(observed: Observed, root: str, script: str | None) -> frozenset[str]:
-    """The interpreters (entries' without F, and a #! one) that are not there under `root`:
-    those the kernel looks up at each exec, in the caller's root."""
-    paths = {e.registration.interpreter for e in observed.entries
-             if "F" not in e.registration.flags}
-    if script:
-        paths.add(script)
-    return frozenset(p for p in paths if not os.path.exists(root + p))
-
-
 def explain_file(args: argparse.Namespace, path: str
                  ) -> tuple[list[Explanation], tuple[Problem, ...]]:
     """FILE's explanation, then its #! interpreter's, and so on as far as the kernel goes; and
     the policy's problems."""
     config = config_from(args)
     catalog = load_catalog()
-    table = BinfmtTable(config.binfmt_dir)
-    mounted = table.mounted()
-    policy, want, observed, _ = evaluate(config, catalog,
-                                    observed=None if mounted else Observed(()))
-    own = mounted and private(config.binfmt_dir) and not inherited(config.binfmt_dir)
+    observed, mounted = observe(config)
+    policy, want, _, _ = evaluate(config, catalog, observed=observed)
     root = (args.root or "").rstrip("/")
     out: list[Explanation] = []
     while len(out) <= MAX_DEPTH:
         program = _program(path)
-        where = Where(host_arch(catalog), describe(config.binfmt_dir) if mounted else
-                      f"none mounted at {config.binfmt_dir}",
-                      config.binfmt_dir, config.policy_path, own, mounted, root,
-                      _missing(observed, root, shebang(program.header)))
-        out.append(explain(program, observed, want, catalog, where))
+        here = where(config, host_arch(catalog), observed, mounted, root,
+                     shebang(program.header))
+        out.append(explain(program, observed, want, catalog, here))
         if out[-1].outcome is not Outcome.SCRIPT or out[-1].interpreter is None:
             break
         path = root + out[-1].interpreter

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from ..core.audit import Finding, Severity
+from ..core.explain import Explanation
 from ..core.plan import Action, Kind, Outcome, Plan
 from ..core.report import Foreign, Report, State, Status
 from ..model import errors
@@ -101,6 +102,27 @@ XML = f"""
       <arg direction='out' type='s' name='state'/>
       <arg direction='out' type='s' name='message'/>
     </method>
+    <!-- which entry of the table it keeps would run a file, with what, or why nothing would
+         (as `multiarchctl explain` says it): the caller reads the file and sends its name (its
+         path as it would be run: extension entries look at it), its first 256 bytes and
+         whether its mode lets it be run; multiarchd opens nothing for a caller. Out: its
+         format, the outcome (entry, native, script, fails), the entry, the interpreter, its
+         flags, the QEMU CPU model its file carries, the reason (when it fails, or another
+         tool's entry takes it, or it is held), the message and the one fix -->
+    <method name='Explain'>
+      <arg direction='in' type='s' name='name'/>
+      <arg direction='in' type='ay' name='header'/>
+      <arg direction='in' type='b' name='executable'/>
+      <arg direction='out' type='s' name='format'/>
+      <arg direction='out' type='s' name='outcome'/>
+      <arg direction='out' type='s' name='entry'/>
+      <arg direction='out' type='s' name='interpreter'/>
+      <arg direction='out' type='s' name='flags'/>
+      <arg direction='out' type='s' name='cpu'/>
+      <arg direction='out' type='s' name='reason'/>
+      <arg direction='out' type='s' name='message'/>
+      <arg direction='out' type='s' name='fix'/>
+    </method>
     <signal name='Reconciled'>
       <arg type='a{CHANGE_STRUCT}' name='changes'/>
       <arg type='s' name='state'/>
@@ -175,6 +197,14 @@ def outcome_from(r: AppliedStruct) -> Outcome:
 
 def change_structs(plan: Plan) -> list[tuple[str, str, str]]:
     return [(a.kind.value, printable(a.entry), a.reason) for a in plan.actions]
+
+
+ExplainStruct = tuple[str, str, str, str, str, str, str, str, str]
+
+
+def explain_struct(e: Explanation) -> ExplainStruct:
+    return (e.format, e.outcome.value, e.entry or "", e.interpreter or "", e.flags, e.cpu or "",
+            e.reason.value if e.reason else "", e.message, e.fix)
 
 
 def cpu_models(statuses: Sequence[Status]) -> dict[str, str]:

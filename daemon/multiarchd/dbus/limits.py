@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..core.explain import HEADER_SIZE
 from . import api
 
 # Every argument of every method is a name (an architecture, an interface, a property): none is
@@ -19,6 +20,7 @@ MAX_STRING = 255
 # Test's list: the catalog has some 35 architectures and their aliases; a list longer than this
 # can only repeat them.
 MAX_ITEMS = 256
+MAX_HEADER = HEADER_SIZE  # Explain's header: the first bytes of a file, as the kernel reads
 QUOTED = 64  # characters of what a caller sent, quoted back in an error
 
 PROPERTIES = "org.freedesktop.DBus.Properties"
@@ -93,6 +95,9 @@ def _too_big(member: str, body: Value | None) -> Exception | None:
         if value.get_type_string() == "s" and value.get_size() > MAX_STRING + 1:  # with its NUL
             return LimitsExceeded(f"{member}: argument {i + 1} is longer than {MAX_STRING} "
                                   "bytes (the limit of every name multiarchd takes)")
+        if value.get_type_string() == "ay" and value.get_size() > MAX_HEADER:
+            return LimitsExceeded(f"{member}: argument {i + 1} is longer than {MAX_HEADER} "
+                                  "bytes (what the kernel reads of a file to choose its format)")
         if value.get_type_string() == "as":
             if value.n_children() > MAX_ITEMS:
                 return LimitsExceeded(f"{member}: at most {MAX_ITEMS} names in one call, not "

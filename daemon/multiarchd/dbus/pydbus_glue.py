@@ -19,6 +19,7 @@ from pydbus.bus import connect
 
 from .. import __version__
 from ..core import plan as core_plan
+from ..core.explain import Explanation
 from ..core.messages import Event, Message
 from ..core.plan import Outcome
 from ..core.probes import Verdict
@@ -50,6 +51,7 @@ class Service(Protocol):
     def plan_now(self) -> tuple[core_plan.Plan, tuple[Problem, ...]]: ...
     def test(self, arches: list[str], reply: Reply[list[Verdict]]) -> None: ...
     def release(self, arch: str, reply: Reply[Status]) -> None: ...
+    def explain(self, name: str, header: bytes, executable: bool) -> Explanation: ...
 
 
 _EMPTY = Report((), (), ())
@@ -150,6 +152,10 @@ class ManagerFace:
     def Release(self, call: Call, architecture: str) -> None:
         self._may(call, "releasing a held architecture", lambda: self._service.release(
             architecture, call.mapped(lambda s: (s.state.value, s.message))))
+
+    def Explain(self, name: str, header: list[int] | bytes, executable: bool
+                ) -> api.ExplainStruct:
+        return api.explain_struct(self._service.explain(name, bytes(header), executable))
 
     def changed(self, plan: core_plan.Plan | None) -> None:
         """After a run: PropertiesChanged for what differs, Reconciled if the table changed."""

@@ -18,6 +18,7 @@ from ..core.metrics import Counters
 from ..core.messages import (Event, Message, change_messages, conflict_message, finding_message,
                              problem_messages, state_message)
 from ..core.desired import Why
+from ..core.explain import Explanation, Program, explain, shebang
 from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
 from ..core.report import DaemonState, Report, Status, overall
@@ -29,6 +30,7 @@ from ..model.options import Options
 from ..model.problems import Problem
 from ..model.reply import Reply
 from ..names import OWNED_PREFIX
+from ..reconciler.explain import observe, where
 from ..reconciler.reconciler import Reconciler, Step
 from .exporter import Exporter
 from .node_features import NodeFeatures
@@ -236,6 +238,15 @@ class Service:
                 self._testing.discard(reply)
                 reply.value(verdicts)
         self.verifier.test(arches, self.last, done)
+
+    def explain(self, name: str, header: bytes, executable: bool) -> Explanation:
+        """Which entry of the table would run a file its caller read (D-Bus Explain), decided
+        as `multiarchctl explain` does, on the table as it is and the last run's desired state
+        (no run for it)."""
+        observed, mounted = observe(self.config)
+        here = where(self.config, self.host_arch, observed, mounted, script=shebang(header))
+        want = self.last.desired if self.last else None
+        return explain(Program(name, header, executable), observed, want, self.catalog, here)
 
     def release(self, name: str, reply: Reply[Status]) -> None:
         """Take the new interpreter file of an architecture `hold: true` keeps on the one
