@@ -115,23 +115,41 @@ def statuses(c: BootedContainer, *local: str) -> dict[str, tuple[str, str]]:
     return {a["entry"]: (a["state"], a["message"]) for a in json.loads(r.stdout)["architectures"]}
 
 
+def _exes(c: BootedContainer) -> dict[str, Any]:
+    return dict(inside(c, "exes", json.dumps(PROGRAMS)))
+
+
+def _stale(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The entries whose new processes ran the same file, not the one at its path, both
+    before and after: the kernel ran it all the while in between (one change per entry at a
+    time: a replace cannot come and be undone between two looks)."""
+    return {e: ran for e, ran in after.items()
+            if "error" in ran or (not ran["current"] and ran["file"] == before[e].get("file"))}
+
+
 def _wrong(c: BootedContainer, seen: dict[str, Any], at: float) -> list[str]:
     """What is not as it must be, given what new foreign processes ran `at` seconds after:
     an entry whose process ran another file than the one at its path, unless the daemon holds
-    it; status saying verified or active for such an entry."""
-    daemon, local = statuses(c), statuses(c, "--local")
+    it; status (the daemon's, --local) saying verified or active for such an entry. Each status
+    is judged against the entries that ran the same stale file before and after it was asked
+    (a status call can take seconds, and the daemon may replace an entry meanwhile)."""
+    daemon = statuses(c)
+    between = _exes(c)
+    local = statuses(c, "--local")
+    last = _exes(c)
     wrong = []
-    for entry, ran in seen.items():
+    for entry, ran in _stale(seen, between).items():
         said = daemon.get(entry, ("absent", ""))
-        told = f"multiarchctl status said {said[0]} ({said[1]}), --local " \
-               f"{local.get(entry, ('absent',))[0]}"
-        if "error" in ran:
-            wrong.append(f"{entry}: {ran['error']} (pid {ran.get('pid')}), {at:.1f} s after; "
-                         f"{told}")
-        elif not ran["current"] and (said[0] != "held" or local.get(entry, ("",))[0] in
-                                     ("verified", "active")):
-            wrong.append(f"{entry}: pid {ran['pid']} ran {ran['exe']}, not the file at its "
-                         f"path, {at:.1f} s after; {told}")
+        if "error" in ran or said[0] != "held":
+            wrong.append(f"{entry}: pid {ran.get('pid')} ran {ran.get('exe', ran.get('error'))}"
+                         f", not the file at its path, {at:.1f} s after and again after "
+                         f"multiarchctl status said {said[0]} ({said[1]})")
+    for entry, ran in _stale(between, last).items():
+        said = local.get(entry, ("absent", ""))
+        if "error" in ran or said[0] in ("verified", "active"):
+            wrong.append(f"{entry}: pid {ran.get('pid')} ran {ran.get('exe', ran.get('error'))}"
+                         f", not the file at its path, before and after multiarchctl status "
+                         f"--local said {said[0]} ({said[1]})")
     return wrong
 
 
@@ -142,7 +160,7 @@ def check_kernel_files(c: BootedContainer, when: str, since: float, bound: float
     until every process runs its current file; the first look at or after the bound decides
     (status is asked then)."""
     while True:
-        seen = inside(c, "exes", json.dumps(PROGRAMS))
+        seen = _exes(c)
         at = time.monotonic() - since
         if all(ran.get("current") for ran in seen.values()):
             return
@@ -150,6 +168,18 @@ def check_kernel_files(c: BootedContainer, when: str, since: float, bound: float
             wrong = _wrong(c, seen, at)
             assert not wrong, f"{when}:\n  " + "\n  ".join(wrong)
             return
+
+
+def settle(c: BootedContainer, timeout: float = 300) -> None:
+    """Wait (bounded) until the daemon has done with what changed: no entry held or pending
+    (trying every new file of a package takes a while). The next package operation begins
+    then, so that the replaces of each are its own."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = {e: s for e, s in statuses(c).items() if s[0] in ("held", "pending")}
+        if not busy:
+            return
+        assert time.monotonic() < deadline, f"still held or pending after {timeout} s: {busy}"
 
 
 def changes(c: BootedContainer, windows: dict[str, tuple[int, int]]

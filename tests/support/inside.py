@@ -4,8 +4,8 @@ started as a user starts them, and which file the kernel runs each with.
     loop STOP PROGRAMS   runs `PATH uname -m` of each program in turn until the file STOP
                          exists, then prints {"runs": N, "failed": N, "first": [what failed]}
     exes PROGRAMS        starts `PATH sleep 30` of each and prints, per entry, its pid, the
-                         link /proc/PID/exe and whether that is the file at the entry's
-                         interpreter path now (same device and inode)
+                         link /proc/PID/exe, that file's device and inode and whether it is
+                         the file at the entry's interpreter path now
 
 PROGRAMS is a JSON list of [entry, path, what `uname -m` prints].
 """
@@ -56,6 +56,7 @@ def exes(programs: list[list[str]]) -> dict[str, object]:
         try:
             ran, now = os.stat(f"/proc/{p.pid}/exe"), os.stat(_interpreter(entry))
             seen[entry] = {"pid": p.pid, "exe": os.readlink(f"/proc/{p.pid}/exe"),
+                           "file": [ran.st_dev, ran.st_ino],
                            "current": (ran.st_dev, ran.st_ino) == (now.st_dev, now.st_ino)}
         except OSError as e:
             seen[entry] = {"pid": p.pid, "error": str(e)}
