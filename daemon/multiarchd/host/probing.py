@@ -87,11 +87,11 @@ def judged(arch: str, ran: Ran) -> Verdict:
                                    f"{on}{left}{tail}")
 
 
-def run_probe(arch: str, argv: list[str]) -> Verdict:
-    """Run a probe (argv: its path, or an interpreter and its path) RUNS times, or until it
+def run_probe(arch: str, argv: list[str], runs: int = RUNS) -> Verdict:
+    """Run a probe (argv: its path, or an interpreter and its path) `runs` times, or until it
     fails, and judge it."""
     try:
-        ran = run_bounded(argv, RUNS, PROBE_STATUS)
+        ran = run_bounded(argv, runs, PROBE_STATUS)
     except OSError as e:
         return Verdict(arch, "failed", _explain_exec_error(e))
     return judged(arch, ran)
@@ -111,5 +111,7 @@ def verify(arches: Iterable[str], catalog: Catalog, binfmt_dir: str = EXEC_TABLE
     if not same_table(binfmt_dir):
         return [Verdict(a, "untested", f"the table at {binfmt_dir} is not the one exec uses "
                                        f"here ({EXEC_TABLE})") for a in names]
+    # Once each: what is registered was tried before it was (a new file, RUNS times), and a
+    # verification follows every change of every entry (33 at a start, each repair).
     with probe_files(names, catalog) as paths:
-        return [run_probe(a, [paths[a]]) for a in names]
+        return [run_probe(a, [paths[a]], 1) for a in names]

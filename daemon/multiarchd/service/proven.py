@@ -1,7 +1,6 @@
 """Verdicts kept across starts: a probe that ran through an entry is not run again at the next
 start while the registration (its register line), the interpreter file (identity.py's note of
-it), the kernel and the number of runs a probe makes are the same. Only successes are kept; a
-failure is probed again."""
+it) and the kernel are the same. Only successes are kept; a failure is probed again."""
 
 from __future__ import annotations
 
@@ -12,7 +11,6 @@ import os
 from .. import identity
 from ..core.probes import Verdict
 from ..host import keep
-from ..host.probing import RUNS
 from ..model.registration import Registration
 
 EARLIER = "probe ran at an earlier start, through the same entry and interpreter file"
@@ -24,7 +22,7 @@ def _identity(reg: Registration) -> str | None:
     ident = identity.of_path(reg.interpreter)
     if ident in (identity.MISSING, identity.UNKNOWN):
         return None
-    return f"{ident} {identity.kernel()} {RUNS} runs"  # (a verdict of fewer runs is not kept)
+    return f"{ident} {identity.kernel()}"
 
 
 class Proven:
