@@ -9,8 +9,9 @@ believed only if root wrote it (host/keep.py). Each line: an entry's name (hex),
 is (its file's inode number: whoever registers the name again, another tool included, makes a
 new entry file, numbered by a counter the kernel shares with pipes and sockets, so a number
 comes back only after 2^32 others; not its times, which writing 0 or 1 to the entry moves), and
-the note of the interpreter file (identity.py) the kernel opened. An entry not found so is not known
-(model.host.NOT_KNOWN): it is registered again, once.
+the note of the interpreter file (identity.py; hex, as the name: any byte a path holds) the
+kernel opened. An entry not found so is not known (model.host.NOT_KNOWN): it is registered
+again, once.
 
 Light: the boot record's replay writes it (reconciler/record.py imports almost nothing).
 """
@@ -21,7 +22,7 @@ import os
 
 from . import keep
 
-MAGIC = "multiarchd opened 1"
+MAGIC = "multiarchd opened 2"
 
 TYPE_CHECKING = False  # typing's, without importing typing or collections.abc: mypy knows it
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ def _read(store: str) -> dict[str, tuple[str, str]]:
         fields = ln.split("\t")
         if len(fields) == 3:
             try:
-                found[os.fsdecode(bytes.fromhex(fields[0]))] = (fields[1], fields[2])
+                name, note = (os.fsdecode(bytes.fromhex(f)) for f in (fields[0], fields[2]))
+                found[name] = (fields[1], note)
             except ValueError:
                 continue
     return found
@@ -65,6 +67,14 @@ def known(binfmt_dir: str, names: Iterable[str]) -> dict[str, str]:
     return {n: kept[n][1] for n in names if n in kept and _entry(binfmt_dir, n) == kept[n][0]}
 
 
+def _hex(text: str) -> str | None:
+    """The bytes of a name or note, in hex (None: a string no path holds, which is not kept)."""
+    try:
+        return os.fsencode(text).hex()
+    except UnicodeError:
+        return None
+
+
 def keep_opened(binfmt_dir: str, opened: Mapping[str, str | None]) -> None:
     """Note that each entry named in `opened` was just registered, the kernel opening that file
     (None: removed, or registered without F). Nowhere to keep it (a rootless run, say), and
@@ -77,10 +87,9 @@ def keep_opened(binfmt_dir: str, opened: Mapping[str, str | None]) -> None:
         kept = {n: k for n, k in kept.items() if n in present and n not in opened}
         for name, file in opened.items():
             entry = _entry(binfmt_dir, name)
-            # (a path with a tab, a newline or bytes that are not UTF-8 is not kept: not known)
-            if file is not None and entry is not None and file.isprintable():
+            if file is not None and entry is not None and _hex(file) is not None:
                 kept[name] = (entry, file)
-        lines = [MAGIC, *(f"{os.fsencode(n).hex()}\t{e}\t{f}" for n, (e, f) in kept.items())]
+        lines = [MAGIC, *(f"{_hex(n)}\t{e}\t{_hex(f)}" for n, (e, f) in kept.items())]
         keep.write_whole(store, "\n".join(lines) + "\n", make_dir=True)
     except (OSError, UnicodeError):
         pass
