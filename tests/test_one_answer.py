@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -34,9 +35,10 @@ VERBS = [("status",), ("status", "--json"), ("status", "--all"), ("plan",), ("pl
          ("test", "arm65")]
 
 
-def ctl(bus: PrivateBus, *args: str) -> tuple[int, str, str]:
+def ctl(bus: PrivateBus, *args: str, runtime: str | None = None) -> tuple[int, str, str]:
+    extra = {"RUNTIME_DIRECTORY": runtime} if runtime else {}
     r = subprocess.run([str(BIN / "multiarchctl"), *args], capture_output=True, text=True,
-                       env=dict(os.environ, **bus.env), timeout=120)
+                       env=dict(os.environ, **bus.env, **extra), timeout=120)
     return r.returncode, r.stdout, r.stderr
 
 
@@ -54,9 +56,14 @@ def test_every_verb_answers_the_same_over_dbus_and_locally(
         path.write_text(POLICIES[case])
         d.wait_notify("STATUS=", since)  # and applied (or rejected) the policy
     local = ("--local", "--config", str(path), "--binfmt-dir", binfmt.path)
+    # The daemon's runtime directory, as one host has one: where whoever registers keeps which
+    # file the kernel opened (a local run that cannot see it rightly says it is not known).
+    environ = (Path(f"/proc/{d.proc.pid}/environ").read_bytes().split(b"\0"))
+    runtime = next(e.split(b"=", 1)[1].decode() for e in environ
+                   if e.startswith(b"RUNTIME_DIRECTORY="))
     for verb in VERBS:
         remote = ctl(bus, *verb)
-        here = ctl(bus, *verb, *local)
+        here = ctl(bus, *verb, *local, runtime=runtime)
         if case == "rejected" and verb[0] in ("status", "apply"):
             problem = "unknown flag 'Q'"
             assert remote[0] == here[0] == 2 and problem in here[1] + here[2], (verb, here)
