@@ -216,3 +216,25 @@ def test_dpkgs_replace_under_the_daemon_is_one_replace(
     assert not [ln for ln in lines if f"inode {old})" in ln], lines
     assert len([ln for ln in lines if "replaced multiarch-s390x" in ln]) == (0 if hold else 1)
     assert len([ln for ln in lines if "is being tried" in ln]) <= 1, lines
+
+
+RUNTIME = "from multiarchd.host.keep import runtime_dir; print(runtime_dir())"
+
+
+@pytest.mark.fast
+@pytest.mark.parametrize("env, uid, where", [
+    ({}, 0, "/run/multiarchd"),  # whoever owns /run
+    ({"XDG_RUNTIME_DIR": "/run/user/65534"}, 65534, "/run/user/65534/multiarchd"),
+    ({}, 65534, "/tmp/multiarchd-65534"),
+    ({"RUNTIME_DIRECTORY": "/run/x:/run/y"}, 65534, "/run/x"),  # systemd's, first of them
+])
+def test_the_runtime_directory_is_one_the_running_user_can_keep_notes_in(
+        env: dict[str, str], uid: int, where: str) -> None:
+    """A run without root cannot write /run/multiarchd: its notes go to its own runtime
+    directory, the one its next run and `multiarchctl status --local` read."""
+    r = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                        sys.executable, "-c", RUNTIME],
+                       env={"PATH": os.environ["PATH"], "PYTHONPATH": str(Path(
+                           identity.__file__).parents[1]), **env},
+                       capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == where

@@ -16,7 +16,25 @@ CACHE_DIR = "/var/cache/multiarchd"  # may be deleted at any time; $CACHE_DIRECT
 
 
 def runtime_dir() -> str:
-    return os.environ.get("RUNTIME_DIRECTORY", RUNTIME_DIR).split(":")[0]
+    """Where this boot's files are kept: $RUNTIME_DIRECTORY (the service's, from systemd), else
+    /run/multiarchd for whoever owns /run (root, or a container's root), else the user's own
+    ($XDG_RUNTIME_DIR/multiarchd; without it /tmp/multiarchd-UID). A rootless run (inside
+    `podman unshare` its uid is 0, but /run is not its) cannot write /run: its notes would be
+    kept nowhere, and the next process (`status --local`, the next `--once`) would not know
+    which file the kernel opened. Every reader and writer asks here, so they agree; what is
+    read back is believed by read_kept's rule (ours or root's, not writable by others)."""
+    given = os.environ.get("RUNTIME_DIRECTORY")
+    if given:
+        return given.split(":")[0]
+    try:
+        if os.stat("/run").st_uid == os.geteuid():
+            return RUNTIME_DIR
+    except OSError:
+        pass
+    users = os.environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(users):
+        return os.path.join(users, "multiarchd")
+    return f"/tmp/multiarchd-{os.geteuid()}"
 
 
 def cache_dir() -> str:

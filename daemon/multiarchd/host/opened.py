@@ -3,9 +3,10 @@ next. The kernel does not tell, and with F it runs that file until the entry is 
 again: the daemon follows a package upgrade by it (core/gate.py), whoever registered the entry
 (the boot record's replay, `--once`, `multiarchctl apply --local`, the daemon before a restart).
 
-One file per table (its binfmt_misc instance's device) in the runtime directory, kept for the
-life of the table (until the next boot: the service keeps the directory when it stops), and
-believed only if root wrote it (host/keep.py). Each line: an entry's name (hex), which entry that
+One file per table (its binfmt_misc instance's device) in the runtime directory (a rootless
+run's own: keep.runtime_dir), kept for the life of the table (until the next boot: the service
+keeps the directory when it stops), and believed only if root (or the user running) wrote it
+(host/keep.py). Each line: an entry's name (hex), which entry that
 is (its file's inode number: whoever registers the name again, another tool included, makes a
 new entry file, numbered by a counter the kernel shares with pipes and sockets, so a number
 comes back only after 2^32 others; not its times, which writing 0 or 1 to the entry moves), and
@@ -77,8 +78,8 @@ def _hex(text: str) -> str | None:
 
 def keep_opened(binfmt_dir: str, opened: Mapping[str, str | None]) -> None:
     """Note that each entry named in `opened` was just registered, the kernel opening that file
-    (None: removed, or registered without F). Nowhere to keep it (a rootless run, say), and
-    nothing is kept: the next process registers those entries again, once. Entries gone from
+    (None: removed, or registered without F). Nowhere to keep it (a runtime directory that
+    cannot be written), and nothing is kept: the next process registers those entries again, once. Entries gone from
     the table are dropped."""
     try:
         store = _store(binfmt_dir)
