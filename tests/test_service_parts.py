@@ -251,7 +251,7 @@ class Rig:
             self.loop, self.loop, FakeWatcher, self.notes, self.log,
             bus=make_bus if bus else None, metrics=metrics))
 
-    def probe(self, arches: list[str]) -> list[Verdict]:
+    def probe(self, arches: list[str], runs: int = 1) -> list[Verdict]:
         self.probed.append(arches)
         return [Verdict(a, "ok", "probe ran") for a in arches]
 
@@ -414,6 +414,41 @@ def test_probes_run_once_per_registration_and_again_when_it_changes(tmp_path: Pa
     assert rig.probed == [["s390x"], ["s390x"]]
     verifier.judge(active(Registration(S390X.name, "/opt/q", Flags()), verify=False))
     assert len(rig.probed) == 2
+
+
+def test_a_file_proven_on_another_kernel_or_failed_is_probed_as_often_as_a_new_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verdicts are the kernel's: under a new one, a file proven before runs its probe RUNS
+    times, as a new file's trial does (a crash that comes and goes depends on the kernel); so
+    does one whose last verdict failed. Otherwise once: it was tried before it was registered."""
+    from multiarchd import identity
+    from multiarchd.host.probing import RUNS
+    from multiarchd.service.proven import Proven
+    emu = tmp_path / "emu"
+    emu.write_bytes(b"a" * 100)
+    reg = Registration("multiarch-s390x", str(emu), Flags.parse("F"), b"\x7fELF", None)
+    kept = str(tmp_path / "verdicts.json")
+    asked: list[tuple[list[str], int]] = []
+    answer = "ok"
+
+    def start() -> None:
+        def probe(arches: list[str], runs: int) -> list[Verdict]:
+            asked.append((arches, runs))
+            return [Verdict(a, answer, "probe ran") for a in arches]
+        Verifier(probe, FakeLog(), Inline(), proven=Proven(kept)).judge(active(reg))
+    start()
+    assert asked == [(["s390x"], 1)]  # nothing kept: once
+    start()
+    assert len(asked) == 1  # proven at an earlier start, on this kernel
+    monkeypatch.setattr(identity, "kernel", lambda: "6.99.0 #1 SMP")
+    answer = "failed"
+    start()
+    assert asked[-1] == (["s390x"], RUNS)  # proven on another kernel only
+    answer = "ok"
+    start()
+    assert asked[-1] == (["s390x"], RUNS)  # failed last time
+    start()
+    assert len(asked) == 3  # proven now, on this kernel
 
 
 def test_a_hung_probe_holds_up_nothing_and_its_verdict_shows_when_it_comes(

@@ -4,6 +4,7 @@ and says what happened; an emulator that crashes now and then is held, not taken
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -146,6 +147,32 @@ def test_an_emulator_that_crashes_one_run_in_four_is_held(
     assert counter.read_text().strip() == "4"  # (it ran three times before: taken, before)
     # The kernel still runs the QEMU it opened at registration.
     assert binfmt.exec(str(busybox["s390x"]), "uname", "-m").stdout == "s390x\n"
+
+
+def test_under_a_new_kernel_a_verified_emulator_is_tried_as_often_as_a_new_file(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, start_daemon: DaemonStarter,
+        trusted_dir: Path, tmp_path: Path) -> None:
+    """A file proven at an earlier start on another kernel (its kept verdict says so) is not
+    believed on this one after one run: a file that crashes one run in four is caught."""
+    counter = trusted_dir / "count"
+    counter.write_text("0")
+    (trusted_dir / "emu").mkdir()
+    emu = _flaky(trusted_dir / "emu", counter, str(QEMU))
+    path = policy(f"arches:\n  s390x: {{interpreter: {emu}}}\n")
+    d = start_daemon(path, binfmt, inside=True)
+    d.wait_notify("STATUS=converged: 1 active (1 verified)")
+    assert d.stop() == 0 and counter.read_text().strip() == "1"  # (its first run passes)
+    verdicts = tmp_path / "cache" / "verdicts.json"
+    kept = json.loads(verdicts.read_text())
+    kept["s390x"][1] = kept["s390x"][1].replace(identity.kernel(), "6.1.0-99-amd64 #1 SMP")
+    verdicts.write_text(json.dumps(kept))  # as if proven under the kernel booted before
+    counter.write_text("0")
+    d = start_daemon(path, binfmt, inside=True)
+    said = d.wait_log(r"s390x: probe failed", timeout=60)
+    assert f"crashed with signal 11 (SIGSEGV) on run 4 of {RUNS}" in said, said
+    assert counter.read_text().strip() == "4"
+    d.wait_notify("STATUS=degraded: 0 active, 1 error")
+    assert not any("verified" in m for m in d.messages if m.startswith("STATUS=")), d.messages
 
 
 @pytest.mark.parametrize("hangs", [False, True], ids=["leaves a setsid child", "hangs"])

@@ -8,6 +8,7 @@ from dataclasses import replace
 from functools import partial
 
 from ..catalog import load_catalog
+from ..core.probes import Verdict
 from ..host.facts import host_arch
 from ..host.keep import remove_file, write_whole
 from ..host.native import native
@@ -39,7 +40,8 @@ def build_service(config: Config, options: Options, log: Log, dbus: bool = True,
     catalog = load_catalog()
     reconciler = Reconciler(config, options, BinfmtTable(config.binfmt_dir),
                             standard_place=config.binfmt_dir == DEFAULT_PATH)
-    probe = partial(verify, catalog=catalog, binfmt_dir=config.binfmt_dir)
+    def probe(arches: list[str], runs: int) -> list[Verdict]:
+        return verify(arches, catalog, config.binfmt_dir, runs)
     loop = GLibLoop()
     verifier = Verifier(probe, log, Workers(loop), proven=Proven())
     return Service(Parts(

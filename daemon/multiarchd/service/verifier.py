@@ -2,7 +2,9 @@
 
 A verdict holds only while the registration it was about is the one the policy still wants (a
 repair registers it again, so it is proven again). After a run, every active architecture without
-a valid verdict is probed, when the policy asks for verification, off the main loop: probes run
+a valid verdict is probed, when the policy asks for verification, off the main loop (once: it
+was tried before it was registered; as often as a new file is tried when its kept verdict is
+another kernel's or a failure, service/proven.py): probes run
 on worker threads (an emulator that hangs is killed after probing.TIMEOUT), and their verdicts
 come back to the main loop, which meanwhile answers, repairs and feeds the watchdog.
 """
@@ -17,12 +19,13 @@ from ..core.messages import Event, Message
 from ..core.probes import Verdict
 from ..core.report import State, with_verdicts
 from ..core.result import Result
+from ..host.probing import RUNS
 from ..model.registration import Registration
 from ..names import OWNED_PREFIX
 from .protocols import Background, Log
 from .proven import Proven
 
-Probe = Callable[[list[str]], list[Verdict]]  # run these architectures' probes now
+Probe = Callable[[list[str], int], list[Verdict]]  # run these architectures' probes now, N runs
 
 
 def _registered(result: Result | None) -> dict[str, Registration]:
@@ -58,7 +61,7 @@ class Verifier:
             todo = [s.name for s in result.report.statuses
                     if s.kind == "arch" and s.state is State.ACTIVE and s.name not in valid
                     and s.name not in self._running]
-            self._start(todo, result, report=True)
+            self._start(todo, result, report=True, runs=self._runs(result))
         return self.apply(result)
 
     def apply(self, result: Result) -> Result:
@@ -70,8 +73,18 @@ class Verifier:
         """Run these probes now (as `multiarchctl test` asks); `done` gets the verdicts."""
         self._start(arches, result, report=False, done=done)
 
+    def _runs(self, result: Result) -> Callable[[str], int]:
+        """How many runs each architecture's probe takes (kept verdicts read now, at the
+        judgement, not on the workers)."""
+        registered = _registered(result)
+        doubted = {entry.removeprefix(OWNED_PREFIX) for entry, reg in registered.items()
+                   if self.proven is not None
+                   and self.proven.doubted(entry.removeprefix(OWNED_PREFIX), reg)}
+        return lambda arch: RUNS if arch in doubted else 1
+
     def _start(self, arches: list[str], result: Result | None, report: bool,
-               done: Callable[[list[Verdict]], None] | None = None) -> None:
+               done: Callable[[list[Verdict]], None] | None = None,
+               runs: Callable[[str], int] = lambda arch: 1) -> None:
         registered = _registered(result)  # what the verdicts will be about
         left = set(arches)
         verdicts: list[Verdict] = []
@@ -102,7 +115,7 @@ class Verifier:
 
         for arch in arches:  # one probe a worker: a hung one holds up no other
             self._running.add(arch)
-            self.background.run(partial(self._probe, arch), one(arch))
+            self.background.run(partial(self._probe, arch, runs(arch)), one(arch))
 
     def _recall(self, result: Result) -> None:
         """At start, the verdicts an earlier start proved for exactly these registrations and
@@ -116,9 +129,9 @@ class Verifier:
                 if (verdict := self.proven.recall(arch, reg)) is not None:
                     self._verdicts[arch] = (reg, verdict)
 
-    def _probe(self, arch: str) -> list[Verdict]:
+    def _probe(self, arch: str, runs: int) -> list[Verdict]:
         try:
-            return self.probe([arch])
+            return self.probe([arch], runs)
         except Exception as e:  # noqa: BLE001 - on a worker thread: a verdict, not a crash
             return [Verdict(arch, "failed", f"the probe could not be run: {e}")]
 
