@@ -35,8 +35,8 @@ from multiarchd.service.service import Parts, Service
 from multiarchd.service.trigger import Trigger
 from multiarchd.service.verifier import Verifier
 
-from tests.support.fakes import (Deferred, FakeBus, FakeLoop, FakeTable, FakeWatcher, Inline,
-                                 Notes, FakeLog, Script, result)
+from tests.support.fakes import (Answers, Deferred, FakeBus, FakeLoop, FakeTable, FakeWatcher,
+                                 Inline, Notes, FakeLog, Script, result)
 
 S390X = Registration("multiarch-s390x", "/usr/bin/qemu-s390x-static", Flags.parse("F"))
 WANT = Desired((Want("s390x", "arch", "multiarch-s390x", S390X),), ForeignMode.KEEP, ())
@@ -620,17 +620,7 @@ def test_every_explicit_ask_waits_for_a_half_written_policy_as_events_do(tmp_pat
 def test_a_reconcile_asked_for_is_answered_after_its_run(tmp_path: Path) -> None:
     rig = Rig(tmp_path, Script(result(changes=1)))
     rig.service.start()
-
-    class Answer:
-        def __init__(self) -> None:
-            self.got: list[object] = []
-
-        def value(self, value: object) -> None:
-            self.got.append(value)
-
-        def error(self, error: Exception) -> None:
-            self.got.append(error)
-    answer = Answer()
+    answer = Answers()
     rig.watcher.on_event(str(tmp_path / "etc" / "arches.yaml"), "modified")
     rig.loop.advance(0)
     rig.service.reconcile(answer)
@@ -641,7 +631,7 @@ def test_a_reconcile_asked_for_is_answered_after_its_run(tmp_path: Path) -> None
     assert isinstance(got, tuple) and got[0] == "converged" and len(got[1]) == 1
     rig.service.reconcile(answer)
     assert len(answer.got) == 2  # nothing being written: at once
-    pending = Answer()
+    pending = Answers()
     rig.watcher.on_event(str(tmp_path / "etc" / "arches.yaml"), "modified")
     rig.loop.advance(0)
     rig.service.reconcile(pending)

@@ -95,6 +95,19 @@ class Inline:
         then(work())
 
 
+class Answers:
+    """A Reply (an answer owed to a D-Bus caller) that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.got: list[object] = []
+
+    def value(self, value: object) -> None:
+        self.got.append(value)
+
+    def error(self, error: Exception) -> None:
+        self.got.append(error)
+
+
 class Deferred:
     """Background work held until the test lets it finish, as a hung probe would be."""
 

@@ -107,7 +107,7 @@ def same_table(binfmt_dir: str) -> bool:
 
 def verify(arches: Iterable[str], catalog: Catalog, binfmt_dir: str = EXEC_TABLE,
            runs: int = 1) -> list[Verdict]:
-    names = list(arches)
+    names = list(dict.fromkeys(arches))  # each once, in the order first named
     if not same_table(binfmt_dir):
         return [Verdict(a, "untested", f"the table at {binfmt_dir} is not the one exec uses "
                                        f"here ({EXEC_TABLE})") for a in names]
