@@ -24,7 +24,7 @@ def test_the_verifier_probes_a_name_given_200000_times_once_and_answers_once() -
     last name's sorted the whole list again with list.index: quadratic, 330 MB, minutes."""
     probed: list[list[str]] = []
 
-    def probe(arches: list[str]) -> list[Verdict]:
+    def probe(arches: list[str], runs: int) -> list[Verdict]:
         probed.append(arches)
         return [Verdict(a, "ok", "probe ran") for a in arches]
     background = Deferred()
