@@ -13,21 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, settings
 
 from tests.support.binfmt import PrivateBinfmt
+from tests.support import fuzz
 from tests.support.bus import PrivateBus
 from tests.support.commands import DaemonStarter, PolicyWriter
 from tests.support.daemon import DaemonProcess, start_daemon as start
 from tests.support.journal import PrivateJournal
 from tests.support.paths import BUSYBOX_CACHE, FOREIGN, REPO
 
-# Fuzzers: a few thousand examples in every run; many more with MULTIARCH_LONG_TESTS=1.
-settings.register_profile("suite", max_examples=2000, deadline=None, derandomize=True,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("long", max_examples=50_000, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("long" if os.environ.get("MULTIARCH_LONG_TESTS") else "suite")
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Fuzzers: a few thousand examples in every run of the suite, a few dozen in the fast lane,
+    # many more with MULTIARCH_LONG_TESTS=1 (tests/support/fuzz.py).
+    fuzz.load(fuzz.lane_of(config.getoption("markexpr") or "",
+                           bool(os.environ.get("MULTIARCH_LONG_TESTS"))))
+
 
 # Fixtures that need root and real parts: a test using one is marked for them (pytest -m fast
 # leaves it out; what is left runs as any user).

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from multiarchd.cli.multiarchd import light_arguments, parser
 
+from tests.support.fuzz import examples
+
 FLAGS = ["--once", "--no-dbus", "--no-mount", "--private"]
 VALUED = ["--config", "--binfmt-dir", "--log-target"]
 VALUES = st.sampled_from(["/etc/multiarch/arches.yaml", "/tmp/a b.yaml", "x", "auto", "journal",
@@ -25,7 +27,7 @@ def flatten(words: list[str | list[str]]) -> list[str]:
     return [w for word in words for w in (word if isinstance(word, list) else [word])]
 
 
-@settings(max_examples=3000)
+@settings(max_examples=examples(3000))
 @given(st.lists(WORDS, max_size=6).map(flatten))
 def test_the_light_reading_is_argparses_wherever_it_reads(argv: list[str]) -> None:
     light = light_arguments(argv)

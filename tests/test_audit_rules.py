@@ -18,6 +18,8 @@ from multiarchd.model.host import FileId, FileState
 from multiarchd.model.registration import Registration
 from multiarchd.model.observed import Entry, Observed
 
+from tests.support.fuzz import examples
+
 CATALOG = load_catalog()
 X86 = CATALOG.arches["x86_64"]
 FACTS = AuditFacts(native=(("any static x86_64 program", build(X86)),),
@@ -182,7 +184,7 @@ def registrations(draw: st.DrawFn) -> Registration:
     return Registration("r", "/opt/i", Flags(), bytes(data), mask, offset)
 
 
-@settings(max_examples=500)  # (each tries 256 values a byte, for four headers)
+@settings(max_examples=examples(500))  # (each tries 256 values a byte, for four headers)
 @given(registrations())
 def test_could_take_is_the_byte_rule(reg: Registration) -> None:
     for header in HEADERS:

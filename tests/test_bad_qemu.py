@@ -21,6 +21,7 @@ from multiarchd.host.cpu_models import is_guarded_file
 from tests.support.binfmt import PrivateBinfmt
 from tests.support.bus import PrivateBus
 from tests.support.commands import DaemonStarter, PolicyWriter, run, state_of
+from tests.support.fuzz import examples
 from tests.test_boot_record import boot
 
 QEMU = Path("/usr/bin/qemu-aarch64-static")
@@ -83,7 +84,7 @@ def test_any_bytes_are_carried_or_refused_with_a_reason(data: bytes) -> None:
                                           lambda at, n: data[at:at + n]) is False
 
 
-@settings(max_examples=800)  # (each made image is 64 KiB: its segment is page-aligned)
+@settings(max_examples=examples(800))  # (each made image is 64 KiB: its segment is page-aligned)
 @given(damaged())
 def test_any_damaged_header_is_carried_or_refused_with_a_reason(image: bytes) -> None:
     made = built(image)
@@ -105,7 +106,7 @@ def test_a_guarded_file_is_known_from_its_headers_and_stub_read_not_mapped(
     assert not is_guarded_file(str(trusted_dir / "fifo"))
 
 
-@settings(max_examples=25)
+@settings(max_examples=examples(25))
 @given(st.integers(0, 2**24))
 def test_qemu_cut_anywhere_is_refused_as_broken(cut: int) -> None:
     whole = QEMU.read_bytes()

@@ -12,6 +12,8 @@ from multiarchd.kernel.entryfile import parse_entry
 from multiarchd.model.flags import Flags
 from multiarchd.model.registration import Registration, printable
 
+from tests.support.fuzz import examples
+
 
 @pytest.mark.parametrize("given,normal", [
     ("", ""), ("FP", "PF"), ("C", "OC"), ("FCOP", "POCF"), ("PP", "P"),
@@ -85,7 +87,7 @@ def test_fields_are_read_exactly_as_bytes() -> None:
     assert os.fsencode(e.registration.interpreter) == b"/opt/q \xff\x0b "
 
 
-@settings(max_examples=2000)
+@settings(max_examples=examples(2000))
 @given(st.text(), st.binary(max_size=600))
 def test_any_bytes_in_any_entry_are_read_never_raise(name: str, data: bytes) -> None:
     e = parse_entry(name, data)
@@ -100,7 +102,7 @@ def test_unknown_flags_of_a_newer_kernel_are_ignored() -> None:
     assert e.registration.flags == Flags.parse("PF")
 
 
-@settings(max_examples=1000)
+@settings(max_examples=examples(1000))
 @given(st.binary(min_size=1, max_size=16), st.data(), st.integers(0, 8),
        st.binary(max_size=40))
 def test_a_match_is_the_kernel_s_byte_by_byte_rule(magic: bytes, data: st.DataObject,

@@ -20,6 +20,7 @@ from multiarchd.model.registration import owned
 from multiarchd.reconciler.run import reconcile_once
 
 from tests.support.binfmt import PrivateBinfmt
+from tests.support.fuzz import examples
 
 LONG = bool(os.environ.get("MULTIARCH_LONG_TESTS"))
 FILE_NAME = st.text(st.characters(codec="utf-8", blacklist_characters="/\0"),
@@ -66,7 +67,7 @@ def entries(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @pytest.mark.kernel
-@settings(max_examples=20_000 if LONG else 500,
+@settings(max_examples=examples(20_000 if LONG else 500),
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(custom=st.lists(entries(), min_size=1, max_size=4, unique_by=lambda e: e["name"]))
 def test_what_the_policy_accepts_the_kernel_takes_and_gives_back(

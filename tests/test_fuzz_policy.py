@@ -18,6 +18,8 @@ from multiarchd.model.registration import MAX_NAME, MAX_REGISTER, STAND_IN, Regi
 from multiarchd.names import OWNED_PREFIX
 from multiarchd.policy.files import Unreadable, decode, policy_from
 
+from tests.support.fuzz import examples
+
 CATALOG = load_catalog()
 MAIN = "/etc/multiarch/arches.yaml"
 
@@ -113,7 +115,7 @@ PLACES = ["arches: all\nupdated: {v}\n", "arches: {{s390x: {{enabled: {v}}}}}\n"
           "interpreter: /usr/bin/true}}\n", "arches: {{{v}: {{}}}}\n", "{v}\n"]
 
 
-@settings(max_examples=max(14_000, settings().max_examples))  # the class that once raised
+@settings(max_examples=examples(max(14_000, settings().max_examples)))  # the class that once raised
 @given(st.sampled_from(PLACES), yaml_scalars)
 def test_any_yaml_scalar_in_any_place(place: str, value: str) -> None:
     well_said(read(place.format(v=value).encode()))

@@ -31,6 +31,7 @@ from tests.support.binfmt import PrivateBinfmt
 from tests.support.bus import PrivateBus
 from tests.support.commands import DaemonStarter, PolicyWriter
 from tests.support.fakes import FakeLog
+from tests.support.fuzz import examples
 from tests.support.inotify import wait_for_file
 from tests.support.paths import BIN, DEFAULT_POLICY, REPO
 
@@ -71,7 +72,7 @@ def _status(name: str, state: State, cpu: str = "") -> Status:
 ARCHES = sorted(load_catalog().arches)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(ARCHES) | st.text(max_size=80),
                           st.sampled_from(list(State)), st.text(max_size=200)), max_size=12),
        st.booleans())
