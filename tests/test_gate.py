@@ -3,7 +3,7 @@ what a failed trial or a pin makes of the entry in the plan, the report and the 
 
 from __future__ import annotations
 
-from multiarchd.core.gate import changes, gated, pinned
+from multiarchd.core.gate import changes, gated, nothing_to_release, pinned
 from multiarchd.core.metrics import Counters, textfile
 from multiarchd.core.plan import plan
 from multiarchd.core.probes import Verdict
@@ -99,3 +99,37 @@ def test_while_a_file_is_tried_off_the_loop_the_entry_stays_as_it_is() -> None:
     assert plan(trying, observed, OPENED).actions == ()
     [s] = [s for s in build_report(trying, observed).statuses if s.name == "s390x"]
     assert s.state is State.ACTIVE
+
+
+def test_hold_true_shows_in_status_before_anything_is_held() -> None:
+    """An admin reading status learns that a new file of this interpreter will wait for them,
+    before the day it does (the policy's own words)."""
+    observed = Observed((entry(reg("s390x")),))
+    [s] = [s for s in build_report(_desired(hold=True), observed).statuses if s.name == "s390x"]
+    assert s.state is State.ACTIVE, s
+    assert s.message.startswith("hold: true: ") and "multiarchctl release s390x" in s.message
+    [s] = [s for s in build_report(_desired(), observed).statuses if s.name == "s390x"]
+    assert "hold" not in s.message
+
+
+def test_release_says_hold_true_as_the_policy_does() -> None:
+    """The words of `release` where nothing waits: never "not held by hold: true" for an
+    architecture whose policy says `hold: true`."""
+    observed = Observed((entry(reg("s390x")),))
+    [want] = [w for w in _desired(hold=True).wants if w.label == "s390x"]
+    said = nothing_to_release("s390x", want, "active")
+    assert said == ("s390x: nothing to release: hold: true holds no new file of its "
+                    "interpreter yet (its state is active)")
+    [plain] = [w for w in _desired().wants if w.label == "s390x"]
+    assert "the policy does not say hold: true for it (its state is active)" in \
+        str(nothing_to_release("s390x", plain, "active"))
+    assert nothing_to_release("s390x", None, None) == \
+        "s390x: nothing to release: it is not in the policy"
+    [c] = changes(_desired(hold=True), observed, OPENED)
+    [held] = [w for w in gated(_desired(hold=True), [c], {}, {"multiarch-s390x"}).wants
+              if w.label == "s390x"]
+    assert nothing_to_release("s390x", held, "held") is None  # release takes it
+    failed = gated(_desired(), changes(_desired(), observed, OPENED),
+                   {"multiarch-s390x": FAILED}, ())
+    [w] = [w for w in failed.wants if w.label == "s390x"]
+    assert "held, but not by hold: true: the new" in str(nothing_to_release("s390x", w, "held"))

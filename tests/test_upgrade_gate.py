@@ -151,8 +151,11 @@ def test_hold_true_keeps_the_old_file_until_released(
     def ctl(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(BIN / "multiarchctl"), *args], capture_output=True, text=True,
                               env=env, timeout=60)
-    r = ctl("release", "s390x")  # nothing is held yet
-    assert r.returncode == 1 and "s390x is not held by hold: true; its state is active" in \
+    status = ctl("status")  # nothing is held yet, and status says that it would be
+    assert state_of(status.stdout, "s390x") == "active" and "hold: true: a new file" in \
+        status.stdout, status.stdout
+    r = ctl("release", "s390x")
+    assert r.returncode == 1 and "s390x: nothing to release: hold: true holds no new file" in \
         r.stderr, r.stderr
     since = d.mark()
     _rename_over(QEMU, emu)  # a good file, but pinned
@@ -163,7 +166,7 @@ def test_hold_true_keeps_the_old_file_until_released(
     with loops.running(binfmt, busybox["s390x"], "s390x", tmp_path) as counts:
         since = d.mark()
         r = ctl("release", "s390x")
-        assert (r.returncode, r.stdout.split(":")[:2]) == (0, ["s390x", " active\n"]), r
+        assert (r.returncode, r.stdout.split(":")[:3]) == (0, ["s390x", " active", " hold"]), r
         d.wait_log(r"replaced multiarch-s390x: .* was replaced on disk", since)
     assert all(n > 0 and wrong == 0 for n, wrong in counts), counts
     # Released once: the next new file is held again.

@@ -107,3 +107,23 @@ def gated(desired: Desired, changed: Iterable[Change], verdicts: Mapping[str, Ve
     if not held:
         return desired
     return replace(desired, wants=tuple(held.get(w.entry, w) for w in desired.wants))
+
+
+def nothing_to_release(arch: str, want: Want | None, state: str | None,
+                       message: str = "") -> str | None:
+    """Why `multiarchctl release ARCH` has nothing to take, in the policy's own words (`state`,
+    `message`: the architecture's status, None when it has none); None when a new file that
+    `hold: true` holds waits, which release takes (still tried on its probe first)."""
+    if want is not None and want.verdict is Why.HELD and want.hold:
+        return None
+    if want is None or state is None:
+        return f"{arch}: nothing to release: it is not in the policy"
+    if want.verdict is Why.HELD:
+        return (f"{arch}: nothing to release: it is held, but not by hold: true: {want.message} "
+                "(release never takes a file that fails)")
+    if want.hold:
+        return (f"{arch}: nothing to release: hold: true holds no new file of its interpreter "
+                f"yet (its state is {state})")
+    said = f"{state}: {message}" if message else state
+    return f"{arch}: nothing to release: the policy does not say hold: true for it (its state " \
+           f"is {said})"

@@ -143,12 +143,19 @@ def _shadowing(entry: Entry, observed: Observed) -> tuple[list[Entry], list[Entr
 
 def _status(want: Want, observed: Observed, failure: str | None) -> Status:
     state, message = _state(want, observed, failure)
+    if want.hold and state is State.ACTIVE:  # said before the day it holds, in the policy's words
+        message = "; ".join(m for m in (_holding(want.label), message) if m)
     reg = want.registration
     # Made whole (not by dataclasses.replace, several times slower): one per entry per run.
     return Status(name=want.label, kind=want.kind, state=state, entry=want.entry,
                   interpreter=want.interpreter or "", emulator=want.emulator or "",
                   flags=str(reg.flags) if reg else "", message=message, explicit=want.explicit,
                   cpu=want.cpu or "")
+
+
+def _holding(arch: str) -> str:
+    return (f"hold: true: a new file of its interpreter waits for `multiarchctl release {arch}`; "
+            "the kernel keeps running this one")
 
 
 def _state(want: Want, observed: Observed, failure: str | None) -> tuple[State, str]:

@@ -17,7 +17,7 @@ from .. import __version__
 from ..core.metrics import Counters
 from ..core.messages import (Event, Message, change_messages, conflict_message, finding_message,
                              problem_messages, state_message)
-from ..core.desired import Why
+from ..core.gate import nothing_to_release
 from ..core.explain import Explanation, Program, explain, shebang
 from ..core.plan import Outcome, Plan
 from ..core.probes import Verdict
@@ -261,12 +261,10 @@ class Service:
         want = self.last.desired.want(entry) if self.last and self.last.desired else None
         status = next((s for s in self.report.statuses if s.entry == entry), None) \
             if self.report else None
-        if want is None or status is None or want.verdict is not Why.HELD or not want.hold:
-            said = f"its state is {status.state.value}: {status.message}" if status else \
-                "it is not in the policy"
-            if want is not None and want.verdict is Why.HELD:
-                said = f"it is held: {want.message} (release never takes a file that fails)"
-            reply.error(NotHeld(f"{arch} is not held by hold: true; {said}"))
+        refused = nothing_to_release(arch, want, status.state.value if status else None,
+                                     status.message if status else "")
+        if refused is not None:
+            reply.error(NotHeld(refused))
             return
         self.reconciler.history.released.add(entry)
 
