@@ -20,6 +20,7 @@ target. Everything runs in private binfmt_misc instances; the host's table is no
   memory            RSS with D-Bus, and its growth over many repairs and policy edits.
 
 Usage: .venv/bin/python -m bench.summary [--trials 30] [--reactions 200] [--quick]
+                                          [--write docs/benchmarks.md]   (bench/page.py)
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import page
 from bench.bytecode import make_current
 from bench.daemon import thread_stats
 from bench.stats import in_turn, median, ms, percentile
@@ -45,7 +47,7 @@ from tests.support.inotify import IN_DELETE, IN_MODIFY, Inotify
 from tests.support.paths import DEFAULT_POLICY
 
 MULTIARCHD = str(Path(sys.executable).parent / "multiarchd")
-Row = tuple[str, str, str, str, str]  # what, figure, yardstick, ratio, target
+Row = page.Row
 
 
 def compared(what: str, figure: float, name: str, yardstick: float, target: str) -> Row:
@@ -285,8 +287,11 @@ def main() -> None:
     parser.add_argument("--reactions", type=int, default=200)
     parser.add_argument("--quick", action="store_true",
                         help="fewer trials, repairs and edits (a minute or so)")
+    parser.add_argument("--write", metavar="PATH", type=Path,
+                        help="also write the figures as a Markdown page (docs/benchmarks.md)")
     args = parser.parse_args()
     make_current()
+    load = os.getloadavg()[0]
     trials, reacts = (8, 40) if args.quick else (args.trials, args.reactions)
     repairs, edits = (500, 50) if args.quick else (10_000, 1_000)
     rows: list[Row] = []
@@ -296,11 +301,14 @@ def main() -> None:
         rows += scaling(trials, tmp)
         rows += reactions(reacts, tmp)
         rows += idle_and_memory(tmp, repairs, edits)
-    header: Row = ("what", "figure", "yardstick (same run)", "ratio", "target")
+    header = page.HEADER
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
     print(f"multiarchd {os.uname().machine}, {os.cpu_count()} CPUs, kernel {os.uname().release}")
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    if args.write:
+        page.write(args.write, rows, f"{trials} trials, {reacts} reactions, {repairs} repairs, "
+                   f"{edits} edits" + (" (--quick)" if args.quick else ""), load)
 
 
 if __name__ == "__main__":

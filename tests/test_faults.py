@@ -1,5 +1,5 @@
 """Faults and hostile input against the real kernel and a running daemon: what a hostile tester
-tried, each with what it gets (README, "Bad input and faults")."""
+tried, each with what it gets (docs/faults.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Every kind of journal message has its own MESSAGE_ID, explained in the message catalog that
-journalctl reads, and listed in the README."""
+journalctl reads, and listed in multiarchd(8)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def test_every_message_id_is_unique_explained_and_listed() -> None:
     for text in entries.values():
         head, _, body = text.partition("\n\n")
         assert "Subject: " in head and "Defined-By: multiarchd" in head and body.strip()
-    readme = (REPO / "README.md").read_text()
-    assert [i for i in ids if f"`{i}`" not in readme] == []
+    page = (REPO / "man" / "multiarchd.8").read_text()
+    assert [i for i in ids if f".B {i}\n" not in page] == []
 
 
 def test_journalctl_reads_the_catalog(tmp_path: Path) -> None:

@@ -72,7 +72,7 @@ def test_rpm_spec_parses_and_installs_files_that_exist() -> None:
     assert parsed.returncode == 0, parsed.stderr
     assert f"Version:        {__version__}" in parsed.stdout
     sources = re.findall(r"^install -Dpm \d+ (\S+) ", spec.read_text(), re.M)
-    assert len(sources) == 12
+    assert len(sources) == 13  # (the D-Bus API's man page is the 13th)
     for src in sources:
         assert (REPO / src).is_file(), src
 
@@ -150,7 +150,8 @@ def test_kubernetes_manifests_validate_against_the_schemas(tmp_path: Path) -> No
     assert check.returncode == 0, check.stdout
 
 
-@pytest.mark.parametrize("page", ["multiarchd.8", "multiarchctl.1", "arches.yaml.5"])
+@pytest.mark.parametrize("page", ["multiarchd.8", "multiarchctl.1", "arches.yaml.5",
+                                  "io.github.multiarchd1.5"])
 def test_man_pages_render_without_warnings(page: str) -> None:
     r = subprocess.run(["groff", "-man", "-ww", "-z", str(REPO / "man" / page)],
                        capture_output=True, text=True)
@@ -209,7 +210,8 @@ def yaml_blocks(markdown: str) -> list[str]:
 def test_schema_accepts_the_shipped_default_and_the_readme_examples() -> None:
     jsonschema.Draft7Validator.check_schema(SCHEMA)
     docs = [yaml.safe_load((REPO / "config" / "arches.yaml").read_text())]
-    docs += [yaml.safe_load(b) for b in yaml_blocks((REPO / "README.md").read_text())]
+    for guide in ("README.md", "docs/admin.md"):
+        docs += [yaml.safe_load(b) for b in yaml_blocks((REPO / guide).read_text())]
     assert len(docs) >= 2
     for doc in docs:
         jsonschema.validate(doc, SCHEMA)
@@ -240,6 +242,7 @@ def test_deb_declares_what_debian_provides(deb: Path) -> None:
                  "./usr/share/dbus-1/interfaces/io.github.multiarchd1.Manager.xml",
                  "./usr/share/polkit-1/actions/io.github.multiarchd1.policy",
                  "./usr/share/man/man8/multiarchd.8.gz",
+                 "./usr/share/man/man5/io.github.multiarchd1.5.gz",
                  "./usr/share/dbus-1/system.d/io.github.multiarchd1.conf",
                  "./usr/share/bash-completion/completions/multiarchctl", "./usr/bin/multiarchctl"):
         assert path in files, path

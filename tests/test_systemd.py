@@ -162,9 +162,9 @@ def test_apt_remove_leaves_no_entry_and_logs_no_error(deb: Path, tmp_path: Path)
         c.copy_in(deb, "/root/multiarchd.deb")
         c.run("dpkg", "-i", "/root/multiarchd.deb")
         assert state(c) == 's "converged"'
-        # The README's metrics drop-in starts where node-exporter's directory does not exist.
-        readme = (REPO / "README.md").read_text()
-        dropin = re.search(r"\(`systemctl edit multiarchd`\):\n\n```ini\n(.*?)```", readme,
+        # The guide's metrics drop-in starts where node-exporter's directory does not exist.
+        guide = (REPO / "docs" / "admin.md").read_text()
+        dropin = re.search(r"\(`systemctl edit multiarchd`\):\n\n```ini\n(.*?)```", guide,
                            re.S)
         assert dropin is not None
         conf = c.merged / "etc/systemd/system/multiarchd.service.d/metrics.conf"
