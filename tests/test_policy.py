@@ -206,6 +206,20 @@ def test_bad_input_is_named_by_file_line_column(
     assert p.rejected is (scope is None)
 
 
+def test_a_spoiled_entry_names_its_problem_s_place_not_a_direction(
+        policy: PolicyWriter) -> None:
+    """status prints its table before the problems, the journal elsewhere: "(see above)"
+    pointed the wrong way; the entry's note names where the problem is instead."""
+    p = load(policy, "arches:\n  riscv64: {flags: [F, X]}\n"
+                     "custom:\n  - name: e\n    interpreter: /bin/true\n")
+    notes = {w.label: w.message for w in desired(p, CATALOG, Host("x86_64", {})).wants
+             if w.verdict is Why.ERROR}
+    main = p.problems[0].place.file
+    assert notes == {
+        "riscv64": f"its entry is left as it is until the policy error at {main}:2:24 is fixed",
+        "e": f"its entry is left as it is until the policy error at {main}:4:5 is fixed"}
+
+
 def test_missing_main_file_is_a_problem_not_an_empty_policy(tmp_path: Path) -> None:
     p = load_policy(str(tmp_path / "arches.yaml"), CATALOG)
     assert p.rejected

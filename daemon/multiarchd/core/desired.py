@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from .cpu_image import HOSTS
@@ -140,7 +141,7 @@ def _arch_want(arch: Arch, policy: Policy, catalog: Catalog, host: Host,
                     message=f"runs natively on this {host.arch} host ({how})")
     if policy.spoiled("arch", arch.name):
         return Want(arch.name, "arch", entry, None, Why.ERROR, frozen=True, explicit=explicit,
-                    message="policy error (see above): its entry is left as it is")
+                    message=_left_as_it_is(policy.problems, ("arch", arch.name)))
     default_rule = ArchRule(arch=arch.name, place=Place(""))
     picked = _pick(arch, rule or default_rule, policy, catalog, host)
     emulator, interpreter = picked if picked else (None, None)
@@ -240,6 +241,13 @@ def _custom_want(rule: CustomRule, host: Host, problems: list[Problem]) -> Want:
                 host.ids.get(rule.interpreter), "custom", message, explicit=True)
 
 
+def _left_as_it_is(problems: Iterable[Problem], scope: tuple[str, str]) -> str:
+    """The note of an entry a policy problem spoils: where the problem is (status prints the
+    problems after its table, the journal apart: no "see above" holds everywhere)."""
+    places = ", ".join(dict.fromkeys(str(p.place) for p in problems if p.scope == scope))
+    return f"its entry is left as it is until the policy error at {places} is fixed"
+
+
 def desired(policy: Policy, catalog: Catalog, host: Host) -> Desired:
     problems = list(policy.problems)
     wants = [_arch_want(a, policy, catalog, host, problems) for a in catalog.arches.values()]
@@ -249,7 +257,7 @@ def desired(policy: Policy, catalog: Catalog, host: Host) -> Desired:
     # architecture's own entry)
     taken = {w.entry for w in wants}
     wants += [Want(name, "custom", OWNED_PREFIX + name, None, verdict=Why.ERROR, frozen=True,
-                   explicit=True, message="policy error (see above): its entry is left as it is")
+                   explicit=True, message=_left_as_it_is(policy.problems, ("custom", name)))
               for name in sorted(spoiled_custom) if OWNED_PREFIX + name not in taken]
     return Desired(wants=tuple(wants), foreign=policy.foreign, problems=tuple(problems),
                    tentative=bool(policy.problems))
