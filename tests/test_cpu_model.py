@@ -20,7 +20,7 @@ import pytest
 from multiarchd.core.cpu_image import CannotCarry, carried_model, with_cpu_model
 from tests.support import loops
 from tests.support.binfmt import PrivateBinfmt
-from tests.support.commands import run, state_of
+from tests.support.commands import PolicyWriter, run, state_of
 from tests.support.paths import BUSYBOX_CACHE, DEFAULT_POLICY, REPO
 from tests.test_opened import _dpkg_replace
 
@@ -225,6 +225,18 @@ def test_dpkgs_replace_of_the_qemu_makes_the_model_file_again_once(
     before, linked, staged, renamed, unlinked = made
     assert (linked, staged) == (before, before), made
     assert renamed != before and unlinked == renamed, made
+
+
+def test_a_cpu_edit_says_the_model_in_its_replace_line(
+        binfmt: PrivateBinfmt, policy: PolicyWriter, state_dir: Path) -> None:
+    """The file at the same path is made again for the new model: the replace line says which
+    model, not that a file was "replaced on disk" as an upgrade would."""
+    once(binfmt, policy("arches:\n  aarch64: {cpu: cortex-a53}\n"))
+    r = once(binfmt, policy("arches:\n  aarch64: {cpu: cortex-a72}\n"))
+    said = [x for x in (r.stdout + r.stderr).splitlines() if "replaced multiarch-aarch64" in x]
+    assert len(said) == 1 and said[0].endswith(
+        f"replaced multiarch-aarch64: {state_dir}/cpu/aarch64 was made again for QEMU with -cpu "
+        "cortex-a72; F keeps the old file open until re-registered"), r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("kept", ["fifo", "cut short"])

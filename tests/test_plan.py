@@ -130,3 +130,19 @@ def test_interpreter_replaced_on_disk_is_re_registered_only_with_f() -> None:
         assert [(a.kind.value, a.entry) for a in plan(d, observed, {"multiarch-aarch64": "100:old"}).actions] == expect
         assert plan(d, observed, {"multiarch-aarch64": "200:new"}).actions == ()
         assert plan(d, observed, {}).actions == ()  # not known: trust what is registered
+
+
+def test_a_cpu_model_made_again_is_a_replace_that_names_the_model() -> None:
+    """A `cpu:` edit makes the file at the same path again (host/cpu_models.py): the line the
+    journal and `multiarchctl apply` show for it says which model the entry now carries."""
+    from dataclasses import replace
+    made = "/var/lib/multiarchd/cpu/aarch64"
+    d = want({"aarch64": {}})
+    r = reg("aarch64", interp=made)
+    d = replace(d, wants=tuple(replace(w, registration=r, cpu="cortex-a72", interpreter=made)
+                               if w.label == "aarch64" else w for w in d.wants),
+                remade=frozenset({"multiarch-aarch64"}))
+    [a] = plan(d, Observed((entry(r),)), {"multiarch-aarch64": "?"}).actions
+    assert (a.kind, a.entry) == (Kind.REPLACE, "multiarch-aarch64")
+    assert a.reason == (f"{made} was made again for QEMU with -cpu cortex-a72; F keeps the old "
+                        "file open until re-registered"), a.reason

@@ -126,9 +126,12 @@ def _owned_action(entry: Entry, name: str, desired: Desired, opened: Mapping[str
                       want.registration)
     was = opened.get(name)
     if was and not same_file(was, want.interpreter_id) and "F" in want.registration.flags:
+        # (a file of ours made again in this run: a `cpu:` edit, or a new QEMU under it)
+        how = f"made again for QEMU with -cpu {want.cpu or '(its own model)'}" \
+            if name in desired.remade else "replaced on disk"
         why = f"{NOT_KNOWN_WHY}: registered again, once" if was == NOT_KNOWN else \
-            f"{want.registration.interpreter} was replaced on disk; F keeps the old file open " \
-            "until re-registered"
+            f"{want.registration.interpreter} was {how}; F keeps the old file open until " \
+            "re-registered"
         return Action(Kind.REPLACE, name, why, want.registration)
     if not entry.enabled:
         return Action(Kind.ENABLE, name, "was disabled by someone else")
