@@ -27,7 +27,9 @@ def converged(c: BootedContainer, when: str) -> None:
 def test_install_reboot_downgrade_upgrade_under_load_reboot_remove_purge(
         deb: Path, tmp_path: Path) -> None:
     old, new = qemu_packages()
-    c = BootedContainer(tmp_path, name="multiarchd-life")
+    # (a cgroup of its own: another container booting beside it keeps the shared payload
+    # cgroup busy, and this one's cleanup would fail on it)
+    c = BootedContainer(tmp_path, name="multiarchd-life", own_cgroup=True)
     try:
         if installed(c, "qemu-user-static") != new.version:  # a host not up to date
             admin(c, "dpkg", "-i", str(new.path))
