@@ -61,7 +61,7 @@ class Verifier:
             todo = [s.name for s in result.report.statuses
                     if s.kind == "arch" and s.state is State.ACTIVE and s.name not in valid
                     and s.name not in self._running]
-            self._start(todo, result, report=True, runs=self._runs(result))
+            self._start(todo, result, report=True, runs=self._runs(result, todo))
         return self.apply(result)
 
     def apply(self, result: Result) -> Result:
@@ -73,13 +73,13 @@ class Verifier:
         """Run these probes now (as `multiarchctl test` asks); `done` gets the verdicts."""
         self._start(arches, result, report=False, done=done)
 
-    def _runs(self, result: Result) -> Callable[[str], int]:
-        """How many runs each architecture's probe takes (kept verdicts read now, at the
-        judgement, not on the workers)."""
+    def _runs(self, result: Result, arches: list[str]) -> Callable[[str], int]:
+        """How many runs each of these architectures' probes takes (kept verdicts read now, on
+        the loop, not on the workers)."""
         registered = _registered(result)
-        doubted = {entry.removeprefix(OWNED_PREFIX) for entry, reg in registered.items()
-                   if self.proven is not None
-                   and self.proven.doubted(entry.removeprefix(OWNED_PREFIX), reg)}
+        doubted = {a for a in arches if self.proven is not None
+                   and (reg := registered.get(OWNED_PREFIX + a)) is not None
+                   and self.proven.doubted(a, reg)}
         return lambda arch: RUNS if arch in doubted else 1
 
     def _start(self, arches: list[str], result: Result | None, report: bool,
