@@ -58,3 +58,22 @@ def test_the_demo_runs_the_foreign_busyboxes_and_writes_only_its_scratch(
     host = os.uname().machine
     assert ran == {b.dir: b.uname if b.arch not in ("x86_64", "i386") else host
                    for b in BUSYBOXES.values()}, out
+
+
+def test_every_busybox_is_pinned_to_its_debian_architecture_and_release() -> None:
+    """dev/foreign-busybox.sha256 pins one .deb for each line of dev/foreign-busybox, of that
+    Debian architecture and release (bookworm's busybox 1.35, trixie's 1.37), and a .deb the
+    cache holds is the pinned file."""
+    import hashlib
+    pins = {d: (s, p) for d, s, p in (
+        line.split() for line in (REPO / "dev" / "foreign-busybox.sha256").read_text()
+        .splitlines() if line.strip() and not line.startswith("#"))}
+    assert pins.keys() == BUSYBOXES.keys()
+    for b in BUSYBOXES.values():
+        sha, path = pins[b.dir]
+        assert re.fullmatch(r"[0-9a-f]{64}", sha) and path.endswith(f"_{b.debian}.deb"), path
+        assert path.startswith("pool/main/b/busybox/busybox-static_") and \
+            ("1.35.0" in path) == (b.release == "bookworm"), path
+        # (apt names its download with the epoch, 1%3a1.35.0-...; the pool without)
+        for cached in (DEV_CACHE / "debs" / b.release).glob(f"busybox-static_*_{b.debian}.deb"):
+            assert hashlib.sha256(cached.read_bytes()).hexdigest() == sha, cached
