@@ -444,11 +444,14 @@ def test_a_file_proven_on_another_kernel_or_failed_is_probed_as_often_as_a_new_f
     answer = "failed"
     start()
     assert asked[-1] == (["s390x"], RUNS)  # proven on another kernel only
-    answer = "ok"
+    answer = "untested"  # stopped with the service: what was kept stays
     start()
     assert asked[-1] == (["s390x"], RUNS)  # failed last time
+    answer = "ok"
     start()
-    assert len(asked) == 3  # proven now, on this kernel
+    assert asked[-1] == (["s390x"], RUNS)  # failed the time before
+    start()
+    assert len(asked) == 4  # proven now, on this kernel
 
 
 def test_a_hung_probe_holds_up_nothing_and_its_verdict_shows_when_it_comes(

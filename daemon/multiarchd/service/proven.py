@@ -63,9 +63,11 @@ class Proven:
         return about is not None and about[0][1:] != [about[1]]
 
     def remember(self, arch: str, reg: Registration, verdict: Verdict) -> None:
+        if verdict.result not in ("ok", FAILED):
+            return  # untested (stopped with the service, say): nothing learnt, what was kept stays
         file = _file(reg)
-        if verdict.result not in ("ok", FAILED) or file is None:
-            entry = None  # (untested: nothing learnt about the file)
+        if file is None:
+            entry = None
         else:
             entry = [reg.register_line(), f"{file} {identity.kernel()}",
                      *([] if verdict.ok else [FAILED])]
