@@ -21,7 +21,8 @@ from typing import Any
 from gi.repository import Gio, GLib
 
 NAME, PATH = "io.github.multiarchd1", "/io/github/multiarchd1"
-SIGNATURES = {"Get": "(ss)", "GetAll": "(s)", "Set": "(ssv)", "Test": "(as)", "Release": "(s)"}
+SIGNATURES = {"Get": "(ss)", "GetAll": "(s)", "Set": "(ssv)", "Test": "(as)", "Release": "(s)",
+              "Explain": "(sayb)"}
 
 
 def message(method: str, args: list[Any]) -> Gio.DBusMessage:
