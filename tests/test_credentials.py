@@ -247,6 +247,7 @@ def test_a_model_qemu_refuses_leaves_c_its_guard(
     assert not (d / "owned").exists()
 
 
+@pytest.mark.kernel  # its table is a binfmt_misc instance of its own: root and a user namespace
 def test_c_on_qemu_in_a_custom_entry_is_refused(table: FullBinfmt, tmp_path: Path) -> None:
     policy = tmp_path / "arches.yaml"
     policy.write_text("arches: {}\ncustom:\n  - name: s390x-too\n    magic: '\\x7fELF\\x02\\x02'\n"
