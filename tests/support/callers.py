@@ -8,7 +8,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,11 +77,11 @@ class Round:
 RUNS = {(None, f"{IFACE}.Reconcile"), (None, f"{IFACE}.Reload")}
 
 
-def every_method(bus: PrivateBus, pid: int, count: int, methods: Iterable[str] = (),
-                 seconds: float = 1800) -> Round:
-    """`count` calls of each method (all of EVERY, or those named) by nobody and by root, each
-    caller 16 calls in flight: every caller at once but root's runs, then those two at once;
-    every call must be answered."""
+def every_method(bus: PrivateBus, pid: int, count: int | Callable[[Caller], int],
+                 methods: Iterable[str] = (), seconds: float = 1800) -> Round:
+    """`count` calls of each method (all of EVERY, or those named; or as many as count(caller)
+    says) by nobody and by root, each caller 16 calls in flight: every caller at once but root's
+    runs, then those two at once; every call must be answered."""
     chosen: list[Caller] = [(user, m, a) for user in USERS for m, a in EVERY
               if not methods or m.rsplit(".", 1)[1] in methods]
     before, start, cpu = rss_kib(pid), time.monotonic(), cpu_seconds(pid)
@@ -93,13 +93,17 @@ def every_method(bus: PrivateBus, pid: int, count: int, methods: Iterable[str] =
 Caller = tuple[str | None, str, tuple[object, ...]]  # user (None: root), method, arguments
 
 
-def _at_once(bus: PrivateBus, count: int, callers: Sequence[Caller], seconds: float) -> None:
-    floods = {(user, method): flood(bus, "read", count, seconds, method, *args, user=user)
+def _at_once(bus: PrivateBus, count: int | Callable[[Caller], int], callers: Sequence[Caller],
+             seconds: float) -> None:
+    counts = {c[:2]: count if isinstance(count, int) else count(c) for c in callers}
+    floods = {(user, method): flood(bus, "read", counts[user, method], seconds, method, *args,
+                                    user=user)
               for user, method, args in callers}
     try:
         for (user, method), p in floods.items():
             sent, answered, _ = finished(p, seconds + 60)
-            assert sent == answered == count, (user or "root", method, sent, answered)
+            assert sent == answered == counts[user, method], (user or "root", method, sent,
+                                                              answered)
     finally:
         for p in floods.values():
             p.kill()
